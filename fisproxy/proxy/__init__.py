@@ -1,0 +1,1 @@
+"""mitmproxy addons: identification and fault application, the control-API host, streaming."""
