@@ -8,11 +8,18 @@ Names, as botocore keeps them apart:
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 from collections import defaultdict
+from collections.abc import Callable
 from functools import cache
+from typing import IO
 
+from botocore.exceptions import DataNotFoundError
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
+from botocore.utils import PRIORITY_ORDERED_SUPPORTED_PROTOCOLS
 
 
 @cache
@@ -34,8 +41,62 @@ def service_model(api: str) -> ServiceModel:
 
 @cache
 def _metadata() -> dict[str, dict]:
-    # Reading metadata needs the whole model file; this runs once, lazily, on first use.
-    return {api: loader().load_service_model(api, "service-2")["metadata"] for api in api_names()}
+    # Every model's `metadata` block, read without parsing whole models (~50 ms for 445 files
+    # instead of ~3.5 s): see `_read_metadata`.
+    return {api: _read_metadata(api) for api in api_names()}
+
+
+def _model_file(api: str) -> tuple[str, Callable[..., IO[bytes]]] | None:
+    # The file `Loader.load_service_model` would read: latest version, first search path.
+    version = loader().determine_latest_version(api, "service-2")
+    for base in loader().search_paths:
+        stem = os.path.join(base, api, version, "service-2")
+        if os.path.isfile(stem + ".json"):
+            return stem + ".json", open
+        if os.path.isfile(stem + ".json.gz"):
+            return stem + ".json.gz", gzip.open
+    return None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _read_metadata(api: str) -> dict:
+    """The model's `metadata`, decoded from the head of the (gzipped) model file.
+
+    botocore writes `metadata` before `operations`, so a few KiB suffice. Anything unexpected
+    (another layout, a customer model) falls back to botocore's full load. The sdk-extras merge
+    botocore applies to metadata (a `serviceId` for eks and secretsmanager) is applied too.
+    """
+    found = _model_file(api)
+    metadata = _metadata_from_head(*found) if found else None
+    if metadata is None:
+        return dict(loader().load_service_model(api, "service-2")["metadata"])
+    version = loader().determine_latest_version(api, "service-2")
+    try:
+        extras = loader().load_data(os.path.join(api, version, "service-2.sdk-extras"))
+    except DataNotFoundError:
+        extras = None
+    if extras:
+        metadata.update(extras.get("merge", {}).get("metadata", {}))
+    return metadata
+
+
+def _metadata_from_head(path: str, opener: Callable[..., IO[bytes]]) -> dict | None:
+    buf = b""
+    with opener(path, "rb") as fp:
+        while chunk := fp.read(8192):
+            buf += chunk
+            start = buf.find(b'"metadata"')
+            if start < 0:
+                continue
+            colon = buf.find(b":", start)
+            try:
+                value, _ = _DECODER.raw_decode(buf[colon + 1 :].decode("utf-8").lstrip())
+            except ValueError:  # incomplete object (or a split UTF-8 sequence): read more
+                continue
+            return value if isinstance(value, dict) else None
+    return None
 
 
 def signing_name(api: str) -> str:
@@ -84,3 +145,42 @@ def operation_names(service: str) -> frozenset[str]:
     for api in apis_for_service(service):
         names.update(service_model(api).operation_names)
     return frozenset(names)
+
+
+def metadata(api: str) -> dict:
+    """The model's `metadata` block (read-only; cheap, no full model load)."""
+    return _metadata()[api]
+
+
+def protocols(api: str) -> tuple[str, ...]:
+    """The protocols the model supports, in the model's order."""
+    md = _metadata()[api]
+    return tuple(md.get("protocols") or (md["protocol"],))
+
+
+def resolved_protocol(api: str) -> str:
+    """What `ServiceModel.resolved_protocol` returns for `api`, computed from metadata only."""
+    supported = protocols(api)
+    for protocol in PRIORITY_ORDERED_SUPPORTED_PROTOCOLS:
+        if protocol in supported:
+            return protocol
+    return _metadata()[api]["protocol"]
+
+
+def target_prefix(api: str) -> str | None:
+    """`X-Amz-Target` prefix (json) and rpc-v2-cbor path service segment, if the model has one."""
+    return _metadata()[api].get("targetPrefix")
+
+
+def api_version(api: str) -> str:
+    return _metadata()[api]["apiVersion"]
+
+
+@cache
+def apis_by_target_prefix() -> dict[str, tuple[str, ...]]:
+    index: dict[str, list[str]] = defaultdict(list)
+    for api in api_names():
+        prefix = target_prefix(api)
+        if prefix:
+            index[prefix].append(api)
+    return {name: tuple(apis) for name, apis in index.items()}
