@@ -1,0 +1,169 @@
+"""The action catalogue: ids, parameter validation naming the parameter, compiled rules."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from fisproxy.aws import catalog
+from fisproxy.fis.actions import (
+    ACTIONS,
+    LOCALSTACK_MESSAGE,
+    ParameterError,
+    get,
+    target_resource_types,
+)
+from fisproxy.fis.faults import FaultSpec, RuleSpec
+
+DESIGN_ACTIONS = [  # design.md section 5
+    "aws:fis:inject-api-internal-error", "aws:fis:inject-api-throttle-error",
+    "aws:fis:inject-api-unavailable-error", "aws:fis:wait", "localstack:generic:api-error",
+    "localstack:generic:latency", "fisproxy:api:latency", "fisproxy:api:error", "fisproxy:api:disconnect",
+]
+KNOWN_NOT_RUNNABLE = [  # fis-spec 3.3, a sample
+    "aws:ec2:reboot-instances", "aws:ec2:stop-instances", "aws:ecs:task-cpu-stress", "aws:eks:pod-delete",
+    "aws:ssm:send-command", "aws:network:disrupt-connectivity", "aws:lambda:invocation-add-delay",
+    "aws:cloudwatch:assert-alarm-state", "aws:ebs:pause-volume-io",
+]
+
+
+def test_registry_is_keyed_by_action_id() -> None:
+    assert all(spec.action_id == key for key, spec in ACTIONS.items())
+    for action_id in DESIGN_ACTIONS + ["localstack:kms:inject-api-internal-error"]:
+        assert ACTIONS[action_id].runnable, action_id
+    for action_id in KNOWN_NOT_RUNNABLE:
+        assert not ACTIONS[action_id].runnable, action_id
+        assert ACTIONS[action_id].rule({}) is None
+
+
+def test_unknown_action_names_close_matches() -> None:
+    with pytest.raises(ValueError, match=r'unknown action "aws:fis:wiat" \(did you mean aws:fis:wait\?\)'):
+        get("aws:fis:wiat")
+
+
+@pytest.mark.parametrize("kind", ["internal", "throttle", "unavailable"])
+def test_inject_api_compiles_to_an_error_of_its_kind(kind: str) -> None:
+    spec = ACTIONS[f"aws:fis:inject-api-{kind}-error"]
+    assert spec.targets == {"Roles": "aws:iam:role"}
+    params = {"service": "dynamodb", "operations": "PutItem, GetItem", "percentage": "25", "duration": "PT2M"}
+    spec.validate(params)
+    assert spec.rule(params) == RuleSpec(
+        services=frozenset({"dynamodb"}), operations=frozenset({"PutItem", "GetItem"}), region=None,
+        percentage=25.0, faults=(FaultSpec(kind="error", error_kind=kind),),  # type: ignore[arg-type]
+    )
+    assert spec.duration(params) == timedelta(minutes=2)
+    assert spec.duration({"service": "dynamodb"}) is None  # until the experiment stops
+    rule = spec.rule({"service": "sqs"})
+    assert rule is not None and rule.operations is None and rule.percentage == 100.0
+
+
+def test_wait_has_a_duration_and_no_rule() -> None:
+    spec = ACTIONS["aws:fis:wait"]
+    spec.validate({"duration": "PT2S"})
+    assert spec.duration({"duration": "PT2S"}) == timedelta(seconds=2)
+    assert spec.rule({"duration": "PT2S"}) is None
+    with pytest.raises(ParameterError, match="^duration: required"):
+        spec.validate({})
+
+
+def test_localstack_api_error_defaults_and_aliases() -> None:
+    spec = ACTIONS["localstack:generic:api-error"]
+    region_down = spec.rule({"region": "us-west-1", "errorCode": "503"})
+    assert region_down == RuleSpec(
+        services=None, operations=None, region="us-west-1", percentage=100.0,
+        faults=(FaultSpec(kind="error", error_kind="internal", status=503, code="InternalError",
+                          message=LOCALSTACK_MESSAGE),),
+    )
+    assert LOCALSTACK_MESSAGE == "Failing as per Fault Injection Service configuration"
+    for alias in ("operation", "api", "apiCall"):
+        params = {"service": "kms", alias: "ListKeys", "exception": "SomeTerribleException", "errorCode": "400"}
+        spec.validate(params)
+        rule = spec.rule(params)
+        assert rule is not None and rule.operations == frozenset({"ListKeys"}) and rule.services == frozenset({"kms"})
+        assert rule.faults[0].code == "SomeTerribleException" and rule.faults[0].status == 400
+    everything = spec.rule({"service": "dynamodb", "api": "all"})
+    assert everything is not None and everything.operations is None
+    spec.validate({"service": "all"})
+    assert spec.rule({"service": "all"}).services is None  # type: ignore[union-attr]
+
+
+def test_localstack_latency_and_kms() -> None:
+    latency = ACTIONS["localstack:generic:latency"].rule(
+        {"service": "dynamodb", "region": "us-east-1", "latencyMilliseconds": "5000"})
+    assert latency is not None and latency.faults == (FaultSpec(kind="latency", latency_ms=5000.0),)
+    assert latency.region == "us-east-1"
+    kms = ACTIONS["localstack:kms:inject-api-internal-error"].rule({"percentage": "50"})
+    assert kms is not None and kms.services == frozenset({"kms"}) and kms.percentage == 50.0
+    assert kms.faults[0].code == "InternalError" and kms.faults[0].status == 500
+
+
+def test_fisproxy_actions_compile_their_parameters() -> None:
+    lat = ACTIONS["fisproxy:api:latency"].rule({"service": "s3", "operations": "GetObject", "latencyMilliseconds": "200",
+                                                "jitterMilliseconds": "50", "phase": "response", "region": "eu-west-1"})
+    assert lat == RuleSpec(frozenset({"s3"}), frozenset({"GetObject"}), "eu-west-1", 100.0,
+                           (FaultSpec(kind="latency", phase="response", latency_ms=200.0, jitter_ms=50.0),))
+    err = ACTIONS["fisproxy:api:error"].rule({"statusCode": "429", "errorCode": "TooManyRequests", "message": "m",
+                                              "percentage": "10"})
+    assert err == RuleSpec(None, None, None, 10.0, (FaultSpec(kind="error", error_kind="internal", status=429,
+                                                              code="TooManyRequests", message="m"),))
+    default_err = ACTIONS["fisproxy:api:error"].rule({"service": "sqs"})
+    assert default_err is not None and default_err.faults[0].status is None and default_err.faults[0].code is None
+    disc = ACTIONS["fisproxy:api:disconnect"].rule({"mode": "hang"})
+    assert disc is not None and disc.faults == (FaultSpec(kind="disconnect", mode="hang"),)
+    assert ACTIONS["fisproxy:api:disconnect"].rule({}).faults[0].mode == "close"  # type: ignore[union-attr]
+
+
+BAD = [
+    ("aws:fis:inject-api-throttle-error", {"service": "dynamodb", "percentage": "150"},
+     'percentage: must be an integer 1-100, got "150"'),
+    ("aws:fis:inject-api-throttle-error", {"service": "dynamodb", "percentage": "12.5"}, "percentage: must be an integer"),
+    ("aws:fis:inject-api-throttle-error", {"service": "nosuch"}, 'service: unknown AWS service "nosuch"'),
+    ("aws:fis:inject-api-throttle-error", {"service": "ec2", "operations": "DescribeInstance"},
+     'operations: ec2 has no operation "DescribeInstance" \\(did you mean DescribeInstances'),
+    ("aws:fis:inject-api-throttle-error", {"service": "ec2", "duration": "PT0S"}, "duration: must be an ISO 8601"),
+    ("aws:fis:inject-api-throttle-error", {"service": "ec2", "duration": "PT12H1S"}, "duration: .* up to PT12H"),
+    ("aws:fis:wait", {"duration": "P1Y"}, "duration: must be an ISO 8601"),
+    ("fisproxy:api:latency", {}, "latencyMilliseconds: required"),
+    ("fisproxy:api:latency", {"latencyMilliseconds": "-1"}, "latencyMilliseconds: must be an integer 0-3600000"),
+    ("fisproxy:api:latency", {"latencyMilliseconds": "1", "phase": "before"},
+     'phase: must be one of request, response, got "before"'),
+    ("fisproxy:api:latency", {"latencyMilliseconds": "1", "operations": "GetItem"},
+     "operations: operation names need a service parameter"),
+    ("fisproxy:api:error", {"statusCode": "200"}, "statusCode: must be an integer 400-599"),
+    ("fisproxy:api:error", {"errorCode": "has space"}, "errorCode: must be an error code"),
+    ("fisproxy:api:disconnect", {"mode": "drop"}, "mode: must be one of close, reset, hang"),
+    ("fisproxy:api:disconnect", {"region": "mars"}, 'region: must be an AWS region like us-east-1, got "mars"'),
+    ("localstack:generic:api-error", {"service": "kms", "operation": "ListKey"}, 'operation: kms has no operation "ListKey"'),
+    ("localstack:generic:api-error", {"errorCode": "abc"}, "errorCode: must be an integer 400-599"),
+    ("localstack:generic:api-error", {"latency": "4"}, 'latency: localstack:generic:api-error has no parameter "latency"'),
+    ("localstack:generic:latency", {"service": "s3"}, "latencyMilliseconds: required"),
+    ("aws:ssm:send-command", {}, "documentArn: required by aws:ssm:send-command"),
+]
+
+
+@pytest.mark.parametrize(("action_id", "params", "message"), BAD)
+def test_bad_parameters_name_the_parameter(action_id: str, params: dict[str, str], message: str) -> None:
+    with pytest.raises(ParameterError, match="^" + message):
+        ACTIONS[action_id].validate(params)
+
+
+def test_non_runnable_actions_accept_undocumented_parameters() -> None:
+    ACTIONS["aws:ec2:stop-instances"].validate({"somethingNew": "x"})
+
+
+def test_service_names_signing_and_botocore() -> None:
+    spec = ACTIONS["fisproxy:api:latency"]
+    # `monitoring` is CloudWatch's signing name, `cloudwatch` its botocore name: both work.
+    for service in ("monitoring", "cloudwatch"):
+        spec.validate({"service": service, "operations": "PutMetricData", "latencyMilliseconds": "1"})
+    assert "PutMetricData" in catalog.operation_names("monitoring")
+
+
+def test_documentation_for_list_actions() -> None:
+    for spec in ACTIONS.values():
+        assert spec.description
+        assert all(doc.description for doc in spec.parameters.values())
+    types = target_resource_types()
+    assert types["aws:iam:role"].startswith("IAM role")
+    assert {t for s in ACTIONS.values() for t in s.targets.values()} == set(types)
