@@ -1,0 +1,564 @@
+"""The experiment engine, driven by a fake clock through `tick()`, on the real SQLite store.
+
+Stop conditions and log delivery run against a real moto server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fisproxy.aws.call import AwsCall
+from fisproxy.fis import upstream
+from fisproxy.fis.engine import Engine
+from fisproxy.fis.models import ExperimentTemplate
+from fisproxy.store import Store
+from tests.helpers import start_moto, stop
+
+T0 = 1_700_000_000.0
+ROLE_ARN = "arn:aws:iam::123456789012:role/fis"
+APP_ROLE = "arn:aws:iam::123456789012:role/app/app-role"
+OTHER_ROLE = "arn:aws:iam::123456789012:role/other"
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "state.sqlite")
+    yield s
+    s.close()
+
+
+def make_engine(store: Store, tmp_path: Path, clock: Clock, seed: int = 1, **kw: Any) -> Engine:
+    return Engine(store, state_dir=tmp_path, rng=random.Random(seed), clock=clock, **kw)
+
+
+@pytest.fixture
+def engine(store: Store, tmp_path: Path, clock: Clock) -> Engine:
+    return make_engine(store, tmp_path, clock)
+
+
+def template(actions: dict, targets: dict | None = None, **extra: Any) -> ExperimentTemplate:
+    return ExperimentTemplate.model_validate({
+        "id": "EXTtest", "description": "test", "roleArn": ROLE_ARN, "actions": actions,
+        "targets": targets or {}, "stopConditions": [{"source": "none"}], **extra,
+    })
+
+
+def latency(service: str = "dynamodb", duration: str | None = None, **params: str) -> dict:
+    p = {"service": service, "latencyMilliseconds": "100", **params}
+    if duration:
+        p["duration"] = duration
+    return {"actionId": "fisproxy:api:latency", "parameters": p}
+
+
+def error(service: str = "dynamodb", duration: str | None = None, **params: str) -> dict:
+    p = {"service": service, **params}
+    if duration:
+        p["duration"] = duration
+    return {"actionId": "fisproxy:api:error", "parameters": p}
+
+
+def wait(duration: str) -> dict:
+    return {"actionId": "aws:fis:wait", "parameters": {"duration": duration}}
+
+
+def call(service: str = "dynamodb", operation: str = "GetItem", region: str = "us-east-1",
+         access_key: str | None = "AKIADEFAULT", api: str | None = None) -> AwsCall:
+    return AwsCall(service=service, region=region, operation=operation, api=api, access_key=access_key)
+
+
+def start(engine: Engine, t: ExperimentTemplate, actions_mode: str = "run-all") -> str:
+    return engine.start_experiment(t, region="us-east-1", tags={"k": "v"}, actions_mode=actions_mode).id
+
+
+def states(engine: Engine, store: Store, exp_id: str) -> tuple[str, dict[str, str]]:
+    e = store.get_experiment(exp_id)
+    assert e is not None
+    return e.state.status, {n: a.state.status for n, a in e.actions.items()}
+
+
+def log_types(store: Store, exp_id: str) -> list[str]:
+    return [r["log_type"] for r in store.logs(exp_id)]
+
+
+# ---- lifecycle ----------------------------------------------------------------------------
+
+
+def test_full_lifecycle_with_start_after_and_wait(engine, store, clock, tmp_path):
+    t = template({"pause": wait("PT2S"), "slow": {**latency(duration="PT3S"), "startAfter": ["pause"]}})
+    e = engine.start_experiment(t, region="eu-west-1", tags={"k": "v"}, actions_mode="run-all")
+    assert e.id.startswith("EXP") and e.arn == f"arn:aws:fis:eu-west-1:123456789012:experiment/{e.id}"
+    assert (e.state.status, e.state.reason) == ("initiating", "Experiment is initiating.")
+    assert {n: (a.state.status, a.state.reason) for n, a in e.actions.items()} == {
+        "pause": ("pending", "Initial state."), "slow": ("pending", "Initial state.")}
+    assert e.tags == {"k": "v"} and e.experiment_template_id == "EXTtest" and e.role_arn == ROLE_ARN
+    assert store.get_experiment(e.id).state.status == "initiating"  # persisted at once
+    assert engine.active_count() == 1
+
+    engine.tick()
+    got = store.get_experiment(e.id)
+    assert (got.state.status, got.state.reason) == ("running", "Experiment is running.")
+    assert states(engine, store, e.id)[1] == {"pause": "running", "slow": "pending"}
+    assert got.start_time.timestamp() == pytest.approx(T0)
+    assert engine.match(call()) == []  # wait has no effect
+
+    clock.advance(1.9)
+    engine.tick()
+    assert states(engine, store, e.id)[1] == {"pause": "running", "slow": "pending"}
+    clock.advance(0.1)
+    engine.tick()
+    assert states(engine, store, e.id)[1] == {"pause": "completed", "slow": "running"}
+    faults = engine.match(call())
+    assert [(f.source, f.spec.kind, f.latency_ms) for f in faults] == [(f"{e.id}/slow", "latency", 100.0)]
+    assert not faults[0].stopped.is_set()
+
+    clock.advance(3)
+    engine.tick()
+    got = store.get_experiment(e.id)
+    assert (got.state.status, got.state.reason) == ("completed", "Experiment completed.")
+    assert {n: (a.state.status, a.state.reason) for n, a in got.actions.items()} == {
+        "pause": ("completed", "Action was completed."), "slow": ("completed", "Action was completed.")}
+    assert got.actions["slow"].start_time.timestamp() == pytest.approx(T0 + 2)
+    assert got.actions["slow"].end_time.timestamp() == pytest.approx(T0 + 5)
+    assert got.end_time.timestamp() == pytest.approx(T0 + 5)
+    assert faults[0].stopped.is_set()  # the proxy cuts waits short on it
+    assert engine.match(call()) == []
+    assert engine.active_count() == 0
+
+    types = log_types(store, e.id)
+    assert types == ["experiment-start", "action-start", "action-end", "action-start", "action-end",
+                     "experiment-end"]
+    records = store.logs(e.id)
+    assert all(r["version"] == "2" and r["id"] == e.id for r in records)
+    assert records[-1]["details"]["experiment_state"] == {"status": "completed", "reason": "Experiment completed."}
+    lines = (tmp_path / "logs" / f"{e.id}.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == records
+
+
+def test_parallel_actions_and_action_without_duration_runs_until_stop(engine, store, clock):
+    t = template({"a": latency(duration="PT1S"), "forever": error(service="s3"),
+                  "after": {**wait("PT1S"), "startAfter": ["forever"]}})
+    exp_id = start(engine, t)
+    engine.tick()
+    assert states(engine, store, exp_id)[1] == {"a": "running", "forever": "running", "after": "pending"}
+    clock.advance(3600)
+    engine.tick()
+    assert states(engine, store, exp_id) == ("running", {"a": "completed", "forever": "running",
+                                                         "after": "pending"})
+    assert [f.spec.kind for f in engine.match(call("s3", "GetObject"))] == ["error"]
+
+
+def test_stop_midway(engine, store, clock):
+    t = template({"inject": error(), "next": {**wait("PT1S"), "startAfter": ["inject"]}})
+    exp_id = start(engine, t)
+    engine.tick()
+    fault = engine.match(call())[0]
+    clock.advance(5)
+    stopped = engine.stop_experiment(exp_id)
+    assert (stopped.state.status, stopped.state.reason) == ("stopping", "Stopping Experiment.")
+    assert {n: a.state.status for n, a in stopped.actions.items()} == {"inject": "running", "next": "pending"}
+    assert fault.stopped.is_set() and engine.match(call()) == []  # faults end at once
+    assert store.get_experiment(exp_id).state.status == "stopping"
+    engine.tick()
+    got = store.get_experiment(exp_id)
+    assert got.state.status == "stopped"
+    assert {n: a.state.status for n, a in got.actions.items()} == {"inject": "stopped", "next": "cancelled"}
+    assert got.actions["inject"].end_time.timestamp() == pytest.approx(T0 + 5)
+    assert got.actions["next"].start_time is None
+    assert engine.active_count() == 0
+    # Stopping again, or an experiment that ended: returned as it is.
+    assert engine.stop_experiment(exp_id).state.status == "stopped"
+    with pytest.raises(KeyError):
+        engine.stop_experiment("EXPnope")
+
+
+def test_stop_while_initiating_cancels_every_action(engine, store):
+    exp_id = start(engine, template({"a": latency()}))
+    engine.stop_experiment(exp_id)
+    engine.tick()
+    assert states(engine, store, exp_id) == ("stopped", {"a": "cancelled"})
+
+
+def test_non_runnable_action_fails_the_experiment(engine, store):
+    t = template(
+        {"stop": {"actionId": "aws:ec2:stop-instances", "targets": {"Instances": "vms"}},
+         "lat": latency()},
+        {"vms": {"resourceType": "aws:ec2:instance", "selectionMode": "ALL",
+                 "resourceArns": ["arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789"]}},
+    )
+    exp_id = start(engine, t)
+    engine.tick()
+    e = store.get_experiment(exp_id)
+    assert e.state.status == "failed"
+    assert e.state.reason == 'Action "stop" (aws:ec2:stop-instances) is not supported by fisproxy.'
+    assert (e.state.error.code, e.state.error.location) == ("ConfigurationFailure", "stop")
+    assert {n: a.state.status for n, a in e.actions.items()} == {"stop": "failed", "lat": "cancelled"}
+    assert "action-error" in log_types(store, exp_id)
+    assert engine.match(call()) == [] and engine.active_count() == 0
+
+
+def test_skip_all_resolves_targets_and_skips_actions(engine, store):
+    t = template({"throttle": {"actionId": "aws:fis:inject-api-throttle-error",
+                               "parameters": {"service": "ec2"}, "targets": {"Roles": "app"}}},
+                 {"app": {"resourceType": "aws:iam:role", "resourceArns": [APP_ROLE], "selectionMode": "ALL"}})
+    exp_id = start(engine, t, actions_mode="skip-all")
+    engine.tick()
+    e = store.get_experiment(exp_id)
+    assert e.state.status == "completed" and e.experiment_options.actions_mode == "skip-all"
+    assert e.actions["throttle"].state.status == "skipped"
+    assert [(r.target_name, r.target_information) for r in engine.resolved_targets(exp_id)] == [
+        ("app", {"arn": APP_ROLE})]
+    assert "target-resolution-end" in log_types(store, exp_id) and "action-start" not in log_types(store, exp_id)
+
+
+def test_cancel_all(engine, store):
+    a = start(engine, template({"x": latency()}))
+    engine.tick()
+    b = start(engine, template({"y": error()}))
+    engine.cancel_all("Safety lever engaged.")
+    assert engine.match(call()) == [] and engine.active_count() == 0
+    for exp_id in (a, b):
+        e = store.get_experiment(exp_id)
+        assert (e.state.status, e.state.reason) == ("cancelled", "Safety lever engaged.")
+    assert store.get_experiment(a).actions["x"].state.status == "stopped"
+    assert store.get_experiment(b).actions["y"].state.status == "cancelled"
+    # Ended ones stay ended: a stop or a second lever changes nothing, logs are not repeated.
+    logged = len(store.logs(a))
+    assert engine.stop_experiment(a).state.status == "cancelled"
+    engine.cancel_all("again")
+    engine.tick()
+    assert store.get_experiment(a).state.reason == "Safety lever engaged." and len(store.logs(a)) == logged
+
+
+# ---- targets ------------------------------------------------------------------------------
+
+
+def role_template(selection: str = "ALL", arns: list[str] | None = None, mode: str | None = None,
+                  **target: Any) -> ExperimentTemplate:
+    tgt = {"resourceType": "aws:iam:role", "selectionMode": selection, **target}
+    if arns is not None:
+        tgt["resourceArns"] = arns
+    extra = {"experimentOptions": {"emptyTargetResolutionMode": mode}} if mode else {}
+    return template({"throttle": {"actionId": "aws:fis:inject-api-throttle-error",
+                                  "parameters": {"service": "dynamodb"}, "targets": {"Roles": "app"}}},
+                    {"app": tgt}, **extra)
+
+
+ROLES5 = [f"arn:aws:iam::123456789012:role/r{i}" for i in range(5)]
+
+
+def resolved_arns(engine: Engine, exp_id: str) -> list[str]:
+    return [r.target_information["arn"] for r in engine.resolved_targets(exp_id)]
+
+
+@pytest.mark.parametrize("selection, count", [("COUNT(2)", 2), ("PERCENT(50)", 2), ("PERCENT(80)", 4), ("ALL", 5)])
+def test_selection_modes_reproducible_with_a_seed(store, tmp_path, clock, selection, count):
+    picks = []
+    for seed in (3, 3, 4, 5, 6):
+        eng = make_engine(store, tmp_path, clock, seed=seed)
+        exp_id = start(eng, role_template(selection, ROLES5))
+        eng.tick()
+        assert store.get_experiment(exp_id).state.status == "running"
+        picks.append(resolved_arns(eng, exp_id))
+        eng.stop_experiment(exp_id)
+        eng.tick()
+        assert resolved_arns(eng, exp_id) == picks[-1]  # still readable from the store
+    assert all(len(p) == count and set(p) <= set(ROLES5) for p in picks)
+    assert picks[0] == picks[1]
+    if count < 5:
+        assert len({tuple(p) for p in picks}) > 1
+
+
+def test_empty_arn_target_fails_even_in_skip_mode(engine, store):
+    exp_id = start(engine, role_template("PERCENT(10)", ROLES5[:2], mode="skip"))
+    engine.tick()
+    e = store.get_experiment(exp_id)
+    assert e.state.status == "failed" and e.state.error.code == "InvalidTarget"
+    assert e.state.error.location == "app" and "app" in e.state.reason
+
+
+def test_empty_tag_target_fail_or_skip(store, tmp_path, clock):
+    roles = [{"Arn": ROLES5[0], "RoleName": "r0", "Tags": {"env": "dev"}}]
+    eng = make_engine(store, tmp_path, clock, role_lookup=lambda: roles)
+    failed = start(eng, role_template(resourceTags={"env": "prod"}))
+    skipped = start(eng, role_template(resourceTags={"env": "prod"}, mode="skip"))
+    found = start(eng, role_template(resourceTags={"env": "dev"}, mode="skip"))
+    eng.tick()
+    assert states(eng, store, failed) == ("failed", {"throttle": "cancelled"})
+    assert states(eng, store, skipped) == ("completed", {"throttle": "skipped"})
+    assert states(eng, store, found) == ("running", {"throttle": "running"})
+    assert resolved_arns(eng, found) == [ROLES5[0]]
+
+
+def test_tags_without_upstream_fail_with_a_clear_reason(engine, store):
+    exp_id = start(engine, role_template(resourceTags={"env": "prod"}))
+    engine.tick()
+    e = store.get_experiment(exp_id)
+    assert e.state.status == "failed" and "cannot resolve offline" in e.state.reason
+
+
+# ---- matching -----------------------------------------------------------------------------
+
+
+def test_role_targeting_through_learned_identities(engine, store, tmp_path, clock):
+    exp_id = start(engine, role_template(arns=[APP_ROLE], parameters={"accessKeyIds": "AKIAEXPLICIT"}))
+    engine.tick()
+    assert engine.match(call(access_key="ASIAAPP")) == []  # unknown key
+    assert engine.match(call(access_key=None)) == []
+    engine.learn_identity("ASIAAPP", "arn:aws:sts::123456789012:assumed-role/app-role/session-1")
+    engine.learn_identity("ASIAOTHER", "arn:aws:sts::123456789012:assumed-role/other/s")
+    engine.learn_identity("ASIAELSEWHERE", "arn:aws:sts::999999999999:assumed-role/app-role/s")
+    faults = engine.match(call(access_key="ASIAAPP"))
+    assert [(f.source, f.spec.kind, f.spec.error_kind) for f in faults] == [(f"{exp_id}/throttle", "error", "throttle")]
+    assert engine.match(call(access_key="ASIAOTHER")) == []
+    assert engine.match(call(access_key="ASIAELSEWHERE")) == []  # same name, other account
+    assert len(engine.match(call(access_key="AKIAEXPLICIT"))) == 1
+    # Learned identities survive a restart.
+    again = make_engine(store, tmp_path, clock)
+    again.resume()
+    assert len(again.match(call(access_key="ASIAAPP"))) == 1
+
+
+def test_actions_without_targets_apply_to_every_caller(engine):
+    start(engine, template({"a": error()}))
+    engine.tick()
+    assert len(engine.match(call(access_key="ANY"))) == 1
+    assert len(engine.match(call(access_key=None))) == 1
+
+
+def test_service_operation_and_region_filters(engine):
+    start(engine, template({"a": error(service="dynamodb", operations="PutItem,GetItem", region="eu-west-1"),
+                            "b": error(service="monitoring")}))
+    engine.tick()
+    assert len(engine.match(call(region="eu-west-1"))) == 1
+    assert engine.match(call(region="us-east-1")) == []
+    assert engine.match(call(operation="Query", region="eu-west-1")) == []
+    assert engine.match(call(operation=None, region="eu-west-1")) == []
+    assert engine.match(call("s3")) == []
+    # A rule written with the signing name matches calls whose botocore name differs.
+    assert len(engine.match(call("monitoring", "PutMetricData", api="cloudwatch"))) == 1
+
+
+def test_latency_first_then_only_the_first_error(engine):
+    exp_id = start(engine, template({
+        "err": error(), "lat": latency(latencyMilliseconds="50", jitterMilliseconds="10"),
+        "drop": {"actionId": "fisproxy:api:disconnect", "parameters": {"service": "dynamodb"}},
+        "all": {"actionId": "fisproxy:api:latency", "parameters": {"latencyMilliseconds": "7"}},
+    }))
+    engine.tick()
+    faults = engine.match(call())
+    kinds = [f.spec.kind for f in faults]
+    assert kinds == ["latency", "latency", "error"]
+    assert faults[2].source == f"{exp_id}/err"  # the first error-like rule wins, the disconnect is dropped
+    lat = {f.source: f.latency_ms for f in faults if f.spec.kind == "latency"}
+    assert lat[f"{exp_id}/all"] == 7.0
+    assert 50.0 <= lat[f"{exp_id}/lat"] <= 60.0
+    assert [f.spec.kind for f in engine.match(call("sqs"))] == ["latency"]  # any-service rule
+
+
+def run_sampling(store: Store, tmp_path: Path, clock: Clock, seed: int, n: int) -> list[bool]:
+    eng = make_engine(store, tmp_path, clock, seed=seed)
+    exp_id = start(eng, template({"a": error(percentage="30")}))
+    eng.tick()
+    hits = [bool(eng.match(call())) for _ in range(n)]
+    eng.stop_experiment(exp_id)
+    eng.tick()
+    return hits
+
+
+def test_percentage_sampling_reproducible_and_roughly_right(store, tmp_path, clock):
+    a = run_sampling(store, tmp_path, clock, 42, 2000)
+    b = run_sampling(store, tmp_path, clock, 42, 2000)
+    c = run_sampling(store, tmp_path, clock, 43, 2000)
+    assert a == b and a != c
+    assert 0.25 * 2000 <= sum(a) <= 0.35 * 2000
+    assert 0.25 * 2000 <= sum(c) <= 0.35 * 2000
+
+
+def test_stopped_event_set_when_action_ends(engine, clock):
+    start(engine, template({"a": error(duration="PT1S"), "b": latency()}))
+    engine.tick()
+    by_action = {f.source.split("/")[1]: f.stopped for f in engine.match(call())}
+    assert not any(ev.is_set() for ev in by_action.values())
+    clock.advance(1)
+    engine.tick()
+    assert by_action["a"].is_set() and not by_action["b"].is_set()
+    assert [f.spec.kind for f in engine.match(call())] == ["latency"]
+
+
+# ---- durability ---------------------------------------------------------------------------
+
+
+def test_resume_keeps_the_time_left(store, tmp_path, clock):
+    eng = make_engine(store, tmp_path, clock)
+    exp_id = start(eng, template({"a": latency(duration="PT10S"), "b": {**wait("PT5S"), "startAfter": ["a"]}}))
+    done = start(eng, template({"w": wait("PT1S")}))
+    for _ in range(4):
+        eng.tick()
+        clock.advance(1)
+    eng.tick()  # t = 4: heartbeat written; then the process dies without close()
+    assert states(eng, store, done)[0] == "completed"
+
+    clock.advance(100)  # downtime
+    eng2 = make_engine(store, tmp_path, clock)
+    assert eng2.match(call()) == []  # nothing active before resume
+    eng2.resume()
+    assert eng2.active_count() == 1
+    assert states(eng2, store, done)[0] == "completed"  # terminal ones read as they ended
+    faults = eng2.match(call())
+    assert [f.source for f in faults] == [f"{exp_id}/a"]
+    clock.advance(5.9)
+    eng2.tick()
+    assert states(eng2, store, exp_id)[1] == {"a": "running", "b": "pending"}
+    clock.advance(0.2)
+    eng2.tick()
+    assert states(eng2, store, exp_id)[1] == {"a": "completed", "b": "running"}
+    assert faults[0].stopped.is_set()
+    clock.advance(5)
+    eng2.tick()
+    assert states(eng2, store, exp_id) == ("completed", {"a": "completed", "b": "completed"})
+
+
+def test_resume_finishes_a_stop(store, tmp_path, clock):
+    eng = make_engine(store, tmp_path, clock)
+    exp_id = start(eng, template({"a": latency()}))
+    eng.tick()
+    eng.stop_experiment(exp_id)
+    eng2 = make_engine(store, tmp_path, clock)
+    eng2.resume()
+    assert eng2.match(call()) == []
+    eng2.tick()
+    assert states(eng2, store, exp_id) == ("stopped", {"a": "stopped"})
+
+
+# ---- stop conditions and log delivery (moto) -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_moto(Path(tmp_path_factory.mktemp("moto")) / "moto.log")
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+def alarm(url: str, name: str) -> str:
+    cw = upstream.client("cloudwatch", "us-east-1", url)
+    cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="App", Statistic="Sum", Period=60,
+                        EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold")
+    return cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"]
+
+
+def set_alarm(url: str, name: str, state: str) -> None:
+    upstream.client("cloudwatch", "us-east-1", url).set_alarm_state(
+        AlarmName=name, StateValue=state, StateReason="test")
+
+
+def test_alarm_stop_condition_stops_the_experiment(store, tmp_path, clock, moto_url):
+    arn = alarm(moto_url, "orders-errors")
+    eng = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
+    t = template({"a": error()}, stopConditions=[{"source": "aws:cloudwatch:alarm", "value": arn}])
+    exp_id = start(eng, t)
+    eng.tick()
+    eng.poll_stop_conditions()
+    assert states(eng, store, exp_id)[0] == "running"
+    set_alarm(moto_url, "orders-errors", "ALARM")
+    eng.poll_stop_conditions()
+    e = store.get_experiment(exp_id)
+    assert (e.state.status, e.state.reason) == ("stopping", "Experiment halted by stop condition.")
+    assert eng.match(call()) == []
+    eng.tick()
+    e = store.get_experiment(exp_id)
+    assert (e.state.status, e.state.reason) == ("stopped", "Experiment halted by stop condition.")
+    end = store.logs(exp_id)[-1]
+    assert end["log_type"] == "experiment-end" and arn in end["details"]["error_information"]
+
+
+async def test_run_loop_polls_alarms_off_the_event_loop(store, tmp_path, moto_url):
+    arn = alarm(moto_url, "latency-alarm")
+    eng = Engine(store, state_dir=tmp_path, rng=random.Random(1), upstream_endpoint=moto_url,
+                 alarm_poll_seconds=0.2)
+    t = template({"a": latency(), "w": wait("PT1H")},
+                 stopConditions=[{"source": "aws:cloudwatch:alarm", "value": arn}])
+    exp_id = start(eng, t)
+    runner = asyncio.ensure_future(eng.run())
+    try:
+        async def until(status: str) -> None:
+            deadline = time.monotonic() + 20
+            while store.get_experiment(exp_id).state.status != status:
+                assert time.monotonic() < deadline, f"not {status}"
+                await asyncio.sleep(0.05)
+
+        await until("running")
+        assert len(eng.match(call())) == 1
+        await asyncio.to_thread(set_alarm, moto_url, "latency-alarm", "ALARM")
+        await until("stopped")
+        assert states(eng, store, exp_id)[1] == {"a": "stopped", "w": "stopped"}
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        eng.close()
+
+
+def test_logs_delivered_to_s3_at_the_end(store, tmp_path, moto_url):
+    s3 = upstream.client("s3", "us-east-1", moto_url)
+    s3.create_bucket(Bucket="engine-logs")
+    clock = Clock(time.time())
+    eng = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
+    t = template({"w": wait("PT1S")},
+                 logConfiguration={"s3Configuration": {"bucketName": "engine-logs", "prefix": "fis"},
+                                   "logSchemaVersion": 2})
+    exp_id = start(eng, t)
+    eng.tick()
+    clock.advance(1)
+    eng.tick()
+    assert eng.pending_log_deliveries() == [exp_id]
+    assert eng.deliver_logs(exp_id) == []
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="engine-logs")["Contents"]]
+    assert len(keys) == 1 and keys[0].startswith(f"fis/AWSLogs/123456789012/fis/us-east-1/{exp_id}/")
+    body = s3.get_object(Bucket="engine-logs", Key=keys[0])["Body"].read().decode().splitlines()
+    assert [json.loads(line) for line in body] == store.logs(exp_id)
+
+
+async def test_run_loop_resolves_tagged_roles_through_upstream_iam(store, tmp_path, moto_url):
+    iam = upstream.client("iam", "us-east-1", moto_url)
+    arn = iam.create_role(RoleName="checkout", AssumeRolePolicyDocument="{}",
+                          Tags=[{"Key": "team", "Value": "checkout"}])["Role"]["Arn"]
+    eng = Engine(store, state_dir=tmp_path, rng=random.Random(1), upstream_endpoint=moto_url)
+    exp_id = start(eng, role_template(resourceTags={"team": "checkout"}))
+    runner = asyncio.ensure_future(eng.run())
+    try:
+        deadline = time.monotonic() + 20
+        while store.get_experiment(exp_id).state.status == "initiating":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert store.get_experiment(exp_id).state.status == "running"
+        assert resolved_arns(eng, exp_id) == [arn]
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner

@@ -1,0 +1,164 @@
+"""Target resolution (selection modes, accessKeyIds, tags via a role lookup) and identities."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fisproxy.fis import targets, upstream
+from fisproxy.fis.identities import Identities, RoleRef, role_arn, role_ref
+from tests.helpers import start_moto, stop
+
+ARNS = [f"arn:aws:iam::111122223333:role/r{i}" for i in range(10)]
+
+
+def target(**kw):
+    base = dict(resource_type="aws:iam:role", resource_arns=None, resource_tags=None, filters=None,
+                selection_mode="ALL", parameters=None)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [("ALL", ("ALL", None)), ("COUNT(3)", ("COUNT", 3)), ("PERCENT(50)", ("PERCENT", 50)),
+     (None, ("ALL", None))],
+)
+def test_parse_selection_mode(mode, expected):
+    assert targets.parse_selection_mode(mode) == expected
+
+
+@pytest.mark.parametrize("mode", ["COUNT", "ALL(2)", "PERCENT(0)", "PERCENT(101)", "RANDOM(1)", "count(2)"])
+def test_parse_selection_mode_rejects(mode):
+    with pytest.raises(ValueError, match="selectionMode"):
+        targets.parse_selection_mode(mode)
+
+
+def test_count_is_random_but_reproducible_with_a_seed():
+    picks = {targets.select(ARNS, "COUNT(3)", random.Random(seed)) for seed in range(20)}
+    assert all(len(p) == 3 and set(p) <= set(ARNS) for p in picks)
+    assert len(picks) > 1  # different seeds pick different roles
+    assert targets.select(ARNS, "COUNT(3)", random.Random(7)) == targets.select(ARNS, "COUNT(3)", random.Random(7))
+    assert targets.select(ARNS[:2], "COUNT(5)", random.Random(1)) == tuple(ARNS[:2])
+
+
+@pytest.mark.parametrize("n, total, expected", [(50, 5, 2), (50, 10, 5), (10, 5, 0), (100, 3, 3), (34, 3, 1)])
+def test_percent_rounds_down(n, total, expected):
+    assert len(targets.select(ARNS[:total], f"PERCENT({n})", random.Random(0))) == expected
+
+
+def test_resolve_by_arn_with_access_keys():
+    res = targets.resolve("app", target(resource_arns=ARNS[:2], parameters={"accessKeyIds": "AKIA1, AKIA2 AKIA3"}),
+                          random.Random(0))
+    assert res.arns == tuple(ARNS[:2]) and res.by_arn and not res.empty
+    assert res.access_keys == ("AKIA1", "AKIA2", "AKIA3")
+
+
+def test_resolve_explicit_keys_only():
+    res = targets.resolve("app", target(parameters={"accessKeyIds": "AKIA9"}), random.Random(0))
+    assert res.arns == () and res.access_keys == ("AKIA9",) and not res.by_arn and not res.empty
+
+
+def test_tags_without_lookup_fail_clearly():
+    with pytest.raises(targets.TargetError, match="cannot resolve offline") as e:
+        targets.resolve("app", target(resource_tags={"env": "prod"}), random.Random(0))
+    assert e.value.target_name == "app" and e.value.code == "InvalidTarget"
+
+
+def test_arns_with_tags_is_a_configuration_failure():
+    with pytest.raises(targets.TargetError, match="cannot combine") as e:
+        targets.resolve("app", target(resource_arns=ARNS[:1], resource_tags={"a": "b"}), random.Random(0))
+    assert e.value.code == "ConfigurationFailure"
+
+
+def test_tags_and_filters_through_lookup():
+    roles = [
+        {"Arn": ARNS[0], "RoleName": "r0", "Path": "/app/", "Tags": {"env": "prod", "team": "x"}},
+        {"Arn": ARNS[1], "RoleName": "r1", "Path": "/", "Tags": {"env": "prod"}},
+        {"Arn": ARNS[2], "RoleName": "r2", "Path": "/app/", "Tags": {"env": "dev"}},
+    ]
+    lookup = lambda: roles  # noqa: E731
+    res = targets.resolve("t", target(resource_tags={"env": "prod"}), random.Random(0), lookup)
+    assert res.arns == (ARNS[0], ARNS[1]) and not res.by_arn
+    res = targets.resolve("t", target(filters=[{"path": "Path", "values": ["/app/", "/x/"]}]),
+                          random.Random(0), lookup)
+    assert res.arns == (ARNS[0], ARNS[2])
+    res = targets.resolve("t", target(resource_tags={"env": "staging"}), random.Random(0), lookup)
+    assert res.empty
+
+
+def test_lookup_failure_is_a_dependent_service_failure():
+    def broken():
+        raise OSError("connection refused")
+
+    with pytest.raises(targets.TargetError, match="connection refused") as e:
+        targets.resolve("t", target(resource_tags={"env": "prod"}), random.Random(0), broken)
+    assert e.value.code == "DependentServiceFailure"
+
+
+def test_other_resource_types_resolve_by_arn():
+    arn = "arn:aws:ec2:us-east-1:111122223333:instance/i-0123"
+    res = targets.resolve("i", target(resource_type="aws:ec2:instance", resource_arns=[arn],
+                                      parameters={"accessKeyIds": "AKIA1"}), random.Random(0))
+    assert res.arns == (arn,) and res.access_keys == ()
+
+
+@pytest.mark.parametrize(
+    "arn, ref",
+    [
+        ("arn:aws:iam::123456789012:role/app", RoleRef("123456789012", "app")),
+        ("arn:aws:iam::123456789012:role/service-role/deep/app", RoleRef("123456789012", "app")),
+        ("arn:aws:sts::123456789012:assumed-role/app/session-1", RoleRef("123456789012", "app")),
+        ("arn:aws-cn:sts::123456789012:assumed-role/app/s", RoleRef("123456789012", "app")),
+        ("arn:aws:iam::123456789012:user/bob", None),
+        ("arn:aws:sts::123456789012:federated-user/bob", None),
+        ("not-an-arn", None),
+    ],
+)
+def test_role_ref(arn, ref):
+    assert role_ref(arn) == ref
+
+
+def test_role_arn_normalises_assumed_roles():
+    assert role_arn("arn:aws:sts::123:assumed-role/app/s") == "arn:aws:iam::123:role/app"
+    assert role_arn("arn:aws:iam::123:role/p/app") == "arn:aws:iam::123:role/p/app"
+    assert role_arn("arn:aws:iam::123:user/bob") == "arn:aws:iam::123:user/bob"
+
+
+def test_identities_learn_and_relearn():
+    ids = Identities()
+    assert ids.learn("ASIA1", "arn:aws:sts::123:assumed-role/app/s1")
+    assert not ids.learn("ASIA1", "arn:aws:sts::123:assumed-role/app/s2")  # same role: no change
+    assert ids.role_of("ASIA1") == RoleRef("123", "app")
+    assert ids.principal_of("ASIA1") == "arn:aws:iam::123:role/app"
+    assert ids.learn("ASIA1", "arn:aws:iam::123:user/bob")
+    assert ids.role_of("ASIA1") is None and ids.role_of(None) is None and ids.role_of("nope") is None
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_moto(Path(tmp_path_factory.mktemp("moto")) / "moto.log")
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+def test_iam_role_lookup_resolves_tags_and_filters_on_moto(moto_url):
+    iam = upstream.client("iam", "us-east-1", moto_url)
+    policy = '{"Version":"2012-10-17","Statement":[]}'
+    made = {}
+    for name, path, env in [("api", "/app/", "prod"), ("worker", "/app/", "dev"), ("admin", "/", "prod")]:
+        role = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=policy,
+                               Tags=[{"Key": "env", "Value": env}])["Role"]
+        made[name] = role["Arn"]
+    lookup = targets.iam_role_lookup(moto_url)
+    res = targets.resolve("t", target(resource_tags={"env": "prod"}), random.Random(0), lookup)
+    assert set(res.arns) == {made["api"], made["admin"]}
+    res = targets.resolve("t", target(resource_tags={"env": "prod"}, filters=[{"path": "Path", "values": ["/app/"]}]),
+                          random.Random(0), lookup)
+    assert res.arns == (made["api"],)
