@@ -1,0 +1,51 @@
+"""The proxy's CA: created on demand in the confdir, private key kept private (0600), and a
+combined bundle (system CAs + fisproxy CA) so non-AWS HTTPS keeps working through the proxy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CA_CERT = "mitmproxy-ca-cert.pem"
+BUNDLE = "fisproxy-ca-bundle.pem"
+# Files mitmproxy writes that contain the CA private key.
+PRIVATE_FILES = ("mitmproxy-ca.pem", "mitmproxy-ca.p12")
+SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/cert.pem",  # macOS, BSD
+)
+
+
+def ensure_ca(confdir: Path) -> Path:
+    """Create the CA in `confdir` if missing; return the path of its certificate."""
+    from mitmproxy.certs import CertStore
+
+    confdir.mkdir(parents=True, exist_ok=True)
+    CertStore.from_store(confdir, "mitmproxy", 2048)
+    protect_key(confdir)
+    return confdir / CA_CERT
+
+
+def protect_key(confdir: Path) -> None:
+    for name in PRIVATE_FILES:
+        path = confdir / name
+        if path.exists():
+            os.chmod(path, 0o600)
+
+
+def system_bundle() -> Path:
+    for candidate in SYSTEM_BUNDLES:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    import certifi
+
+    return Path(certifi.where())
+
+
+def write_bundle(confdir: Path) -> Path:
+    """System CAs plus the fisproxy CA, for clients whose CA setting replaces the trust store."""
+    ca = ensure_ca(confdir)
+    bundle = confdir / BUNDLE
+    bundle.write_bytes(system_bundle().read_bytes().rstrip() + b"\n" + ca.read_bytes())
+    return bundle

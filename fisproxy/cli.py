@@ -1,0 +1,211 @@
+"""The `fisproxy` command: run the proxy (mitmdump or mitmweb with the addon), print the
+environment that points SDKs at it, and manage its CA.
+
+Flags become mitmproxy options (`fisproxy_*` and core ones), so there is one configuration
+system. Bad arguments, unreadable files and ports in use end with one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from fisproxy import __version__
+from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
+from fisproxy.proxy.settings import default_state_path, parse_endpoint
+
+SCRIPT = Path(__file__).parent / "proxy" / "script.py"
+
+
+def default_certs_dir() -> Path:
+    if os.environ.get("FISPROXY_CERTS"):
+        return Path(os.environ["FISPROXY_CERTS"])
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "fisproxy" / "certs"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        fail(f"{self.prog}: {message}")
+
+
+def fail(message: str) -> NoReturn:
+    print(f"fisproxy: error: {message}" if not message.startswith("fisproxy") else message,
+          file=sys.stderr)
+    sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="fisproxy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fisproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def proxy_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--listen-host", default="127.0.0.1",
+                       help="address for the proxy and the control API (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+        p.add_argument("--control-port", type=int, default=8082,
+                       help="control API port: FIS API, Chaos API, health (default 8082; 0 = off)")
+        p.add_argument("--aws-endpoint", metavar="URL",
+                       help="send all AWS traffic here (moto, LocalStack) keeping the Host header")
+        p.add_argument("--state", type=Path, default=Path(os.environ.get("FISPROXY_STATE") or default_state_path()),
+                       help="SQLite file for templates, experiments and logs")
+        p.add_argument("--certs", type=Path, default=default_certs_dir(),
+                       help="mitmproxy confdir holding the CA (default ~/.config/fisproxy/certs)")
+        p.add_argument("--templates", type=Path, action="append", default=[], metavar="FILE",
+                       help="YAML/JSON experiment templates to create or update at start-up")
+        p.add_argument("--seed", type=int, help="seed for reproducible sampling and selection")
+        p.add_argument("--quiet", action="store_true", help="no log line per injected fault")
+        p.add_argument("--set", dest="setoptions", action="append", default=[],
+                       metavar="OPTION=VALUE", help="any mitmproxy or fisproxy_* option")
+
+    run = sub.add_parser("run", help="start the proxy (mitmdump with the fisproxy addon)")
+    proxy_args(run)
+    web = sub.add_parser("web", help="start mitmweb with the fisproxy addon")
+    proxy_args(web)
+    web.add_argument("--web-port", type=int, default=8081, help="mitmweb UI port (default 8081)")
+
+    env = sub.add_parser("env", help="print export lines that point SDKs and the AWS CLI at fisproxy")
+    env.add_argument("--host", default="127.0.0.1", help="host the proxy is reached at")
+    env.add_argument("--port", type=int, default=8080)
+    env.add_argument("--control-port", type=int, default=8082)
+    env.add_argument("--certs", type=Path, default=default_certs_dir())
+
+    ca = sub.add_parser("ca", help="create the CA if missing and print its certificate path")
+    ca.add_argument("--certs", type=Path, default=default_certs_dir())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command in ("run", "web"):
+        run_proxy(args)
+    elif args.command == "env":
+        print_env(args)
+    elif args.command == "ca":
+        print_ca(args)
+
+
+def check_port(host: str, port: int, what: str) -> None:
+    if not 0 < port < 65536:
+        fail(f"{what} {port} is not a valid port")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            reason = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be bound ({e.strerror})"
+            fail(f"{what} {host}:{port} {reason}")
+
+
+def mitmproxy_args(args: argparse.Namespace) -> list[str]:
+    """Check the flags and translate them into mitmproxy arguments."""
+    host = args.listen_host
+    check_port(host, args.port, "proxy port")
+    if args.control_port:
+        check_port(host, args.control_port, "control port")
+    if args.command == "web":
+        check_port("127.0.0.1", args.web_port, "web port")
+    if args.aws_endpoint:
+        try:
+            parse_endpoint(args.aws_endpoint)
+        except ValueError as e:
+            fail(f"--aws-endpoint: {str(e).split(': ', 1)[1]}")
+    for path in args.templates:
+        if not path.is_file() or not os.access(path, os.R_OK):
+            fail(f"--templates: cannot read {path}")
+    try:
+        args.state.parent.mkdir(parents=True, exist_ok=True)
+        ensure_ca(args.certs)
+    except OSError as e:
+        fail(f"cannot create {e.filename}: {e.strerror}")
+    options = [
+        f"confdir={args.certs}",
+        "connection_strategy=lazy",
+        f"fisproxy_control_port={args.control_port}",
+        f"fisproxy_state={args.state}",
+        "flow_detail=0",
+    ]
+    options += [f"fisproxy_templates={p}" for p in args.templates]
+    if args.aws_endpoint:
+        options.append(f"fisproxy_aws_endpoint={args.aws_endpoint}")
+    if args.seed is not None:
+        options.append(f"fisproxy_seed={args.seed}")
+    if args.quiet:
+        options.append("fisproxy_quiet=true")
+    if args.command == "web":
+        options += [f"web_port={args.web_port}", "web_open_browser=false"]
+    options += args.setoptions
+    argv = ["--listen-host", host, "--listen-port", str(args.port), "-s", str(SCRIPT)]
+    for option in options:
+        argv += ["--set", option]
+    return argv
+
+
+def run_proxy(args: argparse.Namespace) -> None:
+    argv = mitmproxy_args(args)
+    host = args.listen_host
+    print(f"fisproxy {__version__}: proxy on http://{host}:{args.port}", file=sys.stderr)
+    if args.control_port:
+        print(f"  control API (FIS, Chaos, health): http://{host}:{args.control_port}", file=sys.stderr)
+    print(f"  CA certificate: {args.certs / CA_CERT}", file=sys.stderr)
+    print(f"  state: {args.state}", file=sys.stderr)
+    env_hint = "fisproxy env" + (f" --certs {shlex.quote(str(args.certs))}" if args.certs else "")
+    print(f"  point SDKs at it:  eval \"$({env_hint})\"", file=sys.stderr)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"  WARNING: listening on {host}: anyone who can reach it can use the proxy and "
+              "start experiments; set proxyauth (--set proxyauth=user:pass) and keep the ports "
+              "private.", file=sys.stderr)
+    from mitmproxy.tools import main as mitm_main
+
+    if args.command == "web":
+        mitm_main.mitmweb(argv)
+    else:
+        mitm_main.mitmdump(argv)
+
+
+def print_env(args: argparse.Namespace) -> None:
+    ca = ensure_ca(args.certs)
+    bundle = write_bundle(args.certs)
+    proxy = f"http://{args.host}:{args.port}"
+    lines = {
+        "HTTPS_PROXY": proxy,
+        "HTTP_PROXY": proxy,
+        "NO_PROXY": "localhost,127.0.0.1,::1",
+        "AWS_CA_BUNDLE": str(bundle.resolve()),
+        "REQUESTS_CA_BUNDLE": str(bundle.resolve()),
+        "SSL_CERT_FILE": str(bundle.resolve()),
+        "CURL_CA_BUNDLE": str(bundle.resolve()),
+        "NODE_EXTRA_CA_CERTS": str(ca.resolve()),
+        "AWS_ENDPOINT_URL_FIS": f"http://{args.host}:{args.control_port}",
+    }
+    for name, value in lines.items():
+        print(f"export {name}={shlex.quote(value)}")
+
+
+def print_ca(args: argparse.Namespace) -> None:
+    ca = ensure_ca(args.certs)
+    print(ca.resolve())
+    print(f"""
+Trust it:
+  boto3 / AWS CLI:   export AWS_CA_BUNDLE={ca.resolve()}   (or eval "$(fisproxy env)")
+  Node (SDK v3):     export NODE_EXTRA_CA_CERTS={ca.resolve()}
+  Java:              keytool -importcert -noprompt -alias fisproxy -file {ca.resolve()} \\
+                       -keystore truststore.p12 -storetype PKCS12 -storepass changeit
+                     java -Djavax.net.ssl.trustStore=truststore.p12 -Djavax.net.ssl.trustStorePassword=changeit \\
+                       -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=8080 ...
+  Debian/Ubuntu:     sudo cp {ca.resolve()} /usr/local/share/ca-certificates/fisproxy.crt && sudo update-ca-certificates
+  macOS:             sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca.resolve()}""",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

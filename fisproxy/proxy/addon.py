@@ -1,0 +1,394 @@
+"""The fisproxy mitmproxy addon: identify every AWS call, ask which faults apply, apply them.
+
+Per flow, `requestheaders` does guard -> identify -> decide -> apply, from headers alone so
+large bodies stream. Query/ec2 calls whose `Action` is only in the (small, form-encoded) body
+are decided in `request` once the body is there. Faults with phase `response` run in
+`responseheaders`, after the upstream answered. Control-plane requests (the control listener,
+and `fis.<region>.amazonaws.com` through the proxy) are answered in `request`.
+
+State (store, engine, chaos rules, fault sink) is acquired in `running` and released in
+`done`, never held in module globals, so script reloads under `mitmdump -s` stay clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from mitmproxy import ctx, exceptions, http
+
+from fisproxy.aws.call import AwsCall
+from fisproxy.aws.errors import ErrorResponse, render_error, standard_error
+from fisproxy.aws.identify import identify, is_aws_host, warm
+from fisproxy.aws.sts import learn_credentials
+from fisproxy.fis.api import FisApi
+from fisproxy.fis.chaos import ChaosApi, ChaosState
+from fisproxy.fis.engine import Engine
+from fisproxy.fis.faults import Fault
+from fisproxy.fis.templates_file import apply_templates
+from fisproxy.httpdata import ApiRequest, ApiResponse
+from fisproxy.proxy import apply
+from fisproxy.proxy.control import ControlRouter, fis_host_region
+from fisproxy.proxy.settings import Settings, default_state_path
+from fisproxy.store import Store
+
+logger = logging.getLogger("fisproxy")
+
+STS_LEARNING_OPERATIONS = frozenset(
+    {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "GetCallerIdentity"}
+)
+# Uploads larger than this (or of unknown length) stream through instead of being buffered.
+STREAM_THRESHOLD = 1024 * 1024
+FAULT_HEADER = "x-fisproxy-fault"
+
+
+@dataclass
+class Decision:
+    """What was decided for one flow, kept until the flow ends."""
+
+    call: AwsCall
+    faults: list[Fault] = field(default_factory=list)
+
+    @property
+    def latencies(self) -> list[Fault]:
+        return [f for f in self.faults if f.spec.kind == "latency"]
+
+    @property
+    def terminal(self) -> Fault | None:
+        """The error or disconnect fault, if any (at most one applies)."""
+        return next((f for f in self.faults if f.spec.kind != "latency"), None)
+
+
+class FisProxy:
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.chaos: ChaosState | None = None
+        self.router: ControlRouter | None = None
+        self.sink: apply.FaultSink | None = None
+        self.rng = random.Random()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._decisions: dict[str, Decision] = {}
+        self._control_spec: str | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "fisproxy_control_port", int, 8082,
+            "Port of the control API listener (FIS API, LocalStack Chaos API, health, metrics), "
+            "bound to listen_host (127.0.0.1 when listen_host is empty). 0 disables the listener; "
+            "the FIS API stays reachable through the proxy as fis.<region>.amazonaws.com.",
+        )
+        loader.add_option(
+            "fisproxy_aws_endpoint", str | None, None,
+            "Send all AWS traffic to this endpoint (moto, LocalStack) instead of real AWS, "
+            "keeping the original Host header. Unset: traffic goes to AWS unchanged.",
+        )
+        loader.add_option(
+            "fisproxy_state", str, str(default_state_path()),
+            "SQLite file holding templates, experiments and logs; survives restarts.",
+        )
+        loader.add_option(
+            "fisproxy_templates", Sequence[str], [],
+            "YAML or JSON files of experiment templates, created or updated (matched by their "
+            "Name tag) at start-up.",
+        )
+        loader.add_option(
+            "fisproxy_seed", int | None, None,
+            "Seed for every random choice (percentage sampling, jitter, target selection), "
+            "making runs reproducible. Unset: random.",
+        )
+        loader.add_option(
+            "fisproxy_account_id", str, "123456789012",
+            "AWS account id used in FIS ARNs.",
+        )
+        loader.add_option(
+            "fisproxy_fault_header", bool, True,
+            "Add an x-fisproxy-fault header (experiment/action/kind) to every faulted response.",
+        )
+        loader.add_option(
+            "fisproxy_quiet", bool, False,
+            "Do not log a line per injected fault.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & {
+            "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state",
+            "fisproxy_templates", "fisproxy_seed", "fisproxy_account_id", "listen_host",
+            "fisproxy_fault_header", "fisproxy_quiet",
+        }:
+            return
+        try:
+            self.settings = Settings.from_options(ctx.options)
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from e
+        if "fisproxy_seed" in updated:
+            self.rng.seed(self.settings.seed)
+        if updated & {"fisproxy_control_port", "listen_host"}:
+            self._update_control_listener()
+
+    def _update_control_listener(self) -> None:
+        assert self.settings is not None
+        modes = [m for m in ctx.options.mode if m != self._control_spec]
+        self._control_spec = self.settings.control_mode_spec()
+        if self._control_spec:
+            modes.append(self._control_spec)
+        if modes != list(ctx.options.mode):
+            ctx.options.update(mode=modes)
+
+    def running(self) -> None:
+        # Sync on purpose: mitmproxy re-runs `running` synchronously after a script reload.
+        assert self.settings is not None
+        if ctx.options.connection_strategy != "lazy":
+            # Injected answers, the control listener and unresolvable AWS hosts (with an
+            # endpoint override) must never wait for an upstream connection.
+            ctx.options.update(connection_strategy="lazy")
+        self.store = Store(self.settings.state)
+        self.engine = Engine(
+            self.store,
+            state_dir=self.settings.state.parent,
+            rng=self.rng,
+            upstream_endpoint=self.settings.aws_endpoint,
+            account_id=self.settings.account_id,
+        )
+        store = self.store
+        self.chaos = ChaosState(
+            load=lambda: store.get_doc("chaos", "config"),
+            save=lambda doc: store.put_doc("chaos", "config", doc),
+        )
+        fis_api = FisApi(self.store, self.engine, account_id=self.settings.account_id)
+        self.router = ControlRouter(fis=fis_api, chaos=ChaosApi(self.chaos))
+        self.engine.resume()
+        for path in self.settings.templates:
+            apply_templates(path, fis_api)
+        self.sink = apply.FaultSink()
+        self._spawn(self.sink.start(), "fisproxy-sink")
+        self._spawn(self.engine.run(), "fisproxy-engine")
+        warm()
+
+    def done(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        if self.sink:
+            self.sink.stop()
+        if self.engine:
+            self.engine.close()
+        if self.store:
+            self.store.close()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- hooks -----------------------------------------------------------------------
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or self.engine is None:
+            return
+        if self._is_control(flow):
+            return  # answered in `request`, once the (small) body is in
+        try:
+            req = flow.request
+            call = identify(req.method, req.pretty_host, req.path, req.headers)
+            if call is None:
+                self._redirect(flow)
+                return
+            self._redirect(flow)
+            if call.needs_body:
+                return  # decided in `request`; form bodies are small and buffered
+            if self._has_large_body(req):
+                req.stream = True
+            decision = self._decide(flow, call)
+        except Exception:  # the one error boundary: log, pass the flow through untouched
+            logger.exception("fisproxy: identification failed; passing the flow through")
+            return
+        if decision:
+            await self._apply_request_phase(flow, decision)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or self.engine is None:
+            return
+        if self._is_control(flow):
+            self._serve_control(flow)
+            return
+        if flow.id in self._decisions or flow.request.stream:
+            return
+        try:
+            req = flow.request
+            call = identify(req.method, req.pretty_host, req.path, req.headers, req.raw_content)
+            if call is None or call.needs_body:
+                return
+            decision = self._decide(flow, call)
+        except Exception:
+            logger.exception("fisproxy: identification failed; passing the flow through")
+            return
+        if decision:
+            await self._apply_request_phase(flow, decision)
+
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+        decision = self._decisions.get(flow.id)
+        if decision is None or flow.response is None:
+            return
+        apply.on_responseheaders(flow)
+        for fault in decision.latencies:
+            if fault.spec.phase == "response":
+                await apply.wait(fault.latency_ms, fault.stopped, flow=flow)
+        terminal = decision.terminal
+        if terminal is None or terminal.spec.phase != "response" or _is_stopped(terminal):
+            return
+        if terminal.spec.kind == "error":
+            err = self._error(decision.call, terminal, flow.request.method)
+            apply.respond_after_upstream(flow, err.status, err.headers, err.body)
+            self._mark(flow, decision)
+        elif terminal.spec.mode == "hang":
+            await apply.hang(flow, terminal.stopped)
+        else:
+            apply.drop(flow, terminal.spec.mode)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        decision = self._decisions.pop(flow.id, None)
+        if decision is None or self.engine is None or flow.response is None:
+            return
+        if decision.faults:
+            apply.on_response(flow)
+        call = decision.call
+        if call.service == "sts" and call.operation in STS_LEARNING_OPERATIONS:
+            try:
+                learned = learn_credentials(call, flow.response.status_code, flow.response.content or b"")
+            except Exception:
+                logger.exception("fisproxy: could not read an STS response")
+                return
+            if learned:
+                self.engine.learn_identity(*learned)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._decisions.pop(flow.id, None)
+
+    def client_disconnected(self, client: Any) -> None:
+        apply.on_client_disconnected(client)
+
+    # ---- deciding --------------------------------------------------------------------
+
+    def _decide(self, flow: http.HTTPFlow, call: AwsCall) -> Decision | None:
+        assert self.engine is not None and self.chaos is not None
+        if call.operation is None:
+            return None  # not a call we understand: pass it through untouched
+        faults = self.engine.match(call) + self.chaos.match(call, self.rng)
+        flow.metadata["fisproxy"] = {
+            "service": call.service, "region": call.region, "operation": call.operation,
+        }
+        decision = Decision(call, faults)
+        # Keep every identified call until it ends: STS answers teach caller identities.
+        if faults or call.service == "sts":
+            self._decisions[flow.id] = decision
+        return decision if faults else None
+
+    async def _apply_request_phase(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        assert self.sink is not None
+        flow.metadata["fisproxy"]["faults"] = [f.label for f in decision.faults]
+        self._log(decision)
+        self._mark(flow, decision)
+        for fault in decision.latencies:
+            if fault.spec.phase == "request":
+                await apply.wait(fault.latency_ms, fault.stopped, flow=flow)
+        terminal = decision.terminal
+        if terminal is None or terminal.spec.phase != "request" or _is_stopped(terminal):
+            return
+        if not flow.live:
+            return
+        if terminal.spec.kind == "error":
+            err = self._error(decision.call, terminal, flow.request.method)
+            apply.respond(flow, err.status, err.headers, err.body, sink=self.sink)
+        elif terminal.spec.mode == "hang":
+            await apply.hang(flow, terminal.stopped)
+        else:
+            apply.drop(flow, terminal.spec.mode)
+            self._decisions.pop(flow.id, None)
+
+    def _error(self, call: AwsCall, fault: Fault, method: str) -> ErrorResponse:
+        spec = fault.spec
+        if spec.error_kind:
+            status, code, message = standard_error(call, spec.error_kind)
+        else:
+            status, code, message = 500, "InternalFailure", "Injected by fisproxy."
+        status = spec.status if spec.status is not None else status
+        return render_error(call, status, spec.code or code, spec.message or message, method=method)
+
+    def _mark(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        assert self.settings is not None
+        labels = ", ".join(f.label for f in decision.faults)
+        call = decision.call
+        comment = f"fisproxy: {labels} on {call.service}.{call.operation or '?'} ({call.region or '-'})"
+        apply.mark(flow, labels if self.settings.fault_header else None, comment)
+
+    def _log(self, decision: Decision) -> None:
+        assert self.settings is not None
+        if self.settings.quiet:
+            return
+        call = decision.call
+        for fault in decision.faults:
+            logger.info(
+                "fault %s -> %s.%s (%s)", fault.label, call.service, call.operation or "?",
+                call.region or "-",
+            )
+
+    # ---- routing ---------------------------------------------------------------------
+
+    def _redirect(self, flow: http.HTTPFlow) -> None:
+        """With --aws-endpoint, send AWS traffic there, keeping the original Host header."""
+        assert self.settings is not None
+        endpoint = self.settings.aws_endpoint_parts
+        req = flow.request
+        if endpoint is None or not is_aws_host(req.pretty_host):
+            return
+        host_header = req.host_header
+        req.scheme, req.host, req.port = endpoint
+        req.host_header = host_header
+
+    def _is_control(self, flow: http.HTTPFlow) -> bool:
+        mode = getattr(flow.client_conn, "proxy_mode", None)
+        if self._control_spec and mode is not None and mode.full_spec == self._control_spec:
+            return True
+        return fis_host_region(flow.request.pretty_host) is not None
+
+    def _serve_control(self, flow: http.HTTPFlow) -> None:
+        assert self.router is not None
+        req = flow.request
+        split = urlsplit(req.path)
+        api_request = ApiRequest(
+            method=req.method,
+            path=split.path,
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers=req.headers,
+            body=req.raw_content or b"",
+        )
+        region = fis_host_region(req.pretty_host)
+        if region is None:
+            call = identify(req.method, req.pretty_host, req.path, req.headers)
+            region = (call.region if call else None) or "us-east-1"
+        try:
+            response = self.router.handle(api_request, region)
+        except Exception:
+            logger.exception("fisproxy: control API error")
+            response = ApiResponse.json(500, {"message": "internal error in fisproxy"})
+        flow.response = http.Response.make(response.status, response.body, dict(response.headers))
+
+    @staticmethod
+    def _has_large_body(req: http.Request) -> bool:
+        length = req.headers.get("content-length")
+        if length is None:
+            return "chunked" in req.headers.get("transfer-encoding", "").lower()
+        return length.isdigit() and int(length) > STREAM_THRESHOLD
+
+
+def _is_stopped(fault: Fault) -> bool:
+    return fault.stopped is not None and fault.stopped.is_set()

@@ -1,0 +1,56 @@
+"""A crash or restart loses no template or experiment: kill -9 the real proxy mid-experiment,
+start it again on the same state, and find everything as it was."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Fisproxy, wait_for_state
+
+
+@pytest.fixture
+def own_proxy(tmp_path: Path, moto: str) -> Iterator[Fisproxy]:
+    proxy = Fisproxy(tmp_path, moto).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_kill_9_and_restart(own_proxy: Fisproxy) -> None:
+    fis = own_proxy.fis()
+    quick = fis.create_experiment_template(
+        description="quick", roleArn="arn:aws:iam::123456789012:role/fis", stopConditions=[{"source": "none"}],
+        actions={"w": {"actionId": "aws:fis:wait", "parameters": {"duration": "PT1S"}}},
+        tags={"Name": "quick"},
+    )["experimentTemplate"]
+    slow = fis.create_experiment_template(
+        description="slow", roleArn="arn:aws:iam::123456789012:role/fis", stopConditions=[{"source": "none"}],
+        actions={"w": {"actionId": "aws:fis:wait", "parameters": {"duration": "PT8S"}}},
+    )["experimentTemplate"]
+    done_id = fis.start_experiment(experimentTemplateId=quick["id"])["experiment"]["id"]
+    finished = wait_for_state(fis, done_id, "completed")
+    running_id = fis.start_experiment(experimentTemplateId=slow["id"])["experiment"]["id"]
+    wait_for_state(fis, running_id, "running")
+    time.sleep(2)
+
+    own_proxy.kill9()
+    down = time.monotonic()
+    time.sleep(2)
+    own_proxy.start()
+    downtime = time.monotonic() - down
+
+    fis = own_proxy.fis()
+    templates = {t["id"] for t in fis.list_experiment_templates()["experimentTemplates"]}
+    assert {quick["id"], slow["id"]} <= templates
+    assert fis.get_experiment_template(id=quick["id"])["experimentTemplate"]["tags"] == {"Name": "quick"}
+    again = fis.get_experiment(id=done_id)["experiment"]
+    assert again["state"] == finished["state"] and again["endTime"] == finished["endTime"]
+    resumed = fis.get_experiment(id=running_id)["experiment"]
+    assert resumed["state"]["status"] == "running"
+    ended = wait_for_state(fis, running_id, "completed", timeout=30)
+    # It ran for its 8 s of action time; the downtime did not count against it.
+    elapsed = (ended["endTime"] - ended["startTime"]).total_seconds()
+    assert elapsed >= 8 + downtime - 1.5
