@@ -75,6 +75,7 @@ class FisProxy:
         self.rng = random.Random()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._decisions: dict[str, Decision] = {}
+        self._deferred: set[str] = set()  # flows to identify once their form body is in
         self._control_spec: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -199,20 +200,17 @@ class FisProxy:
         try:
             req = flow.request
             call = identify(req.method, req.pretty_host, req.path, req.headers)
-            if call is None:
-                self._redirect(flow)
-                return
             self._redirect(flow)
+            if call is None:
+                return
             if call.needs_body:
+                self._deferred.add(flow.id)
                 return  # decided in `request`; form bodies are small and buffered
             if self._has_large_body(req):
                 req.stream = True
-            decision = self._decide(flow, call)
-        except Exception:  # the one error boundary: log, pass the flow through untouched
-            logger.exception("fisproxy: identification failed; passing the flow through")
-            return
-        if decision:
-            await self._apply_request_phase(flow, decision)
+            await self._decide_and_apply(flow, call)
+        except Exception:  # the one error boundary: log, let the flow go on untouched
+            logger.exception("fisproxy: error while handling %s; passing it through", flow.request.pretty_url)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.engine is None:
@@ -220,39 +218,25 @@ class FisProxy:
         if self._is_control(flow):
             self._serve_control(flow)
             return
-        if flow.id in self._decisions or flow.request.stream:
+        if flow.id not in self._deferred:
             return
+        self._deferred.discard(flow.id)
         try:
             req = flow.request
             call = identify(req.method, req.pretty_host, req.path, req.headers, req.raw_content)
-            if call is None or call.needs_body:
-                return
-            decision = self._decide(flow, call)
+            if call is not None and not call.needs_body:
+                await self._decide_and_apply(flow, call)
         except Exception:
-            logger.exception("fisproxy: identification failed; passing the flow through")
-            return
-        if decision:
-            await self._apply_request_phase(flow, decision)
+            logger.exception("fisproxy: error while handling %s; passing it through", flow.request.pretty_url)
 
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
         decision = self._decisions.get(flow.id)
-        if decision is None or flow.response is None:
+        if decision is None or not decision.faults or flow.response is None:
             return
-        apply.on_responseheaders(flow)
-        for fault in decision.latencies:
-            if fault.spec.phase == "response":
-                await apply.wait(fault.latency_ms, fault.stopped, flow=flow)
-        terminal = decision.terminal
-        if terminal is None or terminal.spec.phase != "response" or _is_stopped(terminal):
-            return
-        if terminal.spec.kind == "error":
-            err = self._error(decision.call, terminal, flow.request.method)
-            apply.respond_after_upstream(flow, err.status, err.headers, err.body)
-            self._mark(flow, decision)
-        elif terminal.spec.mode == "hang":
-            await apply.hang(flow, terminal.stopped)
-        else:
-            apply.drop(flow, terminal.spec.mode)
+        try:
+            await self._apply_response_phase(flow, decision)
+        except Exception:
+            logger.exception("fisproxy: error while handling %s; passing it through", flow.request.pretty_url)
 
     def response(self, flow: http.HTTPFlow) -> None:
         decision = self._decisions.pop(flow.id, None)
@@ -272,29 +256,26 @@ class FisProxy:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._decisions.pop(flow.id, None)
+        self._deferred.discard(flow.id)
 
     def client_disconnected(self, client: Any) -> None:
         apply.on_client_disconnected(client)
 
     # ---- deciding --------------------------------------------------------------------
 
-    def _decide(self, flow: http.HTTPFlow, call: AwsCall) -> Decision | None:
-        assert self.engine is not None and self.chaos is not None
+    async def _decide_and_apply(self, flow: http.HTTPFlow, call: AwsCall) -> None:
+        assert self.engine is not None and self.chaos is not None and self.sink is not None
         if call.operation is None:
-            return None  # not a call we understand: pass it through untouched
-        faults = self.engine.match(call) + self.chaos.match(call, self.rng)
+            return  # not a call we understand: pass it through untouched
+        decision = Decision(call, self.engine.match(call) + self.chaos.match(call, self.rng))
+        # Kept until the flow ends, for response-phase faults and for learning from STS.
+        self._decisions[flow.id] = decision
         flow.metadata["fisproxy"] = {
             "service": call.service, "region": call.region, "operation": call.operation,
+            "faults": [f.label for f in decision.faults],
         }
-        decision = Decision(call, faults)
-        # Keep every identified call until it ends: STS answers teach caller identities.
-        if faults or call.service == "sts":
-            self._decisions[flow.id] = decision
-        return decision if faults else None
-
-    async def _apply_request_phase(self, flow: http.HTTPFlow, decision: Decision) -> None:
-        assert self.sink is not None
-        flow.metadata["fisproxy"]["faults"] = [f.label for f in decision.faults]
+        if not decision.faults:
+            return
         self._log(decision)
         self._mark(flow, decision)
         for fault in decision.latencies:
@@ -306,13 +287,29 @@ class FisProxy:
         if not flow.live:
             return
         if terminal.spec.kind == "error":
-            err = self._error(decision.call, terminal, flow.request.method)
+            err = self._error(call, terminal, flow.request.method)
             apply.respond(flow, err.status, err.headers, err.body, sink=self.sink)
         elif terminal.spec.mode == "hang":
             await apply.hang(flow, terminal.stopped)
         else:
             apply.drop(flow, terminal.spec.mode)
-            self._decisions.pop(flow.id, None)
+
+    async def _apply_response_phase(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        apply.on_responseheaders(flow)
+        for fault in decision.latencies:
+            if fault.spec.phase == "response":
+                await apply.wait(fault.latency_ms, fault.stopped, flow=flow)
+        terminal = decision.terminal
+        if terminal is None or terminal.spec.phase != "response" or _is_stopped(terminal):
+            return
+        if terminal.spec.kind == "error":
+            err = self._error(decision.call, terminal, flow.request.method)
+            apply.respond_after_upstream(flow, err.status, err.headers, err.body)
+            self._mark(flow, decision)
+        elif terminal.spec.mode == "hang":
+            await apply.hang(flow, terminal.stopped)
+        else:
+            apply.drop(flow, terminal.spec.mode)
 
     def _error(self, call: AwsCall, fault: Fault, method: str) -> ErrorResponse:
         spec = fault.spec
