@@ -22,6 +22,7 @@ left (up to the heartbeat interval more).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -57,6 +58,10 @@ _ACTION_TERMINAL = frozenset({"completed", "skipped", "cancelled", "stopped", "f
 
 TICK_SECONDS = 0.1
 HEARTBEAT_SECONDS = 1.0
+# FIS experiments are regional: AWS and LocalStack actions that name no region act in the
+# experiment's region (LocalStack's documented default). fisproxy's own actions that name no
+# region act in every region.
+REGIONAL_ACTION_PREFIXES = ("aws:", "localstack:")
 IDENTITY_DOC = "identity"
 
 # Reasons as real FIS words them (fis-spec 4.3, 4.4); the rest follow the same style.
@@ -460,6 +465,8 @@ class Engine:
         rule = ACTIONS[action.action_id].rule(action.parameters or {})
         if rule is None:
             return
+        if rule.region is None and action.action_id.startswith(REGIONAL_ACTION_PREFIXES):
+            rule = dataclasses.replace(rule, region=run.runtime.get("region"))
         resolved = run.runtime.get("resolved") or {}
         roles: set[RoleRef] = set()
         keys: set[str] = set()

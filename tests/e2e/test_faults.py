@@ -213,3 +213,12 @@ def test_malformed_request_passes_through(proxy: Fisproxy) -> None:
         proxies={"https": proxy.proxy_url}, verify=proxy.ca, timeout=10,
     )
     assert "x-fisproxy-fault" not in resp.headers
+
+
+def test_aws_actions_act_in_the_experiment_region(proxy: Fisproxy) -> None:
+    """Like real FIS, an inject-api action without a region faults only its experiment's
+    region (the FIS client here is in us-east-1)."""
+    start_action(proxy, "aws:fis:inject-api-throttle-error", {"service": "sns", "percentage": "100"})
+    with pytest.raises(botocore.exceptions.ClientError):
+        proxy.client("sns", "us-east-1", retries={"total_max_attempts": 1}).list_topics()
+    proxy.client("sns", "us-west-2", retries={"total_max_attempts": 1}).list_topics()
