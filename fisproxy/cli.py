@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from fisproxy import __version__
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
+from fisproxy.fis.templates_file import load_templates
 from fisproxy.proxy.settings import default_state_path, parse_endpoint
 
 SCRIPT = Path(__file__).parent / "proxy" / "script.py"
@@ -122,6 +123,10 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     for path in args.templates:
         if not path.is_file() or not os.access(path, os.R_OK):
             fail(f"--templates: cannot read {path}")
+        try:
+            load_templates(path)  # validated now, so a bad file fails here with one line
+        except ValueError as e:
+            fail(f"--templates: {e}")
     try:
         args.state.parent.mkdir(parents=True, exist_ok=True)
         ensure_ca(args.certs)

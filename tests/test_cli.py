@@ -9,7 +9,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.helpers import VENV_BIN, clean_env
+from tests.helpers import VENV_BIN, clean_env, free_port
 
 FISPROXY = str(VENV_BIN / "fisproxy")
 
@@ -64,3 +64,14 @@ def test_env_prints_exports(tmp_path: Path) -> None:
     ca = (certs / "mitmproxy-ca-cert.pem").read_bytes()
     assert ca in bundle.read_bytes() and len(bundle.read_bytes()) > 10 * len(ca)  # system CAs too
     assert exports["NODE_EXTRA_CA_CERTS"] == str((certs / "mitmproxy-ca-cert.pem").resolve())
+
+
+def test_invalid_templates_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "templates.yaml"
+    bad.write_text("templates:\n  t1:\n    description: x\n    roleArn: arn:aws:iam::123456789012:role/r\n"
+                   "    actions:\n      a: {actionId: 'aws:fis:inject-api-throttle-error', "
+                   "parameters: {service: dynamodb, percentage: '150'}}\n")
+    result = run("run", "--templates", str(bad), "--certs", str(tmp_path / "c"),
+                 "--state", str(tmp_path / "s.sqlite"), "--port", str(free_port()), "--control-port", str(free_port()))
+    assert result.returncode == 2
+    assert "percentage" in result.stderr and result.stderr.strip().count("\n") == 0

@@ -168,7 +168,10 @@ class FisProxy:
         self.router = ControlRouter(fis=fis_api, chaos=ChaosApi(self.chaos))
         self.engine.resume()
         for path in self.settings.templates:
-            apply_templates(path, fis_api)
+            try:
+                apply_templates(path, fis_api)
+            except ValueError as e:  # names the file and the field
+                logger.error("fisproxy: templates not applied: %s", e)
         self.sink = apply.FaultSink()
         self._spawn(self.sink.start(), "fisproxy-sink")
         self._spawn(self.engine.run(), "fisproxy-engine")
