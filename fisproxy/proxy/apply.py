@@ -2,7 +2,8 @@
 
 Wiring in the addon (all helpers are cheap and never block the event loop):
 
-- `requestheaders`: `mark`, then `wait` / `respond` / `drop` / `hang`.
+- `requestheaders`: `mark`, then `wait` / `respond` / `drop` / `hang`. Pass `flow=flow` to
+  `wait`: mitmproxy reads on while a hook awaits and would queue a whole upload in memory.
 - `responseheaders`: `on_responseheaders(flow)` first; for phase "response": `mark`, then
   `wait` / `respond_after_upstream` / `drop` / `hang`.
 - `response`: `on_response(flow)` first, for every flow. **Required** after

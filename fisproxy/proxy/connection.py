@@ -11,11 +11,14 @@ buffer makes the kernel send RST, not FIN. So we reach the client's asyncio tran
   every Python), `shutdown(SHUT_WR)` (FIN now), then read and discard what the client still
   sends until it closes or `LINGER_SECONDS` pass (a lingering close, like nginx's): the client
   finishes its upload and then reads a clean end of stream, without bytes.
-- hang: stop reading from the client and the server (so an upload or a download is not piled
-  up in memory while we wait), send nothing, and poll the socket until the client gives up
-  (FIN/RST seen with poll(POLLRDHUP)), the action stops (resume; the flow continues
-  untouched) or `max_seconds` pass (then close). No hook needs forwarding: mitmproxy's own
-  `client_disconnected` does not fire while a hook of the flow is still running.
+- hang: send nothing; stop mitmproxy reading from the client and the server
+  (`paused_reading`: while a hook awaits, mitmproxy otherwise reads on and queues everything
+  in memory, a whole 200 MB upload or download); poll the socket until the client gives up
+  (FIN/RST, poll(POLLRDHUP)), the action stops (resume: the flow continues) or `max_seconds`
+  pass (then close). An HTTP/1 upload still arriving is read and discarded through our own fd,
+  else a client giving up mid-upload is invisible (its FIN queues behind unread bytes).
+  `on_client_disconnected` is optional: mitmproxy fires `client_disconnected` only after the
+  flow's hooks have returned.
 
 HTTP/2 and HTTP/3 carry many requests on one connection: there a drop only kills the stream
 (`flow.kill()` sends RST_STREAM) and hang does not pause the shared connection.
@@ -121,6 +124,8 @@ async def hang(
             client.abort()
         _kill(flow)
     elif outcome == "timeout" or discarded[0]:
+        if outcome == "stopped":
+            logger.debug("hang stopped after %d upload bytes were discarded: closing", discarded[0])
         drop(flow, "close")
 
 
