@@ -28,10 +28,11 @@ def ensure_ca(confdir: Path) -> Path:
 
 
 def protect_key(confdir: Path) -> None:
+    """Make the key files readable by their owner only (mitmproxy relies on the umask)."""
     for name in PRIVATE_FILES:
         path = confdir / name
-        if path.exists():
-            os.chmod(path, 0o600)
+        if path.exists() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # already private (e.g. a read-only Secret mount): left alone
 
 
 def system_bundle() -> Path:

@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
         p.add_argument("--control-port", type=int, default=8082,
                        help="control API port: FIS API, Chaos API, health (default 8082; 0 = off)")
-        p.add_argument("--aws-endpoint", metavar="URL",
-                       help="send all AWS traffic here (moto, LocalStack) keeping the Host header")
+        p.add_argument("--aws-endpoint", metavar="URL", default=os.environ.get("FISPROXY_AWS_ENDPOINT") or None,
+                       help="send all AWS traffic here (moto, LocalStack) keeping the Host header "
+                            "(default: $FISPROXY_AWS_ENDPOINT; unset: real AWS)")
         p.add_argument("--state", type=Path, default=Path(os.environ.get("FISPROXY_STATE") or default_state_path()),
                        help="SQLite file for templates, experiments and logs")
         p.add_argument("--certs", type=Path, default=default_certs_dir(),

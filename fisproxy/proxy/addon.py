@@ -13,6 +13,7 @@ State (store, engine, chaos rules, fault sink) is acquired in `running` and rele
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import command, ctx, exceptions, http
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.aws.errors import ErrorResponse, render_error, standard_error
@@ -193,6 +194,31 @@ class FisProxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # ---- commands (mitmweb's command bar, `POST /commands/<name>`) ---------------------
+
+    @command.command("fisproxy.experiments")
+    def experiments(self) -> str:
+        """List experiments as JSON: id, template, state, reason, start and end times."""
+        assert self.store is not None
+        return json.dumps([
+            {
+                "id": e.id, "template": e.experiment_template_id, "state": e.state.status,
+                "reason": e.state.reason,
+                "start": e.start_time.isoformat() if e.start_time else None,
+                "end": e.end_time.isoformat() if e.end_time else None,
+            }
+            for e in self.store.list_experiments()
+        ])
+
+    @command.command("fisproxy.stop")
+    def stop(self, experiment_id: str) -> str:
+        """Stop a running experiment; returns its new state."""
+        assert self.engine is not None
+        try:
+            return self.engine.stop_experiment(experiment_id).state.status
+        except KeyError:
+            raise exceptions.CommandError(f"no experiment {experiment_id}") from None
+
     # ---- hooks -----------------------------------------------------------------------
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -316,12 +342,16 @@ class FisProxy:
 
     def _error(self, call: AwsCall, fault: Fault, method: str) -> ErrorResponse:
         spec = fault.spec
-        if spec.error_kind:
-            status, code, message = standard_error(call, spec.error_kind)
-        else:
-            status, code, message = 500, "InternalFailure", "Injected by fisproxy."
+        status, code, message = standard_error(call, spec.error_kind or "internal")
+        if spec.code and spec.code != code:
+            # A custom code: take status and message from the service's own error of that
+            # code when it is one (Throttling -> 400 "Rate exceeded"), else a plain message.
+            known = (standard_error(call, kind) for kind in ("throttle", "unavailable", "internal"))
+            status, code, message = next(
+                (k for k in known if k[1] == spec.code), (status, spec.code, f"{spec.code} (injected by fisproxy)")
+            )
         status = spec.status if spec.status is not None else status
-        return render_error(call, status, spec.code or code, spec.message or message, method=method)
+        return render_error(call, status, code, spec.message or message, method=method)
 
     def _mark(self, flow: http.HTTPFlow, decision: Decision) -> None:
         assert self.settings is not None

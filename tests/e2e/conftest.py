@@ -31,6 +31,7 @@ class Fisproxy:
     port: int = field(default_factory=free_port)
     control_port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
+    subcommand: str = "run"  # or "web" (mitmweb)
     proc: subprocess.Popen | None = None
 
     @property
@@ -59,7 +60,7 @@ class Fisproxy:
 
     def command(self) -> list[str]:
         return [
-            str(VENV_BIN / "fisproxy"), "run",
+            str(VENV_BIN / "fisproxy"), self.subcommand,
             "--port", str(self.port), "--control-port", str(self.control_port),
             "--aws-endpoint", self.upstream, "--state", str(self.state),
             "--certs", str(self.certs), "--seed", "7", *self.extra_args,
