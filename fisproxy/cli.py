@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from fisproxy import __version__
+from fisproxy import __version__, reportcli
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
 from fisproxy.fis.templates_file import load_templates
 from fisproxy.proxy.settings import default_state_path, parse_endpoint
@@ -82,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("ca", help="create the CA if missing and print its certificate path")
     ca.add_argument("--certs", type=Path, default=default_certs_dir())
+    reportcli.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if reportcli.dispatch(args):
+        return
     if args.command in ("run", "web"):
         run_proxy(args)
     elif args.command == "env":

@@ -7,7 +7,9 @@ changes, experiment state transitions, log records), never per proxied request.
 
 Tables: `templates` and `experiments` (id -> model JSON, in creation order; experiments also
 keep an engine-private `runtime` JSON), `docs` (kind, key -> JSON: client tokens, the safety
-lever, target account configurations, chaos config) and `logs` (experiment log records).
+lever, target account configurations, chaos config), `logs` (experiment log records) and
+`requests` (one row per proxied AWS request, for reports: written in batches of about a
+second's worth by `requestlog.Recorder`, one transaction each, never per request).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fisproxy.fis.models import Experiment, ExperimentTemplate
+from fisproxy.requestlog import RequestRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS templates (
@@ -30,6 +33,10 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_by_experiment ON logs (experiment_id, seq);
+CREATE TABLE IF NOT EXISTS requests (
+    time REAL NOT NULL, duration_ms REAL NOT NULL, service TEXT NOT NULL, operation TEXT,
+    region TEXT, faults TEXT NOT NULL, status INTEGER, invocation_id TEXT, attempt INTEGER);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (time);
 """
 
 
@@ -126,6 +133,47 @@ class Store:
     def logs(self, experiment_id: str) -> list[dict[str, Any]]:
         rows = self._run("SELECT record FROM logs WHERE experiment_id = ? ORDER BY seq", (experiment_id,))
         return [json.loads(r[0]) for r in rows]
+
+    # ---- request records ----
+
+    def append_requests(self, records: list[RequestRecord]) -> None:
+        """Insert `records` in one transaction (all or none)."""
+        if not records:
+            return
+        rows = [
+            (r.time, r.duration_ms, r.service, r.operation, r.region, _dumps(list(r.faults)),
+             r.status, r.invocation_id, r.attempt)
+            for r in records
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO requests (time, duration_ms, service, operation, region, faults, "
+                    "status, invocation_id, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def requests_between(self, start: float, end: float) -> list[RequestRecord]:
+        """Records with `start <= time <= end`, oldest first."""
+        rows = self._run(
+            "SELECT time, duration_ms, service, operation, region, faults, status, invocation_id, "
+            "attempt FROM requests WHERE time >= ? AND time <= ? ORDER BY time, rowid",
+            (start, end),
+        )
+        return [
+            RequestRecord(t, d, svc, op, region, tuple(json.loads(faults)), status, inv, attempt)
+            for t, d, svc, op, region, faults, status, inv, attempt in rows
+        ]
+
+    def delete_requests_before(self, t: float) -> int:
+        """Drop records older than `t` (retention); how many went."""
+        with self._lock:
+            return self._db.execute("DELETE FROM requests WHERE time < ?", (t,)).rowcount
 
     def close(self) -> None:
         with self._lock:

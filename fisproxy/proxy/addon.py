@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,9 +34,12 @@ from fisproxy.fis.engine import Engine
 from fisproxy.fis.faults import Fault
 from fisproxy.fis.templates_file import apply_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
+from fisproxy.metrics import Metrics
 from fisproxy.proxy import apply
 from fisproxy.proxy.control import ControlRouter, fis_host_region
 from fisproxy.proxy.settings import Settings, default_state_path
+from fisproxy.report import report_handler
+from fisproxy.requestlog import Recorder, RequestRecord, parse_sdk_headers
 from fisproxy.store import Store
 
 logger = logging.getLogger("fisproxy")
@@ -73,6 +77,8 @@ class FisProxy:
         self.chaos: ChaosState | None = None
         self.router: ControlRouter | None = None
         self.sink: apply.FaultSink | None = None
+        self.recorder: Recorder | None = None
+        self.metrics: Metrics | None = None
         self.rng = random.Random()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._decisions: dict[str, Decision] = {}
@@ -166,7 +172,12 @@ class FisProxy:
             save=lambda doc: store.put_doc("chaos", "config", doc),
         )
         fis_api = FisApi(self.store, self.engine, account_id=self.settings.account_id)
-        self.router = ControlRouter(fis=fis_api, chaos=ChaosApi(self.chaos))
+        self.recorder = Recorder(self.store)
+        self.metrics = Metrics(self.engine.active_count)
+        self.router = ControlRouter(
+            fis=fis_api, chaos=ChaosApi(self.chaos),
+            extra=(self.metrics.handle, report_handler(self.store)),
+        )
         self.engine.resume()
         for path in self.settings.templates:
             try:
@@ -176,6 +187,7 @@ class FisProxy:
         self.sink = apply.FaultSink()
         self._spawn(self.sink.start(), "fisproxy-sink")
         self._spawn(self.engine.run(), "fisproxy-engine")
+        self._spawn(self.recorder.run(), "fisproxy-recorder")
         warm()
 
     def done(self) -> None:
@@ -186,6 +198,8 @@ class FisProxy:
             self.sink.stop()
         if self.engine:
             self.engine.close()
+        if self.recorder:
+            self.recorder.flush()  # what the background task had not written yet
         if self.store:
             self.store.close()
 
@@ -202,10 +216,10 @@ class FisProxy:
         assert self.store is not None
         return json.dumps([
             {
-                "id": e.id, "template": e.experiment_template_id, "state": e.state.status,
+                "id": e.id, "templateId": e.experiment_template_id, "state": e.state.status,
                 "reason": e.state.reason,
-                "start": e.start_time.isoformat() if e.start_time else None,
-                "end": e.end_time.isoformat() if e.end_time else None,
+                "startTime": e.start_time.isoformat() if e.start_time else None,
+                "endTime": e.end_time.isoformat() if e.end_time else None,
             }
             for e in self.store.list_experiments()
         ])
@@ -269,6 +283,8 @@ class FisProxy:
 
     def response(self, flow: http.HTTPFlow) -> None:
         decision = self._decisions.pop(flow.id, None)
+        if decision is not None:
+            self._record(flow, decision)
         if decision is None or self.engine is None or flow.response is None:
             return
         if decision.faults:
@@ -284,8 +300,32 @@ class FisProxy:
                 self.engine.learn_identity(*learned)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._decisions.pop(flow.id, None)
+        decision = self._decisions.pop(flow.id, None)
+        if decision is not None:
+            self._record(flow, decision)
         self._deferred.discard(flow.id)
+
+    def _record(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        """One RequestRecord per identified AWS call, when its flow ends (response or error)."""
+        if self.recorder is None or self.metrics is None:
+            return
+        try:
+            req, call = flow.request, decision.call
+            response = flow.response if flow.error is None else None
+            ended = (response.timestamp_end if response else None) or time.time()
+            invocation_id, attempt = parse_sdk_headers(req.headers)
+            record = RequestRecord(
+                time=req.timestamp_start,
+                duration_ms=max(0.0, (ended - req.timestamp_start) * 1000.0),
+                service=call.service, operation=call.operation, region=call.region,
+                faults=tuple(f.label for f in decision.faults),
+                status=response.status_code if response else None,
+                invocation_id=invocation_id, attempt=attempt,
+            )
+            self.recorder.record(record)
+            self.metrics.observe(record, [f.latency_ms for f in decision.latencies])
+        except Exception:
+            logger.exception("fisproxy: could not record a request")
 
     def client_disconnected(self, client: Any) -> None:
         apply.on_client_disconnected(client)
