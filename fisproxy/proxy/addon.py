@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,6 +83,7 @@ class FisProxy:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._decisions: dict[str, Decision] = {}
         self._deferred: set[str] = set()  # flows to identify once their form body is in
+        self._control_flows: set[str] = set()  # control-plane requests, answered in `request`
         self._control_spec: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -234,52 +235,59 @@ class FisProxy:
             raise exceptions.CommandError(f"no experiment {experiment_id}") from None
 
     # ---- hooks -----------------------------------------------------------------------
+    # The per-request hooks are plain functions that return a coroutine only when there is
+    # something to wait for (a delay, a hang): mitmproxy awaits what a hook returns, and the
+    # common case, a call passed through untouched, then costs no coroutine at all.
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response or flow.error or not flow.live or self.engine is None:
-            return
-        if self._is_control(flow):
-            return  # answered in `request`, once the (small) body is in
+            return None
+        req = flow.request
+        host = req.pretty_host
+        if self._is_control(flow, host):
+            self._control_flows.add(flow.id)  # answered in `request`, once the body is in
+            return None
         try:
-            req = flow.request
-            call = identify(req.method, req.pretty_host, req.path, req.headers)
+            call = identify(req.method, host, req.path, req.headers)
             self._redirect(flow)
             if call is None:
-                return
+                return None
             if call.needs_body:
                 self._deferred.add(flow.id)
-                return  # decided in `request`; form bodies are small and buffered
+                return None  # decided in `request`; form bodies are small and buffered
             if self._has_large_body(req):
                 req.stream = True
-            await self._decide_and_apply(flow, call)
+            decision = self._decide(flow, call)
         except Exception:  # the one error boundary: log, let the flow go on untouched
-            logger.exception("fisproxy: error while handling %s; passing it through", flow.request.pretty_url)
+            logger.exception("fisproxy: error while handling %s; passing it through", req.pretty_url)
+            return None
+        return self._apply_request_phase(flow, decision) if decision else None
 
-    async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or self.engine is None:
-            return
-        if self._is_control(flow):
-            self._serve_control(flow)
-            return
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if flow.id in self._control_flows:
+            self._control_flows.discard(flow.id)
+            if not (flow.response or flow.error) and flow.live:
+                self._serve_control(flow)
+            return None
         if flow.id not in self._deferred:
-            return
+            return None
         self._deferred.discard(flow.id)
+        if flow.response or flow.error or not flow.live:
+            return None
+        req = flow.request
         try:
-            req = flow.request
             call = identify(req.method, req.pretty_host, req.path, req.headers, req.raw_content)
-            if call is not None and not call.needs_body:
-                await self._decide_and_apply(flow, call)
+            decision = self._decide(flow, call) if call is not None and not call.needs_body else None
         except Exception:
-            logger.exception("fisproxy: error while handling %s; passing it through", flow.request.pretty_url)
+            logger.exception("fisproxy: error while handling %s; passing it through", req.pretty_url)
+            return None
+        return self._apply_request_phase(flow, decision) if decision else None
 
-    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         decision = self._decisions.get(flow.id)
         if decision is None or not decision.faults or flow.response is None:
-            return
-        try:
-            await self._apply_response_phase(flow, decision)
-        except Exception:
-            logger.exception("fisproxy: error while handling %s; passing it through", flow.request.pretty_url)
+            return None
+        return self._apply_response_phase(flow, decision)
 
     def response(self, flow: http.HTTPFlow) -> None:
         decision = self._decisions.pop(flow.id, None)
@@ -304,6 +312,7 @@ class FisProxy:
         if decision is not None:
             self._record(flow, decision)
         self._deferred.discard(flow.id)
+        self._control_flows.discard(flow.id)
 
     def _record(self, flow: http.HTTPFlow, decision: Decision) -> None:
         """One RequestRecord per identified AWS call, when its flow ends (response or error)."""
@@ -332,19 +341,28 @@ class FisProxy:
 
     # ---- deciding --------------------------------------------------------------------
 
-    async def _decide_and_apply(self, flow: http.HTTPFlow, call: AwsCall) -> None:
-        assert self.engine is not None and self.chaos is not None and self.sink is not None
+    def _decide(self, flow: http.HTTPFlow, call: AwsCall) -> Decision | None:
+        """Which faults apply to this call; None (and nothing to apply) if none."""
+        assert self.engine is not None and self.chaos is not None
         if call.operation is None:
-            return  # not a call we understand: pass it through untouched
+            return None  # not a call we understand: pass it through untouched
         decision = Decision(call, self.engine.match(call) + self.chaos.match(call, self.rng))
-        # Kept until the flow ends, for response-phase faults and for learning from STS.
+        # Kept until the flow ends: for recording, response-phase faults, learning from STS.
         self._decisions[flow.id] = decision
         flow.metadata["fisproxy"] = {
             "service": call.service, "region": call.region, "operation": call.operation,
             "faults": [f.label for f in decision.faults],
         }
-        if not decision.faults:
-            return
+        return decision if decision.faults else None
+
+    async def _apply_request_phase(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        try:
+            await self._apply_request_faults(flow, decision)
+        except Exception:  # the error boundary of the async part
+            logger.exception("fisproxy: error while faulting %s; passing it through", flow.request.pretty_url)
+
+    async def _apply_request_faults(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        assert self.sink is not None
         self._log(decision)
         self._mark(flow, decision)
         for fault in decision.latencies:
@@ -356,7 +374,7 @@ class FisProxy:
         if not flow.live:
             return
         if terminal.spec.kind == "error":
-            err = self._error(call, terminal, flow.request.method)
+            err = self._error(decision.call, terminal, flow.request.method)
             apply.respond(flow, err.status, err.headers, err.body, sink=self.sink)
         elif terminal.spec.mode == "hang":
             await apply.hang(flow, terminal.stopped)
@@ -364,6 +382,12 @@ class FisProxy:
             apply.drop(flow, terminal.spec.mode)
 
     async def _apply_response_phase(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        try:
+            await self._apply_response_faults(flow, decision)
+        except Exception:
+            logger.exception("fisproxy: error while faulting %s; passing it through", flow.request.pretty_url)
+
+    async def _apply_response_faults(self, flow: http.HTTPFlow, decision: Decision) -> None:
         apply.on_responseheaders(flow)
         for fault in decision.latencies:
             if fault.spec.phase == "response":
@@ -424,11 +448,11 @@ class FisProxy:
         req.scheme, req.host, req.port = endpoint
         req.host_header = host_header
 
-    def _is_control(self, flow: http.HTTPFlow) -> bool:
+    def _is_control(self, flow: http.HTTPFlow, host: str) -> bool:
         mode = getattr(flow.client_conn, "proxy_mode", None)
         if self._control_spec and mode is not None and mode.full_spec == self._control_spec:
             return True
-        return fis_host_region(flow.request.pretty_host) is not None
+        return host.startswith("fis") and fis_host_region(host) is not None
 
     def _serve_control(self, flow: http.HTTPFlow) -> None:
         assert self.router is not None
