@@ -259,7 +259,7 @@ class FisProxy:
                 req.stream = True
             decision = self._decide(flow, call)
         except Exception:  # the one error boundary: log, let the flow go on untouched
-            logger.exception("fisproxy: error while handling %s; passing it through", req.pretty_url)
+            logger.exception("fisproxy: error while handling %s; passing it through", _where(flow))
             return None
         return self._apply_request_phase(flow, decision) if decision else None
 
@@ -279,7 +279,7 @@ class FisProxy:
             call = identify(req.method, req.pretty_host, req.path, req.headers, req.raw_content)
             decision = self._decide(flow, call) if call is not None and not call.needs_body else None
         except Exception:
-            logger.exception("fisproxy: error while handling %s; passing it through", req.pretty_url)
+            logger.exception("fisproxy: error while handling %s; passing it through", _where(flow))
             return None
         return self._apply_request_phase(flow, decision) if decision else None
 
@@ -359,7 +359,7 @@ class FisProxy:
         try:
             await self._apply_request_faults(flow, decision)
         except Exception:  # the error boundary of the async part
-            logger.exception("fisproxy: error while faulting %s; passing it through", flow.request.pretty_url)
+            logger.exception("fisproxy: error while faulting %s; passing it through", _where(flow))
 
     async def _apply_request_faults(self, flow: http.HTTPFlow, decision: Decision) -> None:
         assert self.sink is not None
@@ -385,7 +385,7 @@ class FisProxy:
         try:
             await self._apply_response_faults(flow, decision)
         except Exception:
-            logger.exception("fisproxy: error while faulting %s; passing it through", flow.request.pretty_url)
+            logger.exception("fisproxy: error while faulting %s; passing it through", _where(flow))
 
     async def _apply_response_faults(self, flow: http.HTTPFlow, decision: Decision) -> None:
         apply.on_responseheaders(flow)
@@ -482,6 +482,12 @@ class FisProxy:
         if length is None:
             return "chunked" in req.headers.get("transfer-encoding", "").lower()
         return length.isdigit() and int(length) > STREAM_THRESHOLD
+
+
+def _where(flow: http.HTTPFlow) -> str:
+    """Method, host and path for log lines: never the query (presigned URLs carry credentials)."""
+    req = flow.request
+    return f"{req.method} {req.pretty_host}{req.path.split('?', 1)[0]}"
 
 
 def _is_stopped(fault: Fault) -> bool:

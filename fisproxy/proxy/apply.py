@@ -105,8 +105,8 @@ def respond(
             token = sink.register(status, response_headers.items(multi=True), body)
             _to_sink(flow, sink, token)
             return
-        logger.warning("fisproxy: fault sink unavailable; buffering the request body of %s",
-                       flow.request.pretty_url)
+        logger.warning("fisproxy: fault sink unavailable; buffering the request body of %s %s",
+                       flow.request.pretty_host, flow.request.path.split("?", 1)[0])
     flow.request.stream = False  # mitmproxy refuses a response together with streaming
     flow.response = _response(status, response_headers, body)
 
