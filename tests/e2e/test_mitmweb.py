@@ -84,13 +84,28 @@ def test_marked_flow_options_and_commands(web: tuple[Fisproxy, str], tmp_path: P
     assert exp_id in {e["id"] for e in listed}
     assert command(s, url, "fisproxy.stop", exp_id)["value"] in ("stopping", "stopped")
 
-    if CHROMIUM:
-        shot = tmp_path / "mitmweb.png"
-        token = f"?token={PASSWORD}" if MITMPROXY_12 else ""
-        screenshot(f"{url}/{token}#/flows/{flow['id']}/response", shot)
-        assert shot.stat().st_size > 10_000
-        if os.environ.get("FISPROXY_SCREENSHOT"):  # how docs/mitmweb.png is made
-            shutil.copy(shot, os.environ["FISPROXY_SCREENSHOT"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+def test_screenshot_of_a_marked_flow(web: tuple[Fisproxy, str], tmp_path: Path) -> None:
+    proxy, url = web
+    s = web_session()
+    start_action(proxy, "fisproxy:api:error", {
+        "service": "sns", "operations": "ListTopics", "statusCode": "400", "errorCode": "Throttling",
+    })
+    with pytest.raises(botocore.exceptions.ClientError):
+        proxy.client("sns", retries={"total_max_attempts": 1}).list_topics()
+    def marked() -> list[dict[str, Any]]:
+        return [f for f in s.get(f"{url}/flows", timeout=10).json() if f.get("marked")]
+
+    wait_until(lambda: bool(marked()), 10, "a marked flow in mitmweb")
+    flow = marked()[0]
+    shot = tmp_path / "mitmweb.png"
+    token = f"?token={PASSWORD}" if MITMPROXY_12 else ""
+    screenshot(f"{url}/{token}#/flows/{flow['id']}/response", shot)
+    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+    if os.environ.get("FISPROXY_SCREENSHOT"):  # how docs/mitmweb.png is made
+        shutil.copy(shot, os.environ["FISPROXY_SCREENSHOT"])
 
 
 def screenshot(page: str, out: Path) -> None:
