@@ -54,3 +54,36 @@ def test_kill_9_and_restart(own_proxy: Fisproxy) -> None:
     # It ran for its 8 s of action time; the downtime did not count against it.
     elapsed = (ended["endTime"] - ended["startTime"]).total_seconds()
     assert elapsed >= 8 + downtime - 1.5
+
+
+def test_templates_file_creates_then_updates_by_name(tmp_path: Path, moto: str) -> None:
+    """Templates as code: `--templates FILE` creates templates at start-up and, on the next
+    start, updates the one with the same Name tag instead of adding another."""
+    def write(description: str) -> Path:
+        path = tmp_path / "templates.yaml"
+        path.write_text(
+            "templates:\n"
+            "  throttle-ddb:\n"
+            f"    description: {description}\n"
+            "    roleArn: arn:aws:iam::123456789012:role/fis\n"
+            "    actions:\n"
+            "      throttle:\n"
+            "        actionId: aws:fis:inject-api-throttle-error\n"
+            "        parameters: {service: dynamodb, operations: PutItem, percentage: 50}\n"
+        )
+        return path
+
+    path = write("first version")
+    proxy = Fisproxy(tmp_path, moto, extra_args=("--templates", str(path))).start()
+    try:
+        [summary] = proxy.fis().list_experiment_templates()["experimentTemplates"]
+        assert summary["tags"] == {"Name": "throttle-ddb"} and summary["description"] == "first version"
+        proxy.stop()
+        write("second version")
+        proxy.start()
+        [again] = proxy.fis().list_experiment_templates()["experimentTemplates"]
+        assert again["id"] == summary["id"] and again["description"] == "second version"
+        template = proxy.fis().get_experiment_template(id=again["id"])["experimentTemplate"]
+        assert template["actions"]["throttle"]["parameters"]["percentage"] == "50"
+    finally:
+        proxy.stop()

@@ -222,3 +222,28 @@ def test_aws_actions_act_in_the_experiment_region(proxy: Fisproxy) -> None:
     with pytest.raises(botocore.exceptions.ClientError):
         proxy.client("sns", "us-east-1", retries={"total_max_attempts": 1}).list_topics()
     proxy.client("sns", "us-west-2", retries={"total_max_attempts": 1}).list_topics()
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_200mb_upload_keeps_proxy_memory_flat(proxy: Fisproxy, tmp_path) -> None:
+    """A 200 MB PutObject streams through: the proxy's peak memory does not follow the body."""
+    assert proxy.proc is not None
+    s3 = proxy.client("s3")
+    bucket = f"b-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        for _ in range(200):
+            f.write(b"\x5a" * (1024 * 1024))
+    before = vm_hwm_kib(proxy.proc.pid)
+    with big.open("rb") as body:
+        s3.put_object(Bucket=bucket, Key="big", Body=body)
+    grown_mib = (vm_hwm_kib(proxy.proc.pid) - before) / 1024
+    assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == 200 * 1024 * 1024
+    assert grown_mib < 50, f"proxy peak memory grew by {grown_mib:.0f} MiB for a 200 MiB upload"
