@@ -20,6 +20,7 @@ from typing import NoReturn
 from fisproxy import __version__, reportcli
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
 from fisproxy.fis.templates_file import load_templates
+from fisproxy.proxy.auth import ControlAuth
 from fisproxy.proxy.settings import default_state_path, parse_endpoint
 
 SCRIPT = Path(__file__).parent / "proxy" / "script.py"
@@ -65,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="YAML/JSON experiment templates to create or update at start-up")
         p.add_argument("--seed", type=int, help="seed for reproducible sampling and selection")
         p.add_argument("--quiet", action="store_true", help="no log line per injected fault")
+        p.add_argument("--control-token", metavar="TOKEN",
+                       default=os.environ.get("FISPROXY_CONTROL_TOKEN") or None,
+                       help="require this token (Authorization: Bearer, or x-fisproxy-token) on the "
+                            "control API and the FIS API through the proxy (default: "
+                            "$FISPROXY_CONTROL_TOKEN; prefer it: flags show in ps)")
+        p.add_argument("--control-credentials", metavar="AKID:SECRET", action="append",
+                       help="accept SigV4 requests (aws fis ..., boto3) signed with this access key; "
+                            "repeatable (default: $FISPROXY_CONTROL_CREDENTIALS, comma separated)")
+        p.add_argument("--public-metrics", action="store_true",
+                       help="serve /metrics without control API credentials")
         p.add_argument("--set", dest="setoptions", action="append", default=[],
                        metavar="OPTION=VALUE", help="any mitmproxy or fisproxy_* option")
 
@@ -124,6 +135,10 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
             parse_endpoint(args.aws_endpoint)
         except ValueError as e:
             fail(f"--aws-endpoint: {str(e).split(': ', 1)[1]}")
+    try:
+        ControlAuth.from_options(args.control_token, control_credentials(args))
+    except ValueError as e:  # names the option, never the secret
+        fail(str(e).replace("fisproxy_control_", "--control-", 1))
     for path in args.templates:
         if not path.is_file() or not os.access(path, os.R_OK):
             fail(f"--templates: cannot read {path}")
@@ -150,6 +165,11 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
         options.append(f"fisproxy_seed={args.seed}")
     if args.quiet:
         options.append("fisproxy_quiet=true")
+    if args.control_token:
+        options.append(f"fisproxy_control_token={args.control_token}")
+    options += [f"fisproxy_control_credentials={c}" for c in control_credentials(args)]
+    if args.public_metrics:
+        options.append("fisproxy_metrics_public=true")
     if args.command == "web":
         options += [f"web_port={args.web_port}", "web_open_browser=false"]
     options += args.setoptions
@@ -157,6 +177,13 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     for option in options:
         argv += ["--set", option]
     return argv
+
+
+def control_credentials(args: argparse.Namespace) -> list[str]:
+    """--control-credentials flags, else $FISPROXY_CONTROL_CREDENTIALS (comma separated)."""
+    if args.control_credentials is not None:
+        return list(args.control_credentials)
+    return [c for c in os.environ.get("FISPROXY_CONTROL_CREDENTIALS", "").split(",") if c.strip()]
 
 
 def run_proxy(args: argparse.Namespace) -> None:
@@ -169,16 +196,23 @@ def run_proxy(args: argparse.Namespace) -> None:
     print(f"  state: {args.state}", file=sys.stderr)
     env_hint = "fisproxy env" + (f" --certs {shlex.quote(str(args.certs))}" if args.certs else "")
     print(f"  point SDKs at it:  eval \"$({env_hint})\"", file=sys.stderr)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"  WARNING: listening on {host}: anyone who can reach it can use the proxy and "
-              "start experiments; set proxyauth (--set proxyauth=user:pass) and keep the ports "
-              "private.", file=sys.stderr)
+    auth = ControlAuth.from_options(args.control_token, control_credentials(args),
+                                    public_metrics=args.public_metrics)
+    # Exposure warnings (non-loopback without proxyauth / control auth) are logged by the
+    # addon at start-up, so `mitmdump -s` users see them too; not repeated here.
+    print(f"  control API authentication: {describe_auth(auth)}", file=sys.stderr)
     from mitmproxy.tools import main as mitm_main
 
     if args.command == "web":
         mitm_main.mitmweb(argv)
     else:
         mitm_main.mitmdump(argv)
+
+
+def describe_auth(auth: ControlAuth) -> str:
+    """For the banner: what is accepted, never the secrets."""
+    ways = (["token"] if auth.token else []) + [f"SigV4 as {k}" for k in sorted(auth.credentials)]
+    return ", ".join(ways) if ways else "off"
 
 
 def print_env(args: argparse.Namespace) -> None:

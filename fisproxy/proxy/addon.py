@@ -36,6 +36,7 @@ from fisproxy.fis.templates_file import apply_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
 from fisproxy.proxy import apply
+from fisproxy.proxy.auth import denied_response, exposure_warnings
 from fisproxy.proxy.control import ControlRouter, fis_host_region
 from fisproxy.proxy.settings import Settings, default_state_path
 from fisproxy.report import report_handler
@@ -126,12 +127,30 @@ class FisProxy:
             "fisproxy_quiet", bool, False,
             "Do not log a line per injected fault.",
         )
+        loader.add_option(
+            "fisproxy_control_token", str | None, None,
+            "Token the control APIs (the control listener, and the FIS API through the proxy) "
+            "require, as 'Authorization: Bearer <token>' or 'x-fisproxy-token: <token>'. With "
+            "this or fisproxy_control_credentials set, other requests get 403; "
+            "GET /_fisproxy/health stays open.",
+        )
+        loader.add_option(
+            "fisproxy_control_credentials", Sequence[str], [],
+            "ACCESS_KEY_ID:SECRET_ACCESS_KEY pairs whose SigV4-signed requests the control APIs "
+            "accept: give the AWS CLI or SDK that drives FIS the same credentials. Sets "
+            "keep_host_header, so the signed Host header reaches fisproxy unchanged.",
+        )
+        loader.add_option(
+            "fisproxy_metrics_public", bool, False,
+            "Serve /metrics without credentials even when control API authentication is on.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not updated & {
             "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state",
             "fisproxy_templates", "fisproxy_seed", "fisproxy_account_id", "listen_host",
-            "fisproxy_fault_header", "fisproxy_quiet",
+            "fisproxy_fault_header", "fisproxy_quiet", "fisproxy_control_token",
+            "fisproxy_control_credentials", "fisproxy_metrics_public", "proxyauth",
         }:
             return
         try:
@@ -142,6 +161,20 @@ class FisProxy:
             self.rng.seed(self.settings.seed)
         if updated & {"fisproxy_control_port", "listen_host"}:
             self._update_control_listener()
+        if self.settings.control_auth.credentials and not ctx.options.keep_host_header:
+            # Reverse mode rewrites Host to the (never contacted) control target; SigV4 signs it.
+            ctx.options.update(keep_host_header=True)
+        if updated & {"listen_host", "proxyauth", "fisproxy_control_port", "fisproxy_control_token",
+                      "fisproxy_control_credentials"}:
+            self._warn_exposure()
+
+    def _warn_exposure(self) -> None:
+        assert self.settings is not None
+        control_host = self.settings.control_host if self.settings.control_port else "127.0.0.1"
+        proxyauth = getattr(ctx.options, "proxyauth", None)
+        for line in exposure_warnings(ctx.options.listen_host, proxyauth, self.settings.control_auth,
+                                      control_host=control_host):
+            logger.warning(line)
 
     def _update_control_listener(self) -> None:
         assert self.settings is not None
@@ -240,12 +273,19 @@ class FisProxy:
     # common case, a call passed through untouched, then costs no coroutine at all.
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        if flow.response or flow.error or not flow.live or self.engine is None:
+        if flow.error or not flow.live or self.engine is None:
             return None
         req = flow.request
         host = req.pretty_host
         if self._is_control(flow, host):
             self._control_flows.add(flow.id)  # answered in `request`, once the body is in
+            if flow.response is not None and self._on_control_listener(flow) and _is_proxyauth_challenge(flow.response):
+                # mitmproxy's proxyauth treats a reverse listener as a web server and wants
+                # Basic auth from everyone; the control listener has its own (auth.py), and
+                # health checks must pass without any.
+                flow.response = None
+            return None
+        if flow.response:
             return None
         try:
             call = identify(req.method, host, req.path, req.headers)
@@ -448,22 +488,33 @@ class FisProxy:
         req.scheme, req.host, req.port = endpoint
         req.host_header = host_header
 
-    def _is_control(self, flow: http.HTTPFlow, host: str) -> bool:
+    def _on_control_listener(self, flow: http.HTTPFlow) -> bool:
         mode = getattr(flow.client_conn, "proxy_mode", None)
-        if self._control_spec and mode is not None and mode.full_spec == self._control_spec:
+        return bool(self._control_spec) and mode is not None and mode.full_spec == self._control_spec
+
+    def _is_control(self, flow: http.HTTPFlow, host: str) -> bool:
+        if self._on_control_listener(flow):
             return True
         return host.startswith("fis") and fis_host_region(host) is not None
 
     def _serve_control(self, flow: http.HTTPFlow) -> None:
-        assert self.router is not None
+        assert self.router is not None and self.settings is not None
         req = flow.request
         split = urlsplit(req.path)
+        body = req.raw_content or b""
+        url = f"{req.scheme}://{req.host_header or req.pretty_host}{req.path}"
+        refusal = self.settings.control_auth.check(req.method, url, req.headers, body)
+        if refusal is not None:
+            logger.info("fisproxy: control API request refused: %s %s: %s", req.method, split.path, refusal)
+            denied = denied_response(refusal)
+            flow.response = http.Response.make(denied.status, denied.body, dict(denied.headers))
+            return
         api_request = ApiRequest(
             method=req.method,
             path=split.path,
             query=parse_qs(split.query, keep_blank_values=True),
             headers=req.headers,
-            body=req.raw_content or b"",
+            body=body,
         )
         region = fis_host_region(req.pretty_host)
         if region is None:
@@ -492,3 +543,8 @@ def _where(flow: http.HTTPFlow) -> str:
 
 def _is_stopped(fault: Fault) -> bool:
     return fault.stopped is not None and fault.stopped.is_set()
+
+
+def _is_proxyauth_challenge(response: http.Response) -> bool:
+    """The 401 mitmproxy's proxyauth addon answers unauthenticated reverse-mode requests with."""
+    return response.status_code == 401 and response.headers.get("WWW-Authenticate", "").startswith("Basic realm=")

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fisproxy.proxy.auth import ControlAuth
+
 # The control listener is a reverse-proxy listener whose target is never contacted: every
 # request on it is answered by the addon (connection_strategy=lazy).
 CONTROL_TARGET = "http://fisproxy.control.invalid:80"
@@ -30,6 +32,7 @@ class Settings:
     account_id: str
     fault_header: bool
     quiet: bool
+    control_auth: ControlAuth
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -55,6 +58,10 @@ class Settings:
             account_id=account,
             fault_header=options.fisproxy_fault_header,
             quiet=options.fisproxy_quiet,
+            control_auth=ControlAuth.from_options(
+                options.fisproxy_control_token, options.fisproxy_control_credentials,
+                public_metrics=options.fisproxy_metrics_public,
+            ),
         )
 
     def control_mode_spec(self) -> str | None:

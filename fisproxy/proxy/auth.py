@@ -1,0 +1,335 @@
+"""Authentication for the control APIs, and the warnings for a proxy exposed without it.
+
+Bound to anything but loopback, anyone who reaches fisproxy could start experiments. The control
+APIs (the control listener, and `fis.<region>.amazonaws.com` through the proxy) then accept a
+request when it carries a configured token (`Authorization: Bearer <token>` or
+`x-fisproxy-token: <token>`), or when it is SigV4-signed with a configured access key: the
+`aws fis ...` CLI and boto3 work unchanged once given those credentials. The signature is
+recomputed with botocore's own signer, so the canonical request is exactly what clients compute.
+
+Plain data in, plain data out (no mitmproxy), and secrets are never part of a message or repr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
+
+from fisproxy.httpdata import ApiResponse
+
+HEALTH_PATH = "/_fisproxy/health"
+METRICS_PATH = "/metrics"
+TOKEN_HEADER = "x-fisproxy-token"
+SIGV4_ALGORITHM = "AWS4-HMAC-SHA256"
+AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+MAX_SKEW_SECONDS = 15 * 60  # what AWS allows between X-Amz-Date and its clock
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+
+# Access key ids end up in `Credential=<id>/<date>/...`: no slash, comma, space or '='.
+ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# Tokens travel in a header: printable ASCII, no spaces.
+TOKEN = re.compile(r"^[\x21-\x7e]+$")
+HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# AWS's own messages, so the CLI and SDKs show what people already know.
+BAD_SIGNATURE = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. Consult the service documentation "
+    "for details."
+)
+UNKNOWN_KEY = "The security token included in the request is invalid."
+
+
+class Refusal(str):
+    """Why a request was refused: the message, with the AWS error code it is answered with."""
+
+    code: str
+
+    def __new__(cls, message: str, code: str = "AccessDeniedException") -> Refusal:
+        self = super().__new__(cls, message)
+        self.code = code
+        return self
+
+
+MISSING = Refusal(
+    "fisproxy: authentication required: send 'Authorization: Bearer <token>' or "
+    f"'{TOKEN_HEADER}: <token>', or sign the request (SigV4) with a configured access key"
+)
+BAD_TOKEN = Refusal("fisproxy: the token is not valid")
+
+
+@dataclass(frozen=True)
+class ControlAuth:
+    """Who may use the control APIs. Disabled (everyone may) when neither is configured."""
+
+    token: str | None = field(default=None, repr=False)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)  # key id -> secret
+    public_metrics: bool = False  # let Prometheus scrape /metrics without credentials
+
+    def __repr__(self) -> str:  # never the secrets
+        token = "<set>" if self.token else None
+        return (f"ControlAuth(token={token}, access_keys={sorted(self.credentials)}, "
+                f"public_metrics={self.public_metrics})")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token or self.credentials)
+
+    @classmethod
+    def from_options(cls, token: str | None, credentials: Sequence[str], *,
+                     public_metrics: bool = False) -> ControlAuth:
+        """From `fisproxy_control_token` and `fisproxy_control_credentials` (`AKID:SECRET`
+        entries); ValueError naming the option, never quoting a secret."""
+        token = token or None
+        if token is not None and not TOKEN.match(token):
+            raise ValueError("fisproxy_control_token: must be printable ASCII without spaces")
+        parsed: dict[str, str] = {}
+        for number, entry in enumerate(credentials, 1):
+            entry = entry.strip()
+            if not entry:
+                continue
+            key_id, sep, secret = entry.partition(":")
+            if not sep or not ACCESS_KEY_ID.match(key_id) or not secret or not TOKEN.match(secret):
+                raise ValueError(
+                    f"fisproxy_control_credentials: entry {number} is not "
+                    "ACCESS_KEY_ID:SECRET_ACCESS_KEY (key id: letters, digits, '_.-'; "
+                    "secret: printable, no spaces)"
+                )
+            if parsed.get(key_id, secret) != secret:
+                raise ValueError(f"fisproxy_control_credentials: two secrets for {key_id}")
+            parsed[key_id] = secret
+        return cls(token, MappingProxyType(parsed), public_metrics)
+
+    def is_public(self, method: str, path: str) -> bool:
+        """Requests answered without credentials: health (container health checks) and, when
+        configured, metrics. `path` is the raw path, compared exactly like the router does."""
+        if method.upper() not in ("GET", "HEAD"):
+            return False
+        return path == HEALTH_PATH or (self.public_metrics and path == METRICS_PATH)
+
+    def check(self, method: str, url: str, headers: Mapping[str, str], body: bytes, *,
+              now: float | None = None) -> Refusal | None:
+        """None when the request may be served, else why not (a `Refusal`, a str with `.code`).
+
+        `url` is the request as sent: scheme and host (used only when no Host header was sent),
+        then the raw path and query; `headers` a case-insensitive mapping (mitmproxy's Headers
+        works, as does a plain dict); `body` the raw bytes.
+        """
+        if not self.enabled or self.is_public(method, urlsplit(url).path):
+            return None
+        authorization = _first(headers, "authorization") or ""
+        scheme, _, credentials = authorization.strip().partition(" ")
+        presented = _first(headers, TOKEN_HEADER)
+        if presented is None and scheme.lower() == "bearer":
+            presented = credentials.strip()
+        if presented is not None and self.token is not None and _same(presented, self.token):
+            return None
+        if scheme == SIGV4_ALGORITHM:
+            return self._check_sigv4(method, url, headers, body, credentials, now)
+        return BAD_TOKEN if presented is not None else MISSING
+
+    def _check_sigv4(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
+                     params: str, now: float | None) -> Refusal | None:
+        parts = _sigv4_parameters(params)
+        if parts is None:
+            return Refusal("Authorization header requires 'Credential', 'SignedHeaders' and "
+                           "'Signature' parameters.", "IncompleteSignatureException")
+        (key_id, date, region, service), signed, signature = parts
+        secret = self.credentials.get(key_id)
+        if secret is None:
+            return Refusal(UNKNOWN_KEY, "UnrecognizedClientException")
+        if "host" not in signed:
+            return Refusal("'Host' must be a signed header.", "IncompleteSignatureException")
+        amz_date = _first(headers, "x-amz-date")
+        if amz_date is None:
+            return Refusal("fisproxy: SigV4 requests need an X-Amz-Date header.",
+                           "IncompleteSignatureException")
+        try:
+            signed_at = datetime.strptime(amz_date, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            return Refusal("fisproxy: X-Amz-Date is not YYYYMMDDTHHMMSSZ.",
+                           "IncompleteSignatureException")
+        if amz_date[:8] != date:
+            return Refusal("Credential should be scoped to a valid date.", "InvalidSignatureException")
+        skew = _skew(signed_at, time.time() if now is None else now)
+        if skew:
+            return skew
+        payload = _first(headers, "x-amz-content-sha256")
+        if payload is not None:
+            refusal = _check_payload_hash(payload, url, body)
+            if refusal:
+                return refusal
+        missing = [name for name in signed if name != "host" and not _values(headers, name)]
+        if missing:
+            return Refusal(f"fisproxy: signed header {missing[0]} is missing.", "InvalidSignatureException")
+        expected = _signature(method, url, headers, body, signed, amz_date,
+                              Credentials(key_id, secret), service, region)
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            return Refusal(BAD_SIGNATURE, "InvalidSignatureException")
+        return None
+
+
+def denied_response(reason: str) -> ApiResponse:
+    """The answer to a refused request, in the FIS API's rest-json error shape."""
+    code = getattr(reason, "code", "AccessDeniedException")
+    return ApiResponse.json(
+        403, {"message": str(reason)},
+        {"x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())},
+    )
+
+
+class _Verifier(SigV4Auth):
+    """botocore's SigV4 signer, over exactly the headers the client says it signed (botocore
+    would skip a few, like user-agent, that other SDKs may sign)."""
+
+    def __init__(self, credentials: Credentials, service: str, region: str,
+                 signed: Sequence[str]) -> None:
+        super().__init__(credentials, service, region)
+        self._signed = signed
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        header_map = HTTPHeaders()
+        for name in self._signed:
+            for value in request.headers.get_all(name) or []:
+                header_map[name] = value
+        if "host" not in header_map:  # HTTP/2: the authority, not a Host header
+            header_map["host"] = urlsplit(request.url).netloc
+        return header_map
+
+
+def _signature(method: str, url: str, headers: Mapping[str, str], body: bytes,
+               signed: Sequence[str], amz_date: str, credentials: Credentials,
+               service: str, region: str) -> str:
+    sent = HTTPHeaders()
+    for name in signed:
+        for value in _values(headers, name):
+            sent[name] = value  # appends: repeated headers stay repeated, as signed
+    request = AWSRequest(method=method.upper(), url=url, headers=sent, data=body)
+    request.context["timestamp"] = amz_date
+    signer = _Verifier(credentials, service, region, signed)
+    canonical = signer.canonical_request(request)
+    return signer.signature(signer.string_to_sign(request, canonical), request)
+
+
+def _sigv4_parameters(params: str) -> tuple[tuple[str, str, str, str], list[str], str] | None:
+    """`Credential=AKID/20240101/us-east-1/fis/aws4_request, SignedHeaders=a;b, Signature=hex`
+    -> ((key id, date, region, service), signed header names, signature)."""
+    fields: dict[str, str] = {}
+    for part in params.split(","):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            fields[name] = value.strip()
+    scope = fields.get("Credential", "").split("/")
+    signed = [h for h in fields.get("SignedHeaders", "").lower().split(";") if h]
+    signature = fields.get("Signature", "")
+    if len(scope) != 5 or scope[4] != "aws4_request" or not all(scope) or not signed or not signature:
+        return None
+    key_id, date, region, service, _ = scope
+    return (key_id, date, region, service), signed, signature
+
+
+def _skew(signed_at: datetime, now: float) -> Refusal | None:
+    def stamp(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime(AMZ_DATE_FORMAT)
+
+    signed, offset = signed_at.timestamp(), now - signed_at.timestamp()
+    if offset > MAX_SKEW_SECONDS:
+        return Refusal(f"Signature expired: {stamp(signed)} is now earlier than "
+                       f"{stamp(now - MAX_SKEW_SECONDS)} ({stamp(now)} - 15 min.)",
+                       "InvalidSignatureException")
+    if offset < -MAX_SKEW_SECONDS:
+        return Refusal(f"Signature not yet current: {stamp(signed)} is still later than "
+                       f"{stamp(now + MAX_SKEW_SECONDS)} ({stamp(now)} + 15 min.)",
+                       "InvalidSignatureException")
+    return None
+
+
+def _check_payload_hash(payload: str, url: str, body: bytes) -> Refusal | None:
+    """The canonical request uses the x-amz-content-sha256 value, not the body: the body must
+    match it. UNSIGNED-PAYLOAD leaves the body unprotected, so only over TLS (botocore never
+    sends it over plain HTTP); streaming (chunk-signed) payloads are S3 uploads, not ours."""
+    if HEX_SHA256.match(payload):
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), payload):
+            return Refusal("The provided 'x-amz-content-sha256' header does not match what was "
+                           "computed.", "InvalidSignatureException")
+        return None
+    if payload == UNSIGNED_PAYLOAD and urlsplit(url).scheme == "https":
+        return None
+    return Refusal(f"fisproxy: x-amz-content-sha256 {payload[:40]!r} is not accepted here "
+                   "(UNSIGNED-PAYLOAD only over HTTPS)", "InvalidSignatureException")
+
+
+def _values(headers: Mapping[str, str], name: str) -> list[str]:
+    get_all: Any = getattr(headers, "get_all", None)  # mitmproxy Headers, botocore HTTPHeaders
+    if get_all is not None:
+        return list(get_all(name) or [])
+    return [v for k, v in headers.items() if k.lower() == name]
+
+
+def _first(headers: Mapping[str, str], name: str) -> str | None:
+    values = _values(headers, name)
+    return values[0] if values else None
+
+
+def _same(presented: str, expected: str) -> bool:
+    # Digests of equal length, so not even the token's length leaks through timing.
+    digest = hashlib.sha256
+    return hmac.compare_digest(digest(presented.encode()).digest(), digest(expected.encode()).digest())
+
+
+# ---- exposure warnings -----------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, localhost. An empty host (mitmproxy's default) is every interface."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name or "": may be reachable from anywhere
+
+
+def exposure_warnings(listen_host: str, proxyauth: str | None, auth: ControlAuth, *,
+                      control_host: str | None = None) -> list[str]:
+    """The loud start-up lines for a proxy reachable from other machines without
+    authentication. `control_host` defaults to where the control listener binds:
+    `listen_host`, or 127.0.0.1 when that is empty (settings.py)."""
+    label = listen_host or "all interfaces"
+    if control_host is None:
+        control_host = listen_host or "127.0.0.1"
+    lines = []
+    proxy_open = not is_loopback(listen_host) and (not proxyauth or proxyauth == "any")
+    if proxy_open:
+        why = "with proxyauth=any (any user name and password)" if proxyauth else "without proxyauth"
+        lines.append(
+            f"WARNING: listening on {label} {why}: anyone who can reach the proxy port can use "
+            "fisproxy as an HTTP(S) proxy into your network. Set proxyauth "
+            "(--set proxyauth=USER:PASS or @HTPASSWD_FILE) or bind to 127.0.0.1."
+        )
+    # The FIS API is also served through the proxy (fis.<region>.amazonaws.com).
+    if (proxy_open or not is_loopback(control_host)) and not auth.enabled:
+        lines.append(
+            f"WARNING: listening on {label} without control API authentication: anyone who can "
+            "reach the control port or the proxy can create templates and start experiments. Set "
+            "--control-token / FISPROXY_CONTROL_TOKEN (option fisproxy_control_token) or "
+            "--control-credentials AKID:SECRET / FISPROXY_CONTROL_CREDENTIALS "
+            "(option fisproxy_control_credentials)."
+        )
+    return lines
