@@ -118,3 +118,18 @@ def test_cli_validation_error_names_the_field(proxy: Fisproxy) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, env=proxy.env(HTTPS_PROXY=""), timeout=60)
     assert result.returncode != 0
     assert "ValidationException" in result.stderr and "percentage" in result.stderr
+
+
+def test_region_comes_from_the_request(proxy: Fisproxy) -> None:
+    """ARNs carry the region the FIS request was signed for, on the control port and through
+    the proxy alike."""
+    fis = proxy.fis("eu-west-1")
+    template = fis.create_experiment_template(
+        description="regional", roleArn="arn:aws:iam::123456789012:role/fis",
+        stopConditions=[{"source": "none"}],
+        actions={"w": {"actionId": "aws:fis:wait", "parameters": {"duration": "PT1S"}}},
+    )["experimentTemplate"]
+    assert template["arn"].startswith("arn:aws:fis:eu-west-1:123456789012:experiment-template/")
+    via_proxy = proxy.client("fis", "ap-south-1")
+    exp = via_proxy.start_experiment(experimentTemplateId=template["id"])["experiment"]
+    assert exp["arn"].startswith("arn:aws:fis:ap-south-1:")
