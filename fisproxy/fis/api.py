@@ -6,9 +6,8 @@ ids), `_Input.query` (typed: ints, lists) and `_Input.body` (the JSON object), a
 model's member names. Each handler is the snake_case operation name; it validates its request
 model, calls the store or the engine, and returns the response dict.
 
-Errors are the model's error shapes in rest-json: `x-amzn-ErrorType: <Code>`, body
-`{"message": ...}`, and `x-amzn-RequestId` (a tiny renderer here, not `aws/errors.py`, so this
-module does not depend on the proxy's per-protocol renderers).
+Errors are the model's error shapes, rendered in rest-json by `aws/errors.py` like every AWS
+error: `x-amzn-ErrorType: <Code>`, body `{"message": ...}`, and `x-amzn-RequestId`.
 
 Templates, experiments and tags are not partitioned by region: the region of the request only
 goes into new ARNs. Experiments belong to the engine (it persists every change); tags added to
@@ -34,7 +33,8 @@ from urllib.parse import parse_qs, unquote
 from botocore import xform_name
 from botocore.model import OperationModel
 
-from fisproxy.aws import catalog
+from fisproxy.aws import catalog, errors
+from fisproxy.aws.call import AwsCall
 from fisproxy.fis import actions as action_catalog
 from fisproxy.fis import ids
 from fisproxy.fis.models import (
@@ -138,11 +138,13 @@ def _quota(message: str) -> FisError:
     return FisError("ServiceQuotaExceededException", message)
 
 
-def render_error(code: str, status: int, message: str, request_id: str) -> ApiResponse:
-    """A rest-json error as botocore parses it: code from the header, message from the body."""
-    return ApiResponse.json(
-        status, {"message": message}, {"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id}
-    )
+FIS_CALL = AwsCall(service="fis", api="fis", protocol="rest-json")
+
+
+def render_error(code: str, status: int, message: str, request_id: str | None = None) -> ApiResponse:
+    """A FIS API error in the model's rest-json shape, rendered like every AWS error."""
+    err = errors.render_error(FIS_CALL, status, code, message, request_id=request_id)
+    return ApiResponse(err.status, dict(err.headers), err.body)
 
 
 # ---- routing, from the model ----------------------------------------------------------------

@@ -17,7 +17,6 @@ import hmac
 import ipaddress
 import re
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
+from fisproxy.fis.api import render_error
 from fisproxy.httpdata import ApiResponse
 
 HEALTH_PATH = "/_fisproxy/health"
@@ -186,11 +186,7 @@ class ControlAuth:
 
 def denied_response(reason: str) -> ApiResponse:
     """The answer to a refused request, in the FIS API's rest-json error shape."""
-    code = getattr(reason, "code", "AccessDeniedException")
-    return ApiResponse.json(
-        403, {"message": str(reason)},
-        {"x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())},
-    )
+    return render_error(getattr(reason, "code", "AccessDeniedException"), 403, str(reason))
 
 
 class _Verifier(SigV4Auth):

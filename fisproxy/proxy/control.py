@@ -6,7 +6,6 @@ Plain data in, plain data out: the addon turns a mitmproxy flow into an `ApiRequ
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +46,3 @@ class ControlRouter:
             return ApiResponse.json(404, {"message": f"no such endpoint: {request.path}"})
         return self.fis.handle(request, region)
 
-
-def error_response(status: int, message: str) -> ApiResponse:
-    return ApiResponse(status, {"content-type": "application/json"}, json.dumps({"message": message}).encode())

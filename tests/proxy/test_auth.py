@@ -351,8 +351,9 @@ def test_botocore_parses_the_refusal(key: str, secret: str, code: str | None) ->
 def test_denied_response_shape() -> None:
     response = denied_response(AUTH.check("GET", f"{CONTROL}/experiments", {}, b""))
     assert response.status == 403
-    assert response.headers["x-amzn-ErrorType"] == "AccessDeniedException"
-    assert response.headers["content-type"] == "application/json"
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    assert headers["x-amzn-errortype"] == "AccessDeniedException"
+    assert headers["content-type"] == "application/json"
     assert "authentication required" in json.loads(response.body)["message"]
     assert denied_response("plain reason").headers["x-amzn-ErrorType"] == "AccessDeniedException"
 
