@@ -31,8 +31,8 @@ from fisproxy.aws.sts import learn_credentials
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
-from fisproxy.fis.faults import Fault
-from fisproxy.fis.templates_file import apply_templates
+from fisproxy.fis.faults import Fault, Phase
+from fisproxy.fis.templates_file import apply_templates, load_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
 from fisproxy.proxy import apply
@@ -48,9 +48,7 @@ logger = logging.getLogger("fisproxy")
 STS_LEARNING_OPERATIONS = frozenset(
     {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "GetCallerIdentity"}
 )
-# Uploads larger than this (or of unknown length) stream through instead of being buffered.
-STREAM_THRESHOLD = 1024 * 1024
-FAULT_HEADER = "x-fisproxy-fault"
+STREAM_LARGE_BODIES = "1m"
 
 
 @dataclass
@@ -155,6 +153,9 @@ class FisProxy:
             return
         try:
             self.settings = Settings.from_options(ctx.options)
+            if "fisproxy_templates" in updated:
+                for path in self.settings.templates:
+                    load_templates(path)  # a bad file stops start-up with one line naming the field
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from e
         if "fisproxy_seed" in updated:
@@ -192,6 +193,9 @@ class FisProxy:
             # Injected answers, the control listener and unresolvable AWS hosts (with an
             # endpoint override) must never wait for an upstream connection.
             ctx.options.update(connection_strategy="lazy")
+        if not ctx.options.stream_large_bodies:
+            # Large bodies (S3 objects) stream through in both directions, never held whole.
+            ctx.options.update(stream_large_bodies=STREAM_LARGE_BODIES)
         self.store = Store(self.settings.state)
         self.engine = Engine(
             self.store,
@@ -295,13 +299,13 @@ class FisProxy:
             if call.needs_body:
                 self._deferred.add(flow.id)
                 return None  # decided in `request`; form bodies are small and buffered
-            if self._has_large_body(req):
+            if apply.has_large_body(req):
                 req.stream = True
             decision = self._decide(flow, call)
         except Exception:  # the one error boundary: log, let the flow go on untouched
             logger.exception("fisproxy: error while handling %s; passing it through", _where(flow))
             return None
-        return self._apply_request_phase(flow, decision) if decision else None
+        return self._apply(flow, decision, "request") if decision else None
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.id in self._control_flows:
@@ -321,13 +325,13 @@ class FisProxy:
         except Exception:
             logger.exception("fisproxy: error while handling %s; passing it through", _where(flow))
             return None
-        return self._apply_request_phase(flow, decision) if decision else None
+        return self._apply(flow, decision, "request") if decision else None
 
     def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         decision = self._decisions.get(flow.id)
         if decision is None or not decision.faults or flow.response is None:
             return None
-        return self._apply_response_phase(flow, decision)
+        return self._apply(flow, decision, "response")
 
     def response(self, flow: http.HTTPFlow) -> None:
         decision = self._decisions.pop(flow.id, None)
@@ -386,7 +390,8 @@ class FisProxy:
         assert self.engine is not None and self.chaos is not None
         if call.operation is None:
             return None  # not a call we understand: pass it through untouched
-        decision = Decision(call, self.engine.match(call) + self.chaos.match(call, self.rng))
+        faults = self.engine.match(call) + self.chaos.match(call, self.rng)
+        decision = Decision(call, _applicable(faults))
         # Kept until the flow ends: for recording, response-phase faults, learning from STS.
         self._decisions[flow.id] = decision
         flow.metadata["fisproxy"] = {
@@ -395,54 +400,35 @@ class FisProxy:
         }
         return decision if decision.faults else None
 
-    async def _apply_request_phase(self, flow: http.HTTPFlow, decision: Decision) -> None:
+    async def _apply(self, flow: http.HTTPFlow, decision: Decision, phase: Phase) -> None:
+        """Apply the faults of one phase: `request` before forwarding (from requestheaders or
+        request), `response` after the upstream answered (from responseheaders)."""
+        assert self.sink is not None
         try:
-            await self._apply_request_faults(flow, decision)
+            if phase == "request":
+                self._log(decision)
+                self._mark(flow, decision)
+            else:
+                apply.on_responseheaders(flow)
+            for fault in decision.latencies:
+                if fault.spec.phase == phase:
+                    await apply.wait(fault.latency_ms, fault.stopped, flow=flow)
+            terminal = decision.terminal
+            if terminal is None or terminal.spec.phase != phase or _is_stopped(terminal) or not flow.live:
+                return
+            if terminal.spec.kind == "error":
+                err = self._error(decision.call, terminal, flow.request.method)
+                if phase == "request":
+                    apply.respond(flow, err.status, err.headers, err.body, sink=self.sink)
+                else:
+                    apply.respond_after_upstream(flow, err.status, err.headers, err.body)
+                    self._mark(flow, decision)
+            elif terminal.spec.mode == "hang":
+                await apply.hang(flow, terminal.stopped)
+            else:
+                apply.drop(flow, terminal.spec.mode)
         except Exception:  # the error boundary of the async part
             logger.exception("fisproxy: error while faulting %s; passing it through", _where(flow))
-
-    async def _apply_request_faults(self, flow: http.HTTPFlow, decision: Decision) -> None:
-        assert self.sink is not None
-        self._log(decision)
-        self._mark(flow, decision)
-        for fault in decision.latencies:
-            if fault.spec.phase == "request":
-                await apply.wait(fault.latency_ms, fault.stopped, flow=flow)
-        terminal = decision.terminal
-        if terminal is None or terminal.spec.phase != "request" or _is_stopped(terminal):
-            return
-        if not flow.live:
-            return
-        if terminal.spec.kind == "error":
-            err = self._error(decision.call, terminal, flow.request.method)
-            apply.respond(flow, err.status, err.headers, err.body, sink=self.sink)
-        elif terminal.spec.mode == "hang":
-            await apply.hang(flow, terminal.stopped)
-        else:
-            apply.drop(flow, terminal.spec.mode)
-
-    async def _apply_response_phase(self, flow: http.HTTPFlow, decision: Decision) -> None:
-        try:
-            await self._apply_response_faults(flow, decision)
-        except Exception:
-            logger.exception("fisproxy: error while faulting %s; passing it through", _where(flow))
-
-    async def _apply_response_faults(self, flow: http.HTTPFlow, decision: Decision) -> None:
-        apply.on_responseheaders(flow)
-        for fault in decision.latencies:
-            if fault.spec.phase == "response":
-                await apply.wait(fault.latency_ms, fault.stopped, flow=flow)
-        terminal = decision.terminal
-        if terminal is None or terminal.spec.phase != "response" or _is_stopped(terminal):
-            return
-        if terminal.spec.kind == "error":
-            err = self._error(decision.call, terminal, flow.request.method)
-            apply.respond_after_upstream(flow, err.status, err.headers, err.body)
-            self._mark(flow, decision)
-        elif terminal.spec.mode == "hang":
-            await apply.hang(flow, terminal.stopped)
-        else:
-            apply.drop(flow, terminal.spec.mode)
 
     def _error(self, call: AwsCall, fault: Fault, method: str) -> ErrorResponse:
         spec = fault.spec
@@ -527,12 +513,13 @@ class FisProxy:
             response = ApiResponse.json(500, {"message": "internal error in fisproxy"})
         flow.response = http.Response.make(response.status, response.body, dict(response.headers))
 
-    @staticmethod
-    def _has_large_body(req: http.Request) -> bool:
-        length = req.headers.get("content-length")
-        if length is None:
-            return "chunked" in req.headers.get("transfer-encoding", "").lower()
-        return length.isdigit() and int(length) > STREAM_THRESHOLD
+
+def _applicable(faults: list[Fault]) -> list[Fault]:
+    """Every delay, then the first error or disconnect: one request can fail only one way.
+    FIS actions come before Chaos rules."""
+    delays = [f for f in faults if f.spec.kind == "latency"]
+    terminal = next((f for f in faults if f.spec.kind != "latency"), None)
+    return delays + [terminal] if terminal else delays
 
 
 def _where(flow: http.HTTPFlow) -> str:

@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
 
-from fisproxy.proxy.connection import drop, hang, has_body, on_client_disconnected, paused_reading
+from fisproxy.proxy.connection import (
+    drop,
+    hang,
+    has_body,
+    has_large_body,
+    on_client_disconnected,
+    paused_reading,
+)
 from fisproxy.proxy.sink import TOKEN_HEADER, FaultSink
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "drop",
     "hang",
     "has_body",
+    "has_large_body",
     "mark",
     "on_client_disconnected",
     "on_response",
@@ -93,14 +101,15 @@ def respond(
 ) -> None:
     """Answer `flow` with this response instead of forwarding it (call from `requestheaders`).
 
-    A request with a body is streamed to `sink`, which drains it and answers, so a 200 MB
-    upload is never held in memory; the client then also gets `Connection: close`. Without a
-    body (or without a running sink, or behind an upstream proxy, which could not reach the
-    sink) the response is set directly.
+    A request with a large body (over 1 MiB, chunked, or of unknown length) is streamed to
+    `sink`, which drains it and answers, so a 200 MB upload is never held in memory; the client
+    then also gets `Connection: close`. Otherwise (a small body is buffered; or no running
+    sink, or behind an upstream proxy, which could not reach the sink) the response is set
+    directly and the client's connection stays open, as with a real AWS error.
     """
     response_headers = _headers(flow, headers, body)
     body = _sendable(flow, body)
-    if has_body(flow.request):
+    if has_large_body(flow.request):
         if sink.running and flow.server_conn.via is None:
             token = sink.register(status, response_headers.items(multi=True), body)
             _to_sink(flow, sink, token)

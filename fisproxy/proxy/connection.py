@@ -159,6 +159,22 @@ def paused_reading(flow: http.HTTPFlow) -> Iterator[None]:
                 transport.resume_reading()
 
 
+# Bodies up to this size are small enough to buffer: an injected error is then answered in
+# place (connection kept alive); larger or unknown-length ones go through the sink.
+SMALL_BODY = 1024 * 1024
+
+
+def has_large_body(request: http.Request) -> bool:
+    """A body too large to buffer: chunked, over SMALL_BODY, or of unknown length (HTTP/2)."""
+    headers = request.headers
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return True
+    length = headers.get("content-length")
+    if length is not None:
+        return not length.isdigit() or int(length) > SMALL_BODY
+    return (request.is_http2 or request.is_http3) and request.method.upper() not in _BODYLESS
+
+
 def has_body(request: http.Request) -> bool:
     """Whether a request still has a body to come when `requestheaders` runs.
 

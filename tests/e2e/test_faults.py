@@ -231,12 +231,14 @@ def vm_hwm_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_200mb_upload_keeps_proxy_memory_flat(proxy: Fisproxy, tmp_path) -> None:
-    """A 200 MB PutObject streams through: the proxy's peak memory does not follow the body."""
+def test_200mb_object_streams_both_ways(proxy: Fisproxy, tmp_path) -> None:
+    """A 200 MB PutObject and GetObject stream through: the proxy's peak memory does not follow
+    the body in either direction."""
     assert proxy.proc is not None
     s3 = proxy.client("s3")
     bucket = f"b-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
+    size = 200 * 1024 * 1024
     big = tmp_path / "big.bin"
     with big.open("wb") as f:
         for _ in range(200):
@@ -244,7 +246,12 @@ def test_200mb_upload_keeps_proxy_memory_flat(proxy: Fisproxy, tmp_path) -> None
     before = vm_hwm_kib(proxy.proc.pid)
     with big.open("rb") as body:
         s3.put_object(Bucket=bucket, Key="big", Body=body)
-    grown_mib = (vm_hwm_kib(proxy.proc.pid) - before) / 1024
-    print(f"proxy VmHWM growth during a 200 MiB PutObject: {grown_mib:.1f} MiB")
-    assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == 200 * 1024 * 1024
-    assert grown_mib < 50, f"proxy peak memory grew by {grown_mib:.0f} MiB for a 200 MiB upload"
+    after_put = vm_hwm_kib(proxy.proc.pid)
+    stream = s3.get_object(Bucket=bucket, Key="big")["Body"]
+    received = sum(len(chunk) for chunk in iter(lambda: stream.read(1024 * 1024), b""))
+    after_get = vm_hwm_kib(proxy.proc.pid)
+    up, down = (after_put - before) / 1024, (after_get - after_put) / 1024
+    print(f"proxy VmHWM growth: 200 MiB PutObject {up:.1f} MiB, GetObject {down:.1f} MiB")
+    assert received == size
+    assert up < 50, f"proxy peak memory grew by {up:.0f} MiB for a 200 MiB upload"
+    assert down < 50, f"proxy peak memory grew by {down:.0f} MiB for a 200 MiB download"
