@@ -255,3 +255,30 @@ def test_200mb_object_streams_both_ways(proxy: Fisproxy, tmp_path) -> None:
     assert received == size
     assert up < 50, f"proxy peak memory grew by {up:.0f} MiB for a 200 MiB upload"
     assert down < 50, f"proxy peak memory grew by {down:.0f} MiB for a 200 MiB download"
+
+
+def test_small_request_error_keeps_the_connection(proxy: Fisproxy) -> None:
+    """An injected error on a request with a small body is answered in place: the client's
+    keep-alive connection stays open for its retry, as with a real AWS error."""
+    import http.client
+
+    start_action(proxy, "aws:fis:inject-api-throttle-error",
+                 {"service": "dynamodb", "operations": "PutItem", "percentage": "100"})
+    body = b'{"TableName": "t", "Item": {"pk": {"S": "a"}}}'
+    headers = {
+        "Host": "dynamodb.us-east-1.amazonaws.com", "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "DynamoDB_20120810.PutItem", "X-Amz-Date": "20261127T120000Z",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261127/us-east-1/"
+                         "dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+    }
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    for _ in range(3):
+        conn.request("POST", "http://dynamodb.us-east-1.amazonaws.com/", body, headers)
+        resp = conn.getresponse()
+        assert b"ThrottlingException" in resp.read()
+        assert resp.status == 400 and resp.getheader("connection", "").lower() != "close"
+    sock = conn.sock
+    conn.request("POST", "http://dynamodb.us-east-1.amazonaws.com/", body, headers)
+    conn.getresponse().read()
+    assert conn.sock is sock  # the same connection all along
+    conn.close()
