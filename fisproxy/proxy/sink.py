@@ -137,13 +137,13 @@ async def _read_head(reader: asyncio.StreamReader) -> dict[str, str]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     if len(lines[0].split(" ")) != 3:
-        raise SinkError(f"bad request line: {lines[0]!r}")
+        raise SinkError(f"bad request line ({len(lines[0])} bytes)")  # may hold a presigned URL
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if line:
             name, sep, value = line.partition(":")
             if not sep:
-                raise SinkError(f"bad header line: {line!r}")
+                raise SinkError(f"bad header line ({len(line)} bytes)")  # never log header values
             headers[name.strip().lower()] = value.strip()
     return headers
 
