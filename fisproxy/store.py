@@ -170,10 +170,19 @@ class Store:
             for t, d, svc, op, region, faults, status, inv, attempt in rows
         ]
 
-    def delete_requests_before(self, t: float) -> int:
-        """Drop records older than `t` (retention); how many went."""
-        with self._lock:
-            return self._db.execute("DELETE FROM requests WHERE time < ?", (t,)).rowcount
+    def delete_requests_before(self, t: float, *, batch: int = 5000) -> int:
+        """Drop records older than `t` (retention); how many went. In batches, releasing the
+        lock in between, so the event loop's own store calls never wait behind a long delete."""
+        deleted = 0
+        while True:
+            with self._lock:
+                n = self._db.execute(
+                    "DELETE FROM requests WHERE rowid IN "
+                    "(SELECT rowid FROM requests WHERE time < ? LIMIT ?)", (t, batch),
+                ).rowcount
+            deleted += n
+            if n < batch:
+                return deleted
 
     def close(self) -> None:
         with self._lock:

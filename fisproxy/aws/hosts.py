@@ -141,6 +141,7 @@ def _split_suffix(host: str) -> tuple[str, str, _Partition] | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def is_aws_host(host: str) -> bool:
     """True if `host` lies under an AWS partition's DNS suffix (amazonaws.com, api.aws, ...)."""
     return _split_suffix(host.lower().rstrip(".")) is not None

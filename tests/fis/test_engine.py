@@ -19,7 +19,6 @@ from fisproxy.fis import upstream
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.store import Store
-from tests.helpers import start_moto, stop
 
 T0 = 1_700_000_000.0
 ROLE_ARN = "arn:aws:iam::123456789012:role/fis"
@@ -454,15 +453,6 @@ def test_resume_finishes_a_stop(store, tmp_path, clock):
 
 
 # ---- stop conditions and log delivery (moto) -----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = start_moto(Path(tmp_path_factory.mktemp("moto")) / "moto.log")
-    try:
-        yield url
-    finally:
-        stop(proc)
 
 
 def alarm(url: str, name: str) -> str:

@@ -6,13 +6,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from fisproxy.fis import explog, upstream
-from tests.helpers import start_moto, stop
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -23,15 +18,6 @@ class ListStore:
 
     def append_log(self, experiment_id: str, record: dict) -> None:
         self.records.setdefault(experiment_id, []).append(record)
-
-
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = start_moto(Path(tmp_path_factory.mktemp("moto")) / "moto.log")
-    try:
-        yield url
-    finally:
-        stop(proc)
 
 
 def sample_records(t0: float = T0) -> list[dict]:

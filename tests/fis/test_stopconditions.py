@@ -2,23 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from fisproxy.fis import upstream
 from fisproxy.fis.stopconditions import AlarmPoller, alarm_arns, alarm_name
-from tests.helpers import start_moto, stop
-
-
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = start_moto(Path(tmp_path_factory.mktemp("moto")) / "moto.log")
-    try:
-        yield url
-    finally:
-        stop(proc)
 
 
 def make_alarm(url: str, name: str, region: str = "us-east-1") -> str:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from fisproxy.fis import targets, upstream
 from fisproxy.fis.identities import Identities, RoleRef, role_arn, role_ref
-from tests.helpers import start_moto, stop
 
 ARNS = [f"arn:aws:iam::111122223333:role/r{i}" for i in range(10)]
 
@@ -137,15 +134,6 @@ def test_identities_learn_and_relearn():
     assert ids.principal_of("ASIA1") == "arn:aws:iam::123:role/app"
     assert ids.learn("ASIA1", "arn:aws:iam::123:user/bob")
     assert ids.role_of("ASIA1") is None and ids.role_of(None) is None and ids.role_of("nope") is None
-
-
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = start_moto(Path(tmp_path_factory.mktemp("moto")) / "moto.log")
-    try:
-        yield url
-    finally:
-        stop(proc)
 
 
 def test_iam_role_lookup_resolves_tags_and_filters_on_moto(moto_url):
