@@ -134,6 +134,12 @@ def load(control: int) -> None:
     raise RuntimeError("experiments did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(upstream: int, proxy: int | None, n: int) -> float:
     """Requests per second over one keep-alive connection."""
     if proxy is None:
@@ -160,8 +166,8 @@ def measure(upstream: int, proxy: int | None, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=500, help="requests per configuration per round")
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
 
     procs: list[subprocess.Popen] = []
@@ -179,11 +185,17 @@ def main() -> None:
             procs.append(proc)
             load(control)
             configs = {"direct": None, "mitmdump": dump, "fisproxy": plain, "fisproxy-loaded": loaded}
+            pids = {"mitmdump": procs[1].pid, "fisproxy": procs[2].pid, "fisproxy-loaded": procs[3].pid}
             results: dict[str, list[float]] = {name: [] for name in configs}
+            cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
             for r in range(args.rounds):
                 for name, port in configs.items():
+                    before = cpu_seconds(pids[name]) if name in pids else 0.0
                     results[name].append(measure(up, port, args.requests))
-                print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in results.items()))
+                    if name in pids:
+                        cpu[name] += cpu_seconds(pids[name]) - before
+                print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in results.items()),
+                      flush=True)
     finally:
         for proc in procs:
             proc.terminate()
@@ -193,12 +205,24 @@ def main() -> None:
     print(f"\n{args.requests} sequential keep-alive requests x {args.rounds} rounds (median req/s):")
     for name, value in med.items():
         print(f"  {name:16} {value:8.0f} req/s")
-    print("\nratios:")
-    print(f"  fisproxy / mitmdump          {med['fisproxy'] / med['mitmdump']:.3f}")
-    print(f"  fisproxy-loaded / mitmdump   {med['fisproxy-loaded'] / med['mitmdump']:.3f}")
-    print(f"  mitmdump / direct            {med['mitmdump'] / med['direct']:.3f}")
-    print(f"  fisproxy / direct            {med['fisproxy'] / med['direct']:.3f}")
 
+    def ratio(a: str, b: str) -> str:
+        # Per round, the two were measured back to back: the median of those ratios is what
+        # survives the machine's noise best.
+        per_round = [x / y for x, y in zip(results[a], results[b], strict=True)]
+        q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
+        return f"{statistics.median(per_round):.3f}  (quartiles {q[0]:.3f}-{q[-1]:.3f})"
+
+    print("\nproxy CPU per request (all threads; steadier than req/s on a noisy machine):")
+    total = args.requests * args.rounds
+    for name, seconds in cpu.items():
+        print(f"  {name:16} {seconds / total * 1000:6.3f} ms")
+
+    print("\nratios (median of per-round ratios):")
+    print(f"  fisproxy / mitmdump          {ratio('fisproxy', 'mitmdump')}")
+    print(f"  fisproxy-loaded / mitmdump   {ratio('fisproxy-loaded', 'mitmdump')}")
+    print(f"  mitmdump / direct            {ratio('mitmdump', 'direct')}")
+    print(f"  fisproxy / direct            {ratio('fisproxy', 'direct')}")
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 INVOCATION_HEADER = "amz-sdk-invocation-id"
 REQUEST_HEADER = "amz-sdk-request"
+_INVOCATION_BYTES = INVOCATION_HEADER.encode()
+_REQUEST_BYTES = REQUEST_HEADER.encode()
 MAX_BUFFERED = 100_000
 RETENTION_SECONDS = 7 * 24 * 3600.0
 PRUNE_EVERY_SECONDS = 3600.0
@@ -59,9 +61,20 @@ def parse_sdk_headers(headers: Mapping[str, str]) -> tuple[str | None, int | Non
     """(invocation id, attempt number) from the SDK's retry headers; None for what is absent.
 
     `headers` should be case-insensitive (mitmproxy's Headers); both names are lower case.
+    mitmproxy's Headers are read in one pass over their raw fields (this runs per request).
     """
-    invocation_id = (headers.get(INVOCATION_HEADER) or "").strip() or None
-    return invocation_id, _attempt(headers.get(REQUEST_HEADER))
+    fields = getattr(headers, "fields", None)
+    if fields is not None:
+        invocation = request = None
+        for name, value in fields:
+            lowered = name.lower()
+            if lowered == _INVOCATION_BYTES:
+                invocation = value.decode("latin-1")
+            elif lowered == _REQUEST_BYTES:
+                request = value.decode("latin-1")
+    else:
+        invocation, request = headers.get(INVOCATION_HEADER), headers.get(REQUEST_HEADER)
+    return (invocation or "").strip() or None, _attempt(request)
 
 
 def _attempt(value: str | None) -> int | None:
