@@ -133,3 +133,31 @@ def test_region_comes_from_the_request(proxy: Fisproxy) -> None:
     via_proxy = proxy.client("fis", "ap-south-1")
     exp = via_proxy.start_experiment(experimentTemplateId=template["id"])["experiment"]
     assert exp["arn"].startswith("arn:aws:fis:ap-south-1:")
+
+
+def test_safety_lever_is_a_kill_switch(proxy: Fisproxy) -> None:
+    """Engaging the safety lever cancels running experiments (their faults end at once) and
+    refuses new ones until it is disengaged."""
+    import botocore.exceptions
+    import pytest
+
+    from tests.e2e.conftest import start_action, wait_for_state
+
+    fis = proxy.fis()
+    exp_id = start_action(proxy, "aws:fis:inject-api-throttle-error", {"service": "sns", "percentage": "100"})
+    with pytest.raises(botocore.exceptions.ClientError):
+        proxy.client("sns", retries={"total_max_attempts": 1}).list_topics()
+    lever = fis.get_safety_lever(id="default")["safetyLever"]
+    fis.update_safety_lever_state(id=lever["id"], state={"status": "engaged", "reason": "game day over"})
+    try:
+        cancelled = wait_for_state(fis, exp_id, "cancelled")
+        assert cancelled["state"]["reason"] == "game day over"  # the lever's reason
+        proxy.client("sns", retries={"total_max_attempts": 1}).list_topics()  # fault gone
+        template_id = cancelled["experimentTemplateId"]
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            fis.start_experiment(experimentTemplateId=template_id)
+        assert refused.value.response["Error"]["Code"] == "ConflictException"
+    finally:
+        fis.update_safety_lever_state(id=lever["id"], state={"status": "disengaged", "reason": "back to work"})
+    again = fis.start_experiment(experimentTemplateId=template_id)["experiment"]
+    wait_for_state(fis, again["id"], "running")
