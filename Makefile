@@ -20,10 +20,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/fisproxy run $(ARGS)
+	$(BIN)/fisproxy run --certs certs $(ARGS)
 
 web: $(VENV)/.installed
-	$(BIN)/fisproxy web $(ARGS)
+	$(BIN)/fisproxy web --certs certs $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check fisproxy addons tests bench
