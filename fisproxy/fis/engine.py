@@ -63,6 +63,7 @@ HEARTBEAT_SECONDS = 1.0
 # region act in every region.
 REGIONAL_ACTION_PREFIXES = ("aws:", "localstack:")
 IDENTITY_DOC = "identity"
+LOG_DELIVERY_DOC = "log-delivery"  # ended experiments whose logs still have to go upstream
 
 # Reasons as real FIS words them (fis-spec 4.3, 4.4); the rest follow the same style.
 INITIATING = "Experiment is initiating."
@@ -288,8 +289,10 @@ class Engine:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def resume(self) -> None:
-        """After a restart: reload active experiments; running actions keep the time they had left."""
+        """After a restart: reload active experiments; running actions keep the time they had
+        left; log deliveries that had not gone out yet are queued again."""
         now = self._clock()
+        self._uploads.extend(k for k in self._store.list_docs(LOG_DELIVERY_DOC) if k not in self._uploads)
         for experiment in self._store.list_experiments():
             if experiment.state.status not in ACTIVE or experiment.id in self._runs:
                 continue
@@ -531,6 +534,8 @@ class Engine:
                     error_information=run.runtime.get("stop_condition"))
         self._persist(run)
         if e.log_configuration is not None:
+            # Remembered in the store until delivered: a crash before delivery retries it.
+            self._store.put_doc(LOG_DELIVERY_DOC, run.id, {"ended": now})
             self._uploads.append(run.id)
 
     def _fail(self, run: _Run, now: float, f: _Failure) -> None:
@@ -610,7 +615,13 @@ class Engine:
 
     async def _deliver_logs(self) -> None:
         while self._uploads:
-            await asyncio.to_thread(self.deliver_logs, self._uploads.pop(0))
+            experiment_id = self._uploads.pop(0)
+            failures = await asyncio.to_thread(self.deliver_logs, experiment_id)
+            if failures:
+                log.warning("experiment %s: log delivery failed (retried at next start): %s",
+                            experiment_id, "; ".join(failures))
+            else:
+                self._store.delete_doc(LOG_DELIVERY_DOC, experiment_id)
 
     def deliver_logs(self, experiment_id: str) -> list[str]:
         """Send an ended experiment's records where its logConfiguration says. Blocking."""

@@ -552,3 +552,30 @@ async def test_run_loop_resolves_tagged_roles_through_upstream_iam(store, tmp_pa
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner
+
+
+async def test_log_delivery_survives_a_crash(store, tmp_path, moto_url):
+    """An experiment that ended but whose logs had not gone upstream yet when the proxy died
+    gets them delivered after the restart, once."""
+    s3 = upstream.client("s3", "us-east-1", moto_url)
+    s3.create_bucket(Bucket="crash-logs")
+    clock = Clock(time.time())
+    eng = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
+    t = template({"w": wait("PT1S")},
+                 logConfiguration={"s3Configuration": {"bucketName": "crash-logs", "prefix": "fis"},
+                                   "logSchemaVersion": 2})
+    exp_id = start(eng, t)
+    eng.tick()
+    clock.advance(1)
+    eng.tick()
+    assert eng.pending_log_deliveries() == [exp_id]
+    # "crash": this engine never delivers; a new one on the same store takes over.
+    again = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
+    again.resume()
+    assert again.pending_log_deliveries() == [exp_id]
+    await again._deliver_logs()
+    assert again.pending_log_deliveries() == []
+    assert len(s3.list_objects_v2(Bucket="crash-logs")["Contents"]) == 1
+    third = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
+    third.resume()
+    assert third.pending_log_deliveries() == []  # delivered once, forgotten
