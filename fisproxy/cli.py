@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--aws-endpoint", metavar="URL", default=os.environ.get("FISPROXY_AWS_ENDPOINT") or None,
                        help="send all AWS traffic here (moto, LocalStack) keeping the Host header "
                             "(default: $FISPROXY_AWS_ENDPOINT; unset: real AWS)")
+        p.add_argument("--endpoint-port", type=int, metavar="PORT",
+                       help="also accept SDKs pointed at http://<listen-host>:PORT (endpoint_url / "
+                            "AWS_ENDPOINT_URL) and forward them to --aws-endpoint (moto, LocalStack)")
         p.add_argument("--state", type=Path, default=Path(os.environ.get("FISPROXY_STATE") or default_state_path()),
                        help="SQLite file for templates, experiments and logs")
         p.add_argument("--certs", type=Path, default=default_certs_dir(),
@@ -135,6 +138,13 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
             parse_endpoint(args.aws_endpoint)
         except ValueError as e:
             fail(f"--aws-endpoint: {str(e).split(': ', 1)[1]}")
+    if args.endpoint_port is not None:
+        if not args.aws_endpoint:
+            # An SDK pointed at the proxy signs for the proxy's host: only an upstream that does
+            # not check signatures (moto, LocalStack) can take such requests.
+            fail("--endpoint-port needs --aws-endpoint (moto or LocalStack; real AWS would "
+                 "reject requests signed for the proxy's address)")
+        check_port(host, args.endpoint_port, "endpoint port")
     try:
         ControlAuth.from_options(args.control_token, control_credentials(args))
     except ValueError as e:  # names the option, never the secret
@@ -161,6 +171,9 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     options += [f"fisproxy_templates={p}" for p in args.templates]
     if args.aws_endpoint:
         options.append(f"fisproxy_aws_endpoint={args.aws_endpoint}")
+    if args.endpoint_port is not None:
+        bind = f"[{host}]" if ":" in host else host
+        options += ["mode=regular", f"mode=reverse:{args.aws_endpoint}@{bind}:{args.endpoint_port}"]
     if args.seed is not None:
         options.append(f"fisproxy_seed={args.seed}")
     if args.quiet:

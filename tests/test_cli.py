@@ -75,3 +75,10 @@ def test_invalid_templates_file_is_one_line_exit_2(tmp_path: Path) -> None:
                  "--state", str(tmp_path / "s.sqlite"), "--port", str(free_port()), "--control-port", str(free_port()))
     assert result.returncode == 2
     assert "percentage" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_endpoint_port_needs_an_aws_endpoint(tmp_path: Path) -> None:
+    result = run("run", "--endpoint-port", str(free_port()), "--certs", str(tmp_path / "c"),
+                 "--state", str(tmp_path / "s.sqlite"), "--port", str(free_port()),
+                 "--control-port", str(free_port()))
+    assert result.returncode == 2 and "--endpoint-port needs --aws-endpoint" in result.stderr
