@@ -31,9 +31,13 @@ def node() -> str:
     if node is None or npm is None:
         pytest.skip("node and npm are needed for the AWS SDK for JavaScript v3 tests")
     if not all((JS_DIR / "node_modules" / name / "package.json").is_file() for name in NEEDED):
-        # The machine's own environment: npm talks to the registry, not to fisproxy.
-        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, env=dict(os.environ),
-                                capture_output=True, text=True, timeout=600)
+        # The machine's own environment: npm talks to the registry, not to fisproxy. Tried
+        # three times: a registry hiccup should not fail the suite.
+        for _ in range(3):
+            result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
+                                    env=dict(os.environ), capture_output=True, text=True, timeout=600)
+            if result.returncode == 0:
+                break
         assert result.returncode == 0, f"npm ci failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     return node
 
