@@ -282,6 +282,15 @@ def _rpc_v2(
     return AwsCall(service, region, operation, api, _CBOR, access_key)
 
 
+def complete(call: AwsCall, host: str, body: bytes) -> AwsCall:
+    """Finish a `needs_body` call from its form body: only `Action`/`Version` are read; the
+    credential scope and the host are not parsed again (identify already did)."""
+    if not call.needs_body:
+        return call
+    apis = _query_apis(_candidates(call.service, hosts.parse_host(host))) or (call.api,)
+    return _query_call(call.service, call.region, {}, body, "POST", apis, call.access_key)
+
+
 def _query_call(
     service: str,
     region: str | None,

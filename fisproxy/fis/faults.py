@@ -8,7 +8,7 @@ filters and role targeting live in the engine, never in the proxy or the fault k
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FaultKind = Literal["latency", "error", "disconnect"]
@@ -70,8 +70,9 @@ class Fault:
     spec: FaultSpec
     latency_ms: float = 0.0
     stopped: asyncio.Event | None = None
+    # The `x-fisproxy-fault` header value, `<experiment id>/<action name>/<kind>`: made once,
+    # read by the header, the log line, the metrics and the request record.
+    label: str = field(init=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        """The `x-fisproxy-fault` header value: `<experiment id>/<action name>/<kind>`."""
-        return f"{self.source}/{self.spec.kind}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.source}/{self.spec.kind}")

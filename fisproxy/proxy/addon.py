@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,7 +27,7 @@ from mitmproxy import command, ctx, exceptions, http
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.aws.errors import ErrorResponse, render_error, standard_error
-from fisproxy.aws.identify import identify, is_aws_host, warm
+from fisproxy.aws.identify import complete, identify, is_aws_host, warm
 from fisproxy.aws.sts import learn_credentials
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
@@ -52,21 +52,26 @@ STS_LEARNING_OPERATIONS = frozenset(
 STREAM_LARGE_BODIES = "1m"
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """What was decided for one flow, kept until the flow ends."""
+    """What was decided for one flow, kept until the flow ends: every delay, then at most one
+    error or disconnect (one request can fail only one way; FIS actions before Chaos rules)."""
 
     call: AwsCall
-    faults: list[Fault] = field(default_factory=list)
+    latencies: tuple[Fault, ...] = ()
+    terminal: Fault | None = None
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, call: AwsCall, faults: list[Fault]) -> Decision:
+        latencies = tuple(f for f in faults if f.spec.kind == "latency")
+        terminal = next((f for f in faults if f.spec.kind != "latency"), None)
+        applied = (*latencies, terminal) if terminal else latencies
+        return cls(call, latencies, terminal, tuple(f.label for f in applied))
 
     @property
-    def latencies(self) -> list[Fault]:
-        return [f for f in self.faults if f.spec.kind == "latency"]
-
-    @property
-    def terminal(self) -> Fault | None:
-        """The error or disconnect fault, if any (at most one applies)."""
-        return next((f for f in self.faults if f.spec.kind != "latency"), None)
+    def faults(self) -> tuple[Fault, ...]:
+        return (*self.latencies, self.terminal) if self.terminal else self.latencies
 
 
 class FisProxy:
@@ -82,7 +87,7 @@ class FisProxy:
         self.rng = random.Random()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._decisions: dict[str, Decision] = {}
-        self._deferred: set[str] = set()  # flows to identify once their form body is in
+        self._deferred: dict[str, AwsCall] = {}  # calls to complete once their form body is in
         self._control_flows: set[str] = set()  # control-plane requests, answered in `request`
         self._control_spec: str | None = None
 
@@ -305,7 +310,7 @@ class FisProxy:
             if call is None:
                 return None
             if call.needs_body:
-                self._deferred.add(flow.id)
+                self._deferred[flow.id] = call
                 return None  # decided in `request`; form bodies are small and buffered
             decision = self._decide(flow, call)
         except Exception:  # the one error boundary: log, let the flow go on untouched
@@ -321,13 +326,14 @@ class FisProxy:
             return None
         if flow.id not in self._deferred:
             return None
-        self._deferred.discard(flow.id)
         if flow.response or flow.error or not flow.live:
+            del self._deferred[flow.id]
             return None
         req = flow.request
+        call = self._deferred.pop(flow.id)
         try:
-            call = identify(req.method, req.host, req.path, req.headers, req.raw_content)
-            decision = self._decide(flow, call) if call is not None and not call.needs_body else None
+            call = complete(call, req.host, req.raw_content or b"")
+            decision = None if call.needs_body else self._decide(flow, call)
         except Exception:
             logger.exception("fisproxy: error while handling %s; passing it through", _where(flow))
             return None
@@ -335,7 +341,7 @@ class FisProxy:
 
     def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         decision = self._decisions.get(flow.id)
-        if decision is None or not decision.faults or flow.response is None:
+        if decision is None or not decision.labels or flow.response is None:
             return None
         return self._apply(flow, decision, "response")
 
@@ -345,7 +351,7 @@ class FisProxy:
             self._record(flow, decision)
         if decision is None or self.engine is None or flow.response is None:
             return
-        if decision.faults:
+        if decision.labels:
             apply.on_response(flow)
         call = decision.call
         if call.service == "sts" and call.operation in STS_LEARNING_OPERATIONS:
@@ -361,7 +367,7 @@ class FisProxy:
         decision = self._decisions.pop(flow.id, None)
         if decision is not None:
             self._record(flow, decision)
-        self._deferred.discard(flow.id)
+        self._deferred.pop(flow.id, None)
         self._control_flows.discard(flow.id)
 
     def _record(self, flow: http.HTTPFlow, decision: Decision) -> None:
@@ -377,7 +383,7 @@ class FisProxy:
                 time=req.timestamp_start,
                 duration_ms=max(0.0, (ended - req.timestamp_start) * 1000.0),
                 service=call.service, operation=call.operation, region=call.region,
-                faults=tuple(f.label for f in decision.faults),
+                faults=decision.labels,
                 status=response.status_code if response else None,
                 invocation_id=invocation_id, attempt=attempt,
             )
@@ -396,15 +402,16 @@ class FisProxy:
         assert self.engine is not None and self.chaos is not None
         if call.operation is None:
             return None  # not a call we understand: pass it through untouched
-        faults = self.engine.match(call) + self.chaos.match(call, self.rng)
-        decision = Decision(call, _applicable(faults))
+        decision = Decision.of(call, self.engine.match(call) + self.chaos.match(call, self.rng))
         # Kept until the flow ends: for recording, response-phase faults, learning from STS.
         self._decisions[flow.id] = decision
-        flow.metadata["fisproxy"] = {
+        if not decision.labels:
+            return None
+        flow.metadata["fisproxy"] = {  # for scripts and mitmproxy's console
             "service": call.service, "region": call.region, "operation": call.operation,
-            "faults": [f.label for f in decision.faults],
+            "faults": list(decision.labels),
         }
-        return decision if decision.faults else None
+        return decision
 
     async def _apply(self, flow: http.HTTPFlow, decision: Decision, phase: Phase) -> None:
         """Apply the faults of one phase: `request` before forwarding (from requestheaders or
@@ -451,7 +458,7 @@ class FisProxy:
 
     def _mark(self, flow: http.HTTPFlow, decision: Decision) -> None:
         assert self.settings is not None
-        labels = ", ".join(f.label for f in decision.faults)
+        labels = ", ".join(decision.labels)
         call = decision.call
         comment = f"fisproxy: {labels} on {call.service}.{call.operation or '?'} ({call.region or '-'})"
         apply.mark(flow, labels if self.settings.fault_header else None, comment)
@@ -518,14 +525,6 @@ class FisProxy:
             logger.exception("fisproxy: control API error")
             response = ApiResponse.json(500, {"message": "internal error in fisproxy"})
         flow.response = http.Response.make(response.status, response.body, dict(response.headers))
-
-
-def _applicable(faults: list[Fault]) -> list[Fault]:
-    """Every delay, then the first error or disconnect: one request can fail only one way.
-    FIS actions come before Chaos rules."""
-    delays = [f for f in faults if f.spec.kind == "latency"]
-    terminal = next((f for f in faults if f.spec.kind != "latency"), None)
-    return delays + [terminal] if terminal else delays
 
 
 def _where(flow: http.HTTPFlow) -> str:

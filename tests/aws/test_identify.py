@@ -610,3 +610,22 @@ def test_warm_builds_indexes() -> None:
     warm()
     headers = Headers(x_amz_target="DynamoDB_20120810.GetItem")
     assert identify("POST", "dynamodb.us-east-1.amazonaws.com", "/", headers).operation == "GetItem"
+
+
+def test_complete_reads_the_action_from_the_form_body() -> None:
+    """A query call decided before its body arrived is finished from the body alone."""
+    from mitmproxy.http import Headers
+
+    from fisproxy.aws.identify import complete
+
+    headers = Headers(
+        authorization="AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261127/eu-west-1/sns/"
+                      "aws4_request, SignedHeaders=host, Signature=" + "0" * 64,
+        content_type="application/x-www-form-urlencoded; charset=utf-8",
+    )
+    body = b"Action=Publish&Version=2010-03-31&TopicArn=arn&Message=hi"
+    first = identify("POST", "sns.eu-west-1.amazonaws.com", "/", headers)
+    assert first is not None and first.needs_body and first.operation is None
+    done = complete(first, "sns.eu-west-1.amazonaws.com", body)
+    assert done == identify("POST", "sns.eu-west-1.amazonaws.com", "/", headers, body)
+    assert (done.operation, done.region, done.api, done.needs_body) == ("Publish", "eu-west-1", "sns", False)
