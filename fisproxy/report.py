@@ -117,8 +117,8 @@ def _experiment_info(e: Experiment, start: float, end: float) -> dict[str, Any]:
         "templateId": e.experiment_template_id,
         "state": e.state.status,
         "reason": e.state.reason,
-        "startTime": _iso(start),
-        "endTime": _iso(e.end_time.timestamp()) if e.end_time else None,
+        "startTime": iso(start),
+        "endTime": iso(e.end_time.timestamp()) if e.end_time else None,
         "durationSeconds": round(end - start, 3),
     }
 
@@ -142,8 +142,8 @@ def _action_report(
         "name": name,
         "actionId": action.action_id,
         "state": action.state.status,
-        "startTime": _iso(interval[0]) if interval else None,
-        "endTime": _iso(action.end_time.timestamp()) if action.end_time else None,
+        "startTime": iso(interval[0]) if interval else None,
+        "endTime": iso(action.end_time.timestamp()) if action.end_time else None,
         "parameters": dict(action.parameters),
         "rows": rows,
         "totals": _totals(rows),
@@ -297,7 +297,8 @@ def _bucket_seconds(span: float, max_count: int = MAX_BUCKETS) -> int:
 
 # ---- formatting helpers ---------------------------------------------------------------------
 
-def _iso(t: float) -> str:
+def iso(t: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds (`2026-11-27T17:32:50.554Z`)."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

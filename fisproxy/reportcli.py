@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 
 from fisproxy.fis.models import Experiment
 from fisproxy.proxy.settings import default_state_path
-from fisproxy.report import align_columns, build_report, render_html, render_table
+from fisproxy.report import align_columns, build_report, iso, render_html, render_table
 from fisproxy.store import Store
 
 DEFAULT_CONTROL_URL = "http://127.0.0.1:8082"
@@ -87,7 +87,7 @@ def _report(args: argparse.Namespace) -> str:
 
 
 def _experiments(args: argparse.Namespace) -> str:
-    rows = [_experiment_row(e) for e in _source(args).experiments()]
+    rows = [experiment_row(e) for e in _source(args).experiments()]
     if args.format == "json":
         return json.dumps(rows, indent=2) + "\n"
     if not rows:
@@ -97,12 +97,13 @@ def _experiments(args: argparse.Namespace) -> str:
     return "\n".join(align_columns([header, *cells])) + "\n"
 
 
-def _experiment_row(e: Experiment) -> dict[str, Any]:
-    def iso(t: Any) -> str | None:
-        return t.isoformat(timespec="milliseconds").replace("+00:00", "Z") if t else None
+def experiment_row(e: Experiment) -> dict[str, Any]:
+    """One experiment as `fisproxy experiments` (and mitmweb's fisproxy.experiments) show it."""
+    def when(t: Any) -> str | None:
+        return iso(t.timestamp()) if t else None
 
     return {"id": e.id, "templateId": e.experiment_template_id, "state": e.state.status,
-            "reason": e.state.reason, "startTime": iso(e.start_time), "endTime": iso(e.end_time)}
+            "reason": e.state.reason, "startTime": when(e.start_time), "endTime": when(e.end_time)}
 
 
 def _source(args: argparse.Namespace) -> Source:

@@ -28,7 +28,6 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,12 +76,6 @@ ACTION_STOPPED = "Action was stopped."
 ACTION_CANCELLED = "Action was cancelled."
 ACTION_SKIPPED = "Action was skipped."
 ACTION_NO_TARGETS = "Action was skipped: no targets were resolved."
-
-
-def _dt(t: float) -> datetime:
-    """Epoch seconds as a UTC datetime truncated to milliseconds (FIS timestamps)."""
-    d = datetime.fromtimestamp(t, UTC)
-    return d.replace(microsecond=d.microsecond // 1000 * 1000)
 
 
 @dataclass(slots=True)
@@ -176,7 +169,7 @@ class Engine:
         exp_id = ids.new_experiment_id()
         experiment = Experiment.from_template(
             template, experiment_id=exp_id, arn=ids.experiment_arn(region, self._account, exp_id),
-            created=_dt(now), tags=tags, actions_mode=actions_mode or "run-all")  # type: ignore[arg-type]
+            created=ids.timestamp(now), tags=tags, actions_mode=actions_mode or "run-all")  # type: ignore[arg-type]
         experiment.start_time = None  # set when it starts running
         experiment.state = ExperimentState(status="initiating", reason=INITIATING)
         for action in experiment.actions.values():
@@ -337,7 +330,7 @@ class Engine:
 
     def _initiate(self, run: _Run, now: float) -> bool:
         e = run.experiment
-        e.start_time = _dt(now)
+        e.start_time = ids.timestamp(now)
         self._write(run, "experiment-start", now, experiment_template_id=e.experiment_template_id,
                     experiment_start_time=explog.timestamp(now))
         skip_all = e.experiment_options.actions_mode == "skip-all"
@@ -454,7 +447,7 @@ class Engine:
         params = action.parameters or {}
         duration = spec.duration(params)
         action.state = ExperimentActionState(status="running", reason="")
-        action.start_time = _dt(now)
+        action.start_time = ids.timestamp(now)
         run.runtime["ends"][name] = None if duration is None else now + duration.total_seconds()
         run.events[name] = asyncio.Event()
         self._write(run, "action-start", now, action_name=name, action_id=action.action_id,
@@ -490,7 +483,7 @@ class Engine:
         action = run.experiment.actions[name]
         action.state = ExperimentActionState(status=status, reason=reason)  # type: ignore[arg-type]
         if started or action.start_time is not None:
-            action.end_time = _dt(now)
+            action.end_time = ids.timestamp(now)
         run.runtime.get("ends", {}).pop(name, None)
         self._rules.pop((run.id, name), None)
         event = run.events.pop(name, None)
@@ -527,7 +520,7 @@ class Engine:
         if error:
             state["error"] = error
         e.state = ExperimentState.model_validate(state)
-        e.end_time = _dt(now)
+        e.end_time = ids.timestamp(now)
         run.runtime.pop("ends", None)
         self._write(run, "experiment-end", now, experiment_end_time=explog.timestamp(now),
                     experiment_state={"status": status, "reason": reason},

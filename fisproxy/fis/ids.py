@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+import time
 from datetime import UTC, datetime, timedelta
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -60,11 +61,16 @@ def parse_fis_arn(arn: str) -> tuple[str, str] | None:
     return (m["kind"], m["id"]) if m else None
 
 
+def timestamp(t: float) -> datetime:
+    """Epoch seconds as a UTC datetime truncated to milliseconds like FIS timestamps
+    (`1616432680.927`), so that values survive the epoch-seconds wire format unchanged."""
+    d = datetime.fromtimestamp(t, UTC)
+    return d.replace(microsecond=d.microsecond // 1000 * 1000)
+
+
 def now() -> datetime:
-    """The current UTC time, truncated to milliseconds like FIS timestamps (`1616432680.927`),
-    so that values survive the epoch-seconds wire format unchanged."""
-    t = datetime.now(UTC)
-    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+    """The current UTC time as a FIS timestamp."""
+    return timestamp(time.time())
 
 
 # ISO 8601 durations as FIS uses them: PT1M, PT2M30S, PT1H, PT0.5S, P1D. Years and months are

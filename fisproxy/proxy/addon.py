@@ -41,6 +41,7 @@ from fisproxy.proxy.auth import denied_response, exposure_warnings
 from fisproxy.proxy.control import ControlRouter, fis_host_region
 from fisproxy.proxy.settings import Settings, default_state_path
 from fisproxy.report import report_handler
+from fisproxy.reportcli import experiment_row
 from fisproxy.requestlog import Recorder, RequestRecord, parse_sdk_headers
 from fisproxy.store import Store
 
@@ -263,15 +264,7 @@ class FisProxy:
     def experiments(self) -> str:
         """List experiments as JSON: id, template, state, reason, start and end times."""
         assert self.store is not None
-        return json.dumps([
-            {
-                "id": e.id, "templateId": e.experiment_template_id, "state": e.state.status,
-                "reason": e.state.reason,
-                "startTime": e.start_time.isoformat() if e.start_time else None,
-                "endTime": e.end_time.isoformat() if e.end_time else None,
-            }
-            for e in self.store.list_experiments()
-        ])
+        return json.dumps([experiment_row(e) for e in self.store.list_experiments()])
 
     @command.command("fisproxy.stop")
     def stop(self, experiment_id: str) -> str:

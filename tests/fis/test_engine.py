@@ -514,18 +514,24 @@ async def test_run_loop_polls_alarms_off_the_event_loop(store, tmp_path, moto_ur
         eng.close()
 
 
-def test_logs_delivered_to_s3_at_the_end(store, tmp_path, moto_url):
+def ended_with_s3_logs(store, tmp_path, moto_url, bucket):
+    """An engine whose one-second experiment, logging to S3 `bucket`, has just ended."""
     s3 = upstream.client("s3", "us-east-1", moto_url)
-    s3.create_bucket(Bucket="engine-logs")
+    s3.create_bucket(Bucket=bucket)
     clock = Clock(time.time())
     eng = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
     t = template({"w": wait("PT1S")},
-                 logConfiguration={"s3Configuration": {"bucketName": "engine-logs", "prefix": "fis"},
+                 logConfiguration={"s3Configuration": {"bucketName": bucket, "prefix": "fis"},
                                    "logSchemaVersion": 2})
     exp_id = start(eng, t)
     eng.tick()
     clock.advance(1)
     eng.tick()
+    return eng, exp_id, s3, clock
+
+
+def test_logs_delivered_to_s3_at_the_end(store, tmp_path, moto_url):
+    eng, exp_id, s3, _ = ended_with_s3_logs(store, tmp_path, moto_url, "engine-logs")
     assert eng.pending_log_deliveries() == [exp_id]
     assert eng.deliver_logs(exp_id) == []
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="engine-logs")["Contents"]]
@@ -557,17 +563,7 @@ async def test_run_loop_resolves_tagged_roles_through_upstream_iam(store, tmp_pa
 async def test_log_delivery_survives_a_crash(store, tmp_path, moto_url):
     """An experiment that ended but whose logs had not gone upstream yet when the proxy died
     gets them delivered after the restart, once."""
-    s3 = upstream.client("s3", "us-east-1", moto_url)
-    s3.create_bucket(Bucket="crash-logs")
-    clock = Clock(time.time())
-    eng = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
-    t = template({"w": wait("PT1S")},
-                 logConfiguration={"s3Configuration": {"bucketName": "crash-logs", "prefix": "fis"},
-                                   "logSchemaVersion": 2})
-    exp_id = start(eng, t)
-    eng.tick()
-    clock.advance(1)
-    eng.tick()
+    eng, exp_id, s3, clock = ended_with_s3_logs(store, tmp_path, moto_url, "crash-logs")
     assert eng.pending_log_deliveries() == [exp_id]
     # "crash": this engine never delivers; a new one on the same store takes over.
     again = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
