@@ -3,7 +3,6 @@ acknowledged write survives `kill -9` of the writing process."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from fisproxy.fis.models import (
     ExperimentTemplate,
 )
 from fisproxy.store import Store
+from tests.helpers import clean_env
 
 T = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -141,11 +141,9 @@ _WRITER = textwrap.dedent("""
 
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     db = tmp_path / "state.sqlite"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")}
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, cwd=root,
-                            env={**env, "PYTHONPATH": str(root)}, text=True)
+                            env=clean_env(PYTHONPATH=str(root)), text=True)
     assert proc.stdout is not None
     acked = -1
     deadline = time.monotonic() + 60

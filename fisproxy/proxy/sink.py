@@ -96,10 +96,6 @@ class FaultSink:
         self._answers[token] = _Answer(status, kept, body, time.monotonic() + self.token_ttl)
         return token
 
-    def forget(self, token: str) -> None:
-        """Drop an answer that will not be claimed (e.g. the flow was dropped instead)."""
-        self._answers.pop(token, None)
-
     def _expire(self) -> None:
         now = time.monotonic()
         # Insertion order is expiry order (one ttl for all), so stop at the first live one.

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from mitmproxy import ctx, http, options
 from mitmproxy.tools.dump import DumpMaster
 
 from fisproxy.proxy import apply
+from tests.helpers import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 MB = 1 << 20
@@ -345,10 +345,7 @@ def mitmdump(tmp_path: Path) -> Iterator[MitmdumpProcess]:
         "from tests.proxy.conftest import FaultHeaderAddon\n"
         f"addons = [FaultHeaderAddon(ready_file={str(ready)!r})]\n"
     )
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
-           and not k.lower().endswith("_proxy")}
-    env["PYTHONPATH"] = str(REPO)
+    env = clean_env(PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()",
          "--listen-host", "127.0.0.1", "-p", "0", "-q", "--set", f"confdir={tmp_path / 'conf'}",
