@@ -297,6 +297,15 @@ def _bucket_seconds(span: float, max_count: int = MAX_BUCKETS) -> int:
 
 # ---- formatting helpers ---------------------------------------------------------------------
 
+def experiment_row(e: Experiment) -> dict[str, Any]:
+    """One experiment as `fisproxy experiments` (and mitmweb's fisproxy.experiments) show it."""
+    def when(t: Any) -> str | None:
+        return iso(t.timestamp()) if t else None
+
+    return {"id": e.id, "templateId": e.experiment_template_id, "state": e.state.status,
+            "reason": e.state.reason, "startTime": when(e.start_time), "endTime": when(e.end_time)}
+
+
 def iso(t: float) -> str:
     """Epoch seconds as ISO 8601 UTC with milliseconds (`2026-11-27T17:32:50.554Z`)."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -517,8 +526,14 @@ def _duration(seconds: float) -> str:
 
 # ---- control API ----------------------------------------------------------------------------
 
-def report_handler(store: RequestSource) -> Callable[[ApiRequest], ApiResponse | None]:
-    """A ControlRouter `extra` handler for `GET /_fisproxy/experiments/<id>/report[?format=json|html]`."""
+def report_handler(
+    store: RequestSource, *, flush: Callable[[], None] | None = None
+) -> Callable[[ApiRequest], ApiResponse | None]:
+    """A ControlRouter `extra` handler for `GET /_fisproxy/experiments/<id>/report[?format=json|html]`.
+
+    `flush` writes the records still buffered in memory first, so a report read after a
+    client's call was answered counts that call. Blocking: the control plane runs it in a
+    worker thread."""
 
     def handle(request: ApiRequest) -> ApiResponse | None:
         match = REPORT_PATH.match(request.path)
@@ -530,6 +545,8 @@ def report_handler(store: RequestSource) -> Callable[[ApiRequest], ApiResponse |
         if fmt not in FORMATS:
             return ApiResponse.json(400, {"message": f'format: must be json or html, got "{fmt}"'})
         experiment_id = unquote(match.group(1))
+        if flush is not None:
+            flush()
         try:
             report = build_report(store, experiment_id)
         except KeyError:

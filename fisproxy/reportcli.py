@@ -22,7 +22,13 @@ from urllib.parse import quote, urlencode
 
 from fisproxy.fis.models import Experiment
 from fisproxy.proxy.settings import default_state_path
-from fisproxy.report import align_columns, build_report, iso, render_html, render_table
+from fisproxy.report import (
+    align_columns,
+    build_report,
+    experiment_row,
+    render_html,
+    render_table,
+)
 from fisproxy.store import Store
 
 DEFAULT_CONTROL_URL = "http://127.0.0.1:8082"
@@ -95,15 +101,6 @@ def _experiments(args: argparse.Namespace) -> str:
     header = ["id", "template", "state", "start", "end"]
     cells = [[r["id"], r["templateId"] or "-", r["state"], r["startTime"] or "-", r["endTime"] or "-"] for r in rows]
     return "\n".join(align_columns([header, *cells])) + "\n"
-
-
-def experiment_row(e: Experiment) -> dict[str, Any]:
-    """One experiment as `fisproxy experiments` (and mitmweb's fisproxy.experiments) show it."""
-    def when(t: Any) -> str | None:
-        return iso(t.timestamp()) if t else None
-
-    return {"id": e.id, "templateId": e.experiment_template_id, "state": e.state.status,
-            "reason": e.state.reason, "startTime": when(e.start_time), "endTime": when(e.end_time)}
 
 
 def _source(args: argparse.Namespace) -> Source:

@@ -44,7 +44,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from fisproxy.aws.call import AwsCall
-from fisproxy.fis.faults import Fault, FaultSpec
+from fisproxy.fis.decide import decide
+from fisproxy.fis.faults import Fault, FaultSpec, RuleSpec
 from fisproxy.httpdata import ApiRequest, ApiResponse
 
 log = logging.getLogger(__name__)
@@ -251,15 +252,19 @@ def parse_effects(data: Any) -> NetworkEffects:
 
 
 @dataclass(frozen=True, slots=True)
-class _CompiledRule:
-    service: str | None  # lower case, `_` read as `-` (LocalStack writes `cognito_identity`)
-    operation: str | None
-    region: str | None
-    probability: float
-    fault: Fault
+class _Candidate:
+    """A Chaos rule (or the effects' latency) as `fis.decide` reads it: for every caller,
+    never stopped (a changed configuration replaces the candidates whole)."""
+
+    rule: RuleSpec
+    source: str
+    stopped: None = None
+
+    def admits(self, access_key: str | None) -> bool:
+        return True
 
     @classmethod
-    def compile(cls, index: int, rule: FaultRule) -> _CompiledRule:
+    def of_rule(cls, index: int, rule: FaultRule) -> _Candidate:
         error = rule.error or FaultError()
         spec = FaultSpec(
             kind="error",
@@ -267,34 +272,39 @@ class _CompiledRule:
             code=error.code if error.code is not None else DEFAULT_CODE,
             message=FAULT_MESSAGE,
         )
+        # LocalStack's service names are lower case, `_` read as `-` (`cognito_identity`).
+        service = rule.service.lower().replace("_", "-") if rule.service is not None else None
         return cls(
-            service=rule.service.lower().replace("_", "-") if rule.service is not None else None,
-            operation=rule.operation,
-            region=rule.region,
-            probability=rule.probability if rule.probability is not None else 1.0,
-            fault=Fault(source=f"chaos/{index}", spec=spec),
+            RuleSpec(
+                services=frozenset({service}) if service is not None else None,
+                operations=frozenset({rule.operation}) if rule.operation is not None else None,
+                region=rule.region,
+                percentage=100.0 * (rule.probability if rule.probability is not None else 1.0),
+                faults=(spec,),
+            ),
+            source=f"chaos/{index}",
         )
+
+    @classmethod
+    def of_effects(cls, effects: NetworkEffects) -> _Candidate:
+        spec = FaultSpec(kind="latency", latency_ms=float(effects.latency))
+        return cls(RuleSpec(None, None, None, 100.0, (spec,)), source="chaos/effects")
 
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     rules: tuple[FaultRule, ...]
     effects: NetworkEffects
-    compiled: tuple[_CompiledRule, ...]
-    latency: Fault | None
+    candidates: tuple[_Candidate, ...]
 
     @classmethod
     def build(cls, rules: Iterable[FaultRule], effects: NetworkEffects) -> _Snapshot:
         rules = tuple(rules)
-        latency = None
-        if effects.latency > 0:
-            spec = FaultSpec(kind="latency", latency_ms=float(effects.latency))
-            latency = Fault(source="chaos/effects", spec=spec, latency_ms=float(effects.latency))
+        latency = (_Candidate.of_effects(effects),) if effects.latency > 0 else ()
         return cls(
             rules=rules,
             effects=effects,
-            compiled=tuple(_CompiledRule.compile(i, r) for i, r in enumerate(rules)),
-            latency=latency,
+            candidates=latency + tuple(_Candidate.of_rule(i, r) for i, r in enumerate(rules)),
         )
 
 
@@ -360,21 +370,15 @@ class ChaosState:
             self._save({"faults": [r.wire() for r in rules], "effects": effects.wire()})
             self._snap = _Snapshot.build(rules, effects)
 
+    def candidates(self) -> tuple[_Candidate, ...]:
+        """The effects' latency, then the fault rules in order, for `fis.decide`: the first rule
+        that matches a request and wins its probability roll applies (a lost roll lets later
+        rules have their turn; once one applied, the rest are not rolled)."""
+        return self._snap.candidates
+
     def match(self, call: AwsCall, rng: random.Random) -> list[Fault]:
-        """The chaos faults for one AWS request: the effects' latency, then the first rule that
-        matches it and wins its probability roll (a lost roll lets later rules have their turn)."""
-        snap = self._snap
-        found: list[Fault] = [snap.latency] if snap.latency is not None else []
-        for rule in snap.compiled:
-            if (
-                (rule.service is None or rule.service in call.names)
-                and (rule.operation is None or rule.operation == call.operation)
-                and (rule.region is None or rule.region == call.region)
-                and (rule.probability >= 1.0 or rng.random() < rule.probability)
-            ):
-                found.append(rule.fault)
-                break
-        return found
+        """The chaos faults for one AWS request (what `decide` makes of `candidates`)."""
+        return list(decide(call, self._snap.candidates, rng).faults)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ filters and role targeting live in the engine, never in the proxy or the fault k
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,6 +43,47 @@ class FaultSpec:
     mode: DisconnectMode = "close"
 
 
+class StopSignal:
+    """Set once when an action's faults end. Set from any thread (the engine's, a control-API
+    worker's); awaited by the proxy on its event loop, where waits and hangs end early on it.
+
+    `is_set` is a plain attribute read (the proxy checks it per fault). The asyncio event is
+    bound to `loop` (the proxy's), so `set` from another thread goes through
+    `call_soon_threadsafe`; without a loop (unit tests, one thread) it is set directly.
+    """
+
+    __slots__ = ("_event", "_flag", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._flag = threading.Event()
+        self._event = asyncio.Event()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def set(self) -> None:
+        if self._flag.is_set():
+            return
+        self._flag.set()
+        loop = self._loop
+        if loop is None:
+            self._event.set()
+        elif not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                self._event.set()
+            else:
+                loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self) -> None:
+        if not self._flag.is_set():
+            await self._event.wait()
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
     """Which requests an action applies to, compiled once from its parameters.
@@ -57,6 +99,21 @@ class RuleSpec:
     percentage: float
     faults: tuple[FaultSpec, ...]
 
+    def matches(self, names: frozenset[str], operation: str | None, region: str | None) -> bool:
+        """Whether a call (its service names, operation, region) is one this rule targets.
+        The one matcher: the engine, the Chaos API and the report all ask it."""
+        return (
+            (self.services is None or not self.services.isdisjoint(names))
+            and (self.operations is None or operation in self.operations)
+            and (self.region is None or region == self.region)
+        )
+
+    @property
+    def terminal_only(self) -> bool:
+        """Every fault ends the request (no latency): once a request has its error, rules like
+        this one are not even sampled."""
+        return all(f.kind != "latency" for f in self.faults)
+
 
 @dataclass(frozen=True, slots=True)
 class Fault:
@@ -69,7 +126,7 @@ class Fault:
     source: str
     spec: FaultSpec
     latency_ms: float = 0.0
-    stopped: asyncio.Event | None = None
+    stopped: StopSignal | None = None
     # The `x-fisproxy-fault` header value, `<experiment id>/<action name>/<kind>`: made once,
     # read by the header, the log line, the metrics and the request record.
     label: str = field(init=False, compare=False)

@@ -1,22 +1,38 @@
-"""Routes control-plane requests (FIS API, LocalStack Chaos API, health) to their handlers.
+"""The control plane: FIS API, LocalStack Chaos API, health, metrics and reports.
 
-Plain data in, plain data out: the addon turns a mitmproxy flow into an `ApiRequest` and the
-`ApiResponse` back into a flow response, so this router is testable without mitmproxy.
+`ControlPlane.serve` is the one entry for every control request, whichever way it came: the
+control port (`controlserver.py`, its own HTTP server on its own threads) or a FIS hostname
+through the proxy (`controlplane.py`). It parses the request target once, authorizes that path,
+and routes that same path: what is authorized is what is served. It never raises; every answer
+is an HTTP response (FIS errors in FIS's rest-json shape).
+
+Blocking (handlers write to the store): call it from a worker thread, never the event loop.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 from fisproxy import __version__
-from fisproxy.fis.api import FisApi
+from fisproxy.aws.identify import identify
+from fisproxy.fis.api import FisApi, render_error
 from fisproxy.fis.chaos import ChaosApi
 from fisproxy.httpdata import ApiRequest, ApiResponse
+from fisproxy.proxy.auth import ControlAuth, denied_response
+
+log = logging.getLogger(__name__)
 
 # fis.<region>.amazonaws.com, fis-fips..., fis.<region>.api.aws: FIS API calls made through the proxy.
 FIS_HOST = re.compile(r"^fis(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)$")
+# A Host header as a client may send it: a DNS name or an IP literal, an optional port.
+_HOST = re.compile(r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
+HEALTH_PATH = "/_fisproxy/health"
+DEFAULT_REGION = "us-east-1"
+MAX_BODY_BYTES = 1 << 20  # FIS's own request limit is far below this
 
 Handler = Callable[[ApiRequest], ApiResponse | None]
 
@@ -27,17 +43,31 @@ def fis_host_region(host: str) -> str | None:
     return match.group(1) if match else None
 
 
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """A control request as received: `target` is the raw request target (origin form
+    `/path?query`, or absolute form), `host` the Host header (or :authority)."""
+
+    method: str
+    target: str
+    host: str
+    headers: Mapping[str, str]
+    body: bytes
+    scheme: str = "http"
+
+
 @dataclass
 class ControlRouter:
     fis: FisApi
     chaos: ChaosApi
-    # Extra read-only endpoints (metrics, reports), checked before the FIS API. Each returns
-    # None when the path is not its own.
+    # Extra endpoints (metrics, reports), checked before the FIS API. Each returns None when
+    # the path is not its own.
     extra: tuple[Handler, ...] = ()
+    health: Callable[[], dict[str, object]] = lambda: {}
 
     def handle(self, request: ApiRequest, region: str) -> ApiResponse:
-        if request.path == "/_fisproxy/health":
-            return ApiResponse.json(200, {"status": "ok", "version": __version__})
+        if request.path == HEALTH_PATH:
+            return ApiResponse.json(200, {"status": "ok", "version": __version__, **self.health()})
         for handler in (self.chaos.handle, *self.extra):
             response = handler(request)
             if response is not None:
@@ -46,3 +76,60 @@ class ControlRouter:
             return ApiResponse.json(404, {"message": f"no such endpoint: {request.path}"})
         return self.fis.handle(request, region)
 
+
+class ControlPlane:
+    def __init__(self, router: ControlRouter, auth: ControlAuth) -> None:
+        self.router = router
+        self.auth = auth
+
+    def serve(self, req: ControlRequest) -> ApiResponse:
+        try:
+            return self._serve(req)
+        except Exception:
+            log.exception("fisproxy: control API error")
+            return render_error("InternalServerException", 500, "internal error in fisproxy; see its log")
+
+    def _serve(self, req: ControlRequest) -> ApiResponse:
+        if len(req.body) > MAX_BODY_BYTES:
+            return too_large()
+        if not _HOST.match(req.host or "localhost"):
+            return render_error("ValidationException", 400, "The Host header is not a host name.")
+        path, query = split_target(req.target)
+        if not path.startswith("/"):
+            return render_error("ValidationException", 400, "The request target is not a path.")
+        url = f"{req.scheme}://{req.host or 'localhost'}{path}" + (f"?{query}" if query else "")
+        if not self.auth.is_public(req.method, path):
+            refusal = self.auth.check(req.method, url, req.headers, req.body)
+            if refusal is not None:
+                log.info("fisproxy: control API request refused: %s %s: %s", req.method, path, refusal)
+                return denied_response(refusal)
+        api_request = ApiRequest(
+            method=req.method, path=path,
+            query=parse_qs(query, keep_blank_values=True), headers=req.headers, body=req.body,
+        )
+        return self.router.handle(api_request, self._region(req, path))
+
+    @staticmethod
+    def _region(req: ControlRequest, path: str) -> str:
+        host = req.host.rsplit(":", 1)[0] if not req.host.endswith("]") else req.host
+        region = fis_host_region(host)
+        if region is None:
+            # The region the client signed for (`aws fis --region eu-west-1 ...`).
+            call = identify(req.method, host, path, req.headers)
+            region = call.region if call else None
+        return region or DEFAULT_REGION
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(raw path, raw query) of a request target; the path exactly as it will be routed."""
+    if not target.startswith("/"):
+        split = urlsplit(target)  # absolute form: scheme://host/path?query
+        return split.path or "/", split.query
+    path, _, query = target.partition("?")
+    return path, query
+
+
+def too_large() -> ApiResponse:
+    return render_error(
+        "ValidationException", 413,
+        f"The request body is larger than {MAX_BODY_BYTES} bytes; fisproxy does not accept it.")

@@ -1,5 +1,5 @@
 """The addon list mitmproxy loads with `-s` (used by `fisproxy run` and `fisproxy web`)."""
 
-from fisproxy.proxy.addon import FisProxy
+from fisproxy.proxy.addons import make_addons
 
-addons = [FisProxy()]
+addons = make_addons()

@@ -1,8 +1,9 @@
-"""The addon's `fisproxy_*` options, validated once into one frozen settings object."""
+"""The addon's `fisproxy_*` options: declared once, validated once into a frozen `Settings`."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,68 @@ from urllib.parse import urlsplit
 
 from fisproxy.proxy.auth import ControlAuth
 
-# The control listener is a reverse-proxy listener whose target is never contacted: every
-# request on it is answered by the addon (connection_strategy=lazy).
-CONTROL_TARGET = "http://fisproxy.control.invalid:80"
+OPTION_NAMES = frozenset({
+    "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state", "fisproxy_templates",
+    "fisproxy_seed", "fisproxy_account_id", "fisproxy_fault_header", "fisproxy_quiet",
+    "fisproxy_control_token", "fisproxy_control_credentials", "fisproxy_metrics_public",
+    "listen_host",
+})
 
 
 def default_state_path() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "fisproxy" / "fisproxy.sqlite"
+
+
+def declare_options(loader: Any) -> None:
+    """Every `fisproxy_*` option, with its help (shown by `--options` and mitmweb)."""
+    loader.add_option(
+        "fisproxy_control_port", int, 8082,
+        "Port of the control API (FIS API, LocalStack Chaos API, health, metrics, reports), "
+        "plain HTTP bound to listen_host (127.0.0.1 when listen_host is empty). 0 disables it; "
+        "the FIS API stays reachable through the proxy as fis.<region>.amazonaws.com.",
+    )
+    loader.add_option(
+        "fisproxy_aws_endpoint", str | None, None,
+        "Send all AWS traffic to this endpoint (moto, LocalStack) instead of real AWS, "
+        "keeping the original Host header. Unset: traffic goes to AWS unchanged.",
+    )
+    loader.add_option(
+        "fisproxy_state", str, str(default_state_path()),
+        "SQLite file holding templates, experiments and logs; survives restarts.",
+    )
+    loader.add_option(
+        "fisproxy_templates", Sequence[str], [],
+        "YAML or JSON files of experiment templates, created or updated (matched by their "
+        "Name tag) at start-up.",
+    )
+    loader.add_option(
+        "fisproxy_seed", int | None, None,
+        "Seed for every random choice (percentage sampling, jitter, target selection), "
+        "making runs reproducible. Unset: random.",
+    )
+    loader.add_option("fisproxy_account_id", str, "123456789012", "AWS account id used in FIS ARNs.")
+    loader.add_option(
+        "fisproxy_fault_header", bool, True,
+        "Add an x-fisproxy-fault header (experiment/action/kind) to every faulted response.",
+    )
+    loader.add_option("fisproxy_quiet", bool, False, "Do not log a line per injected fault.")
+    loader.add_option(
+        "fisproxy_control_token", str | None, None,
+        "Token the control APIs (the control port, and the FIS API through the proxy) require, "
+        "as 'Authorization: Bearer <token>' or 'x-fisproxy-token: <token>'. With this or "
+        "fisproxy_control_credentials set, other requests get 403; GET /_fisproxy/health "
+        "stays open.",
+    )
+    loader.add_option(
+        "fisproxy_control_credentials", Sequence[str], [],
+        "ACCESS_KEY_ID:SECRET_ACCESS_KEY pairs whose SigV4-signed requests the control APIs "
+        "accept: give the AWS CLI or SDK that drives FIS the same credentials.",
+    )
+    loader.add_option(
+        "fisproxy_metrics_public", bool, False,
+        "Serve /metrics without credentials even when control API authentication is on.",
+    )
 
 
 @dataclass(frozen=True)
@@ -64,12 +119,6 @@ class Settings:
             ),
         )
 
-    def control_mode_spec(self) -> str | None:
-        if not self.control_port:
-            return None
-        host = f"[{self.control_host}]" if ":" in self.control_host else self.control_host
-        return f"reverse:{CONTROL_TARGET}@{host}:{self.control_port}"
-
 
 def parse_endpoint(url: str) -> tuple[str, str, int]:
     """`http://127.0.0.1:5000` -> ("http", "127.0.0.1", 5000); ValueError naming the option."""
@@ -78,5 +127,8 @@ def parse_endpoint(url: str) -> tuple[str, str, int]:
         raise ValueError(f"fisproxy_aws_endpoint: expected http(s)://host[:port], got {url!r}")
     if split.path not in ("", "/"):
         raise ValueError(f"fisproxy_aws_endpoint: no path allowed, got {url!r}")
-    port = split.port or (443 if split.scheme == "https" else 80)
+    try:
+        port = split.port or (443 if split.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"fisproxy_aws_endpoint: not a valid port in {url!r}") from None
     return split.scheme, split.hostname, port

@@ -4,9 +4,9 @@ Stop conditions and log delivery run against a real moto server."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +17,7 @@ import pytest
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis import upstream
 from fisproxy.fis.engine import Engine
+from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.store import Store
 
@@ -334,7 +335,9 @@ def test_role_targeting_through_learned_identities(engine, store, tmp_path, cloc
     assert engine.match(call(access_key="ASIAOTHER")) == []
     assert engine.match(call(access_key="ASIAELSEWHERE")) == []  # same name, other account
     assert len(engine.match(call(access_key="AKIAEXPLICIT"))) == 1
-    # Learned identities survive a restart.
+    # Learned identities are saved by the engine's next step (off the event loop) and survive
+    # a restart.
+    engine.tick()
     again = make_engine(store, tmp_path, clock)
     again.resume()
     assert len(again.match(call(access_key="ASIAAPP"))) == 1
@@ -467,16 +470,21 @@ def set_alarm(url: str, name: str, state: str) -> None:
         AlarmName=name, StateValue=state, StateReason="test")
 
 
+def poll_stop_conditions(eng: Engine) -> None:
+    """What the engine's upstream loop does every few seconds."""
+    eng.on_alarms(eng.poller.firing({a for arns in eng.watched_alarms().values() for a in arns}))
+
+
 def test_alarm_stop_condition_stops_the_experiment(store, tmp_path, clock, moto_url):
     arn = alarm(moto_url, "orders-errors")
     eng = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
     t = template({"a": error()}, stopConditions=[{"source": "aws:cloudwatch:alarm", "value": arn}])
     exp_id = start(eng, t)
     eng.tick()
-    eng.poll_stop_conditions()
+    poll_stop_conditions(eng)
     assert states(eng, store, exp_id)[0] == "running"
     set_alarm(moto_url, "orders-errors", "ALARM")
-    eng.poll_stop_conditions()
+    poll_stop_conditions(eng)
     e = store.get_experiment(exp_id)
     assert (e.state.status, e.state.reason) == ("stopping", "Experiment halted by stop condition.")
     assert eng.match(call()) == []
@@ -487,30 +495,38 @@ def test_alarm_stop_condition_stops_the_experiment(store, tmp_path, clock, moto_
     assert end["log_type"] == "experiment-end" and arn in end["details"]["error_information"]
 
 
-async def test_run_loop_polls_alarms_off_the_event_loop(store, tmp_path, moto_url):
+def wait_for(check: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_background_loops_poll_alarms_on_their_own_thread_and_stop_the_experiment(store, tmp_path, moto_url):
     arn = alarm(moto_url, "latency-alarm")
-    eng = Engine(store, state_dir=tmp_path, rng=random.Random(1), upstream_endpoint=moto_url,
-                 alarm_poll_seconds=0.2)
+    eng = Engine(store, state_dir=tmp_path, rng=random.Random(1), upstream_endpoint=moto_url)
+    polled_on: set[str] = set()
+    firing = eng.poller.firing
+
+    def spy(arns: Any) -> set[str]:
+        polled_on.add(threading.current_thread().name)
+        return firing(arns)
+
+    eng.poller.firing = spy  # type: ignore[method-assign]
     t = template({"a": latency(), "w": wait("PT1H")},
                  stopConditions=[{"source": "aws:cloudwatch:alarm", "value": arn}])
     exp_id = start(eng, t)
-    runner = asyncio.ensure_future(eng.run())
+    loops = EngineLoops(eng, alarm_poll_seconds=0.2)
+    loops.start()
     try:
-        async def until(status: str) -> None:
-            deadline = time.monotonic() + 20
-            while store.get_experiment(exp_id).state.status != status:
-                assert time.monotonic() < deadline, f"not {status}"
-                await asyncio.sleep(0.05)
-
-        await until("running")
+        wait_for(lambda: store.get_experiment(exp_id).state.status == "running", "running")
         assert len(eng.match(call())) == 1
-        await asyncio.to_thread(set_alarm, moto_url, "latency-alarm", "ALARM")
-        await until("stopped")
+        set_alarm(moto_url, "latency-alarm", "ALARM")
+        wait_for(lambda: store.get_experiment(exp_id).state.status == "stopped", "stopped")
         assert states(eng, store, exp_id)[1] == {"a": "stopped", "w": "stopped"}
+        assert polled_on == {"fisproxy-upstream"}
     finally:
-        runner.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await runner
+        loops.stop()
         eng.close()
 
 
@@ -540,27 +556,24 @@ def test_logs_delivered_to_s3_at_the_end(store, tmp_path, moto_url):
     assert [json.loads(line) for line in body] == store.logs(exp_id)
 
 
-async def test_run_loop_resolves_tagged_roles_through_upstream_iam(store, tmp_path, moto_url):
+def test_background_loops_resolve_tagged_roles_through_upstream_iam(store, tmp_path, moto_url):
     iam = upstream.client("iam", "us-east-1", moto_url)
     arn = iam.create_role(RoleName="checkout", AssumeRolePolicyDocument="{}",
                           Tags=[{"Key": "team", "Value": "checkout"}])["Role"]["Arn"]
     eng = Engine(store, state_dir=tmp_path, rng=random.Random(1), upstream_endpoint=moto_url)
     exp_id = start(eng, role_template(resourceTags={"team": "checkout"}))
-    runner = asyncio.ensure_future(eng.run())
+    loops = EngineLoops(eng)
+    loops.start()
     try:
-        deadline = time.monotonic() + 20
-        while store.get_experiment(exp_id).state.status == "initiating":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        wait_for(lambda: store.get_experiment(exp_id).state.status != "initiating", "resolution")
         assert store.get_experiment(exp_id).state.status == "running"
         assert resolved_arns(eng, exp_id) == [arn]
     finally:
-        runner.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await runner
+        loops.stop()
+        eng.close()
 
 
-async def test_log_delivery_survives_a_crash(store, tmp_path, moto_url):
+def test_log_delivery_survives_a_crash(store, tmp_path, moto_url):
     """An experiment that ended but whose logs had not gone upstream yet when the proxy died
     gets them delivered after the restart, once."""
     eng, exp_id, s3, clock = ended_with_s3_logs(store, tmp_path, moto_url, "crash-logs")
@@ -569,8 +582,13 @@ async def test_log_delivery_survives_a_crash(store, tmp_path, moto_url):
     again = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
     again.resume()
     assert again.pending_log_deliveries() == [exp_id]
-    await again._deliver_logs()
-    assert again.pending_log_deliveries() == []
+    loops = EngineLoops(again)
+    loops.start()
+    try:
+        wait_for(lambda: not again.pending_log_deliveries() and store.get_doc("log-delivery", exp_id) is None,
+                 "log delivery")
+    finally:
+        loops.stop()
     assert len(s3.list_objects_v2(Bucket="crash-logs")["Contents"]) == 1
     third = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
     third.resume()

@@ -1,0 +1,75 @@
+"""The engine's background work, on its own threads (never the proxy's event loop).
+
+- `fisproxy-engine`: `Engine.tick()` every 0.1 s (lifecycle steps, saves, the heartbeat).
+- `fisproxy-upstream`: the calls that wait on the upstream: stop-condition alarms every
+  `alarm_poll_seconds`, and delivering the logs of ended experiments (CloudWatch Logs, S3).
+
+Each loop is its own error boundary: an exception is logged and the loop goes on. `stop()`
+asks both to end and waits for them; the engine is then closed by its owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from fisproxy.fis.engine import Engine
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.1
+UPSTREAM_SECONDS = 0.5  # how soon an ended experiment's logs start going out
+
+
+class EngineLoops:
+    def __init__(self, engine: Engine, *, alarm_poll_seconds: float = 5.0) -> None:
+        self.engine = engine
+        self.alarm_poll_seconds = alarm_poll_seconds
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._next_poll = 0.0
+
+    def start(self) -> None:
+        for name, body in (("fisproxy-engine", self._tick_loop), ("fisproxy-upstream", self._upstream_loop)):
+            thread = threading.Thread(target=self._guarded(body), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _guarded(self, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while not self._stopping.is_set():
+                try:
+                    body()
+                except Exception:  # the loop's error boundary: log, keep experiments moving
+                    log.exception("engine background step failed")
+                    self._stopping.wait(1.0)
+        return run
+
+    def _tick_loop(self) -> None:
+        self.engine.tick()
+        self._stopping.wait(TICK_SECONDS)
+
+    def _upstream_loop(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + self.alarm_poll_seconds
+            watched = self.engine.watched_alarms()
+            if watched:
+                arns = {a for v in watched.values() for a in v}
+                self.engine.on_alarms(self.engine.poller.firing(arns))
+        while (experiment_id := self.engine.next_log_delivery()) is not None:
+            failures = self.engine.deliver_logs(experiment_id)
+            if failures:
+                log.warning("experiment %s: log delivery failed (retried at next start): %s",
+                            experiment_id, "; ".join(failures))
+            else:
+                self.engine.log_delivered(experiment_id)
+        self._stopping.wait(min(UPSTREAM_SECONDS, self.alarm_poll_seconds))

@@ -1,0 +1,163 @@
+"""Fault injection: per flow, identify the AWS call, decide which faults apply, apply them.
+
+`requestheaders` does guard -> identify -> decide -> apply from the headers alone, so large
+bodies stream. Query/ec2 calls whose `Action` is only in the form-encoded body are decided in
+`request`, once that (bounded) body is in. Faults of phase `response` run in `responseheaders`,
+after the upstream answered.
+
+The per-request hooks are plain functions that return a coroutine only when there is something
+to wait for (a delay, a hang): mitmproxy awaits what a hook returns, and the common case, a call
+passed through untouched, then costs no coroutine at all. Each hook is an error boundary: an
+exception is logged and the flow goes on untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+
+from mitmproxy import http
+
+from fisproxy.aws.identify import complete, identify
+from fisproxy.fis.decide import Decision, decide
+from fisproxy.fis.faults import Phase
+from fisproxy.proxy import apply
+from fisproxy.proxy.controlplane import is_control_flow
+from fisproxy.proxy.kinds import KINDS, Env
+from fisproxy.proxy.notes import Note
+from fisproxy.proxy.redirect import original_host
+from fisproxy.proxy.runtime import Runtime
+
+logger = logging.getLogger("fisproxy")
+
+# Form bodies (query/ec2 protocols) are read whole to find `Action`: up to this size they are
+# buffered (mitmproxy would otherwise stream them past 1 MiB); larger ones pass untouched.
+MAX_FORM_BODY = 8 << 20
+
+
+class FaultInjector:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        runtime = self.runtime
+        if not runtime.ready or flow.response or flow.error or not flow.live or is_control_flow(flow):
+            return None
+        try:
+            req = flow.request
+            call = identify(req.method, original_host(flow), req.path, req.headers)
+            if call is None:
+                return None
+            note = runtime.notes[flow.id] = Note(call)
+            if call.needs_body:
+                if not _buffer_form_body(req):
+                    del runtime.notes[flow.id]
+                return None  # decided in `request`, once the form body is in
+            decision = self._decide(flow, note)
+        except Exception:  # the error boundary: log, let the flow go on untouched
+            logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
+            return None
+        return self._apply(flow, decision, "request") if decision else None
+
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        note = self.runtime.notes.get(flow.id)
+        if note is None or not note.call.needs_body or flow.response or flow.error or not flow.live:
+            return None
+        try:
+            req = flow.request
+            note.call = complete(note.call, original_host(flow), req.raw_content or b"")
+            decision = None if note.call.needs_body else self._decide(flow, note)
+        except Exception:
+            logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
+            return None
+        return self._apply(flow, decision, "request") if decision else None
+
+    def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        note = self.runtime.notes.get(flow.id)
+        if note is None or not note.decision or flow.response is None:
+            return None
+        return self._apply(flow, note.decision, "response")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        note = self.runtime.notes.get(flow.id)
+        if note is not None and note.decision:
+            apply.on_response(flow)
+
+    def client_disconnected(self, client: object) -> None:
+        apply.on_client_disconnected(client)  # type: ignore[arg-type]
+
+    # ---- deciding and applying -------------------------------------------------------
+
+    def _decide(self, flow: http.HTTPFlow, note: Note) -> Decision | None:
+        runtime = self.runtime
+        call = note.call
+        if call.operation is None or runtime.engine is None or runtime.chaos is None:
+            return None  # not a call we understand: pass it through untouched
+        candidates = runtime.engine.candidates(call) + runtime.chaos.candidates()
+        if not candidates:
+            return None
+        decision = note.decision = decide(call, candidates, runtime.rng)
+        if not decision:
+            return None
+        flow.metadata["fisproxy"] = {  # plain values, for scripts and mitmproxy's console
+            "service": call.service, "region": call.region, "operation": call.operation,
+            "faults": list(decision.labels),
+        }
+        return decision
+
+    async def _apply(self, flow: http.HTTPFlow, decision: Decision, phase: Phase) -> None:
+        """Apply the faults of one phase: `request` before forwarding, `response` after the
+        upstream answered (from responseheaders)."""
+        runtime = self.runtime
+        assert runtime.sink is not None
+        try:
+            if phase == "request":
+                self._log(decision)
+                self._mark(flow, decision)
+            else:
+                apply.on_responseheaders(flow)
+            env = Env(decision.call, runtime.sink, lambda f: self._mark(f, decision))
+            for fault in decision.latencies:
+                if fault.spec.phase == phase:
+                    await KINDS["latency"].apply(flow, fault, phase, env)
+            terminal = decision.terminal
+            if (terminal is None or terminal.spec.phase != phase or not flow.live
+                    or (terminal.stopped is not None and terminal.stopped.is_set())):
+                return
+            kind = KINDS[terminal.spec.kind]
+            if phase in kind.phases:
+                await kind.apply(flow, terminal, phase, env)
+        except Exception:  # the error boundary of the async part
+            logger.exception("fisproxy: error while faulting %s; passing it through", where(flow))
+
+    def _mark(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        settings = self.runtime.settings
+        labels = ", ".join(decision.labels)
+        call = decision.call
+        comment = f"fisproxy: {labels} on {call.service}.{call.operation or '?'} ({call.region or '-'})"
+        apply.mark(flow, labels if settings is None or settings.fault_header else None, comment)
+
+    def _log(self, decision: Decision) -> None:
+        settings = self.runtime.settings
+        if settings is not None and settings.quiet:
+            return
+        call = decision.call
+        for fault in decision.faults:
+            logger.info("fault %s -> %s.%s (%s)", fault.label, call.service, call.operation or "?",
+                        call.region or "-")
+
+
+def _buffer_form_body(req: http.Request) -> bool:
+    """Have mitmproxy read a form body whole (it is needed to find `Action`), when its size is
+    known and at most MAX_FORM_BODY; False (and it streams untouched) otherwise."""
+    length = req.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > MAX_FORM_BODY:
+        return False
+    req.stream = False
+    return True
+
+
+def where(flow: http.HTTPFlow) -> str:
+    """Method, host and path for log lines: never the query (presigned URLs carry credentials)."""
+    req = flow.request
+    return f"{req.method} {req.pretty_host}{req.path.split('?', 1)[0]}"

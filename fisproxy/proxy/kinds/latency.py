@@ -1,0 +1,21 @@
+"""Latency: wait before forwarding the request (phase request) or before the client gets the
+answer (phase response). The wait ends early when the action stops."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mitmproxy import http
+
+from fisproxy.fis.faults import Fault, Phase
+from fisproxy.proxy import apply
+
+if TYPE_CHECKING:
+    from fisproxy.proxy.kinds import Env
+
+
+class Latency:
+    phases: frozenset[Phase] = frozenset({"request", "response"})
+
+    async def apply(self, flow: http.HTTPFlow, fault: Fault, phase: Phase, env: Env) -> None:
+        await apply.wait(fault.latency_ms, fault.stopped, flow=flow)

@@ -1,0 +1,23 @@
+"""What the fault injector learned about a flow, for the addons that run when it ends.
+
+Kept in a dict by flow id (not in `flow.metadata`, which mitmproxy saves with flows and can only
+hold plain values), written by `inject.py` and taken out by `observe.py` in `response`/`error`,
+which mitmproxy calls exactly once for every flow that had a request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fisproxy.aws.call import AwsCall
+from fisproxy.fis.decide import Decision
+
+
+@dataclass(slots=True)
+class Note:
+    call: AwsCall
+    decision: Decision | None = None
+
+
+class FlowNotes(dict[str, Note]):
+    """flow id -> Note."""

@@ -1,0 +1,209 @@
+"""What one running fisproxy owns, acquired when mitmproxy is running and released when done.
+
+The `Runtime` addon declares the `fisproxy_*` options, validates them in `configure`, and in
+`running` opens, off the event loop, everything the other addons use: the store, the engine and
+its threads, the Chaos rules, the FIS API and the control port, the request recorder, the
+metrics, and the fault sink. Until that is done `ready` is False and the other addons let
+traffic pass untouched. `done` releases it all and awaits every task it started.
+
+The other addons (`proxy/addons.py` lists them) hold a reference to this one and read its
+attributes; nothing lives in module globals, so a script reload under `mitmdump -s` starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import random
+from collections.abc import Coroutine
+from typing import Any
+
+from mitmproxy import ctx, exceptions
+
+from fisproxy.aws.identify import warm
+from fisproxy.fis.api import FisApi
+from fisproxy.fis.chaos import ChaosApi, ChaosState
+from fisproxy.fis.engine import Engine
+from fisproxy.fis.loops import EngineLoops
+from fisproxy.fis.templates_file import apply_templates, load_templates
+from fisproxy.metrics import Metrics
+from fisproxy.proxy.auth import exposure_warnings
+from fisproxy.proxy.control import ControlPlane, ControlRouter
+from fisproxy.proxy.controlserver import ControlServer
+from fisproxy.proxy.notes import FlowNotes
+from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
+from fisproxy.proxy.sink import FaultSink
+from fisproxy.report import report_handler
+from fisproxy.requestlog import Recorder
+from fisproxy.store import Store
+
+logger = logging.getLogger("fisproxy")
+
+STREAM_LARGE_BODIES = "1m"
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self.rng = random.Random()
+        self.ready = False
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.loops: EngineLoops | None = None
+        self.chaos: ChaosState | None = None
+        self.plane: ControlPlane | None = None
+        self.control: ControlServer | None = None
+        self.recorder: Recorder | None = None
+        self.metrics: Metrics | None = None
+        self.sink: FaultSink | None = None
+        self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._starting: asyncio.Task[None] | None = None
+
+    # ---- options ---------------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        declare_options(loader)
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & (OPTION_NAMES | {"proxyauth"}):
+            return
+        try:
+            self.settings = Settings.from_options(ctx.options)
+            if "fisproxy_templates" in updated:
+                for path in self.settings.templates:
+                    load_templates(path)  # a bad file stops start-up with one line naming the field
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from e
+        if "fisproxy_seed" in updated:
+            self.rng.seed(self.settings.seed)
+        control_host = self.settings.control_host if self.settings.control_port else "127.0.0.1"
+        for line in exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
+                                      self.settings.control_auth, control_host=control_host):
+            logger.warning(line)
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def running(self) -> None:
+        # Sync on purpose: mitmproxy re-runs `running` synchronously after a script reload.
+        self._require_core_options()
+        if self._starting is None:
+            self._starting = self.spawn(self._start(), "fisproxy-start")
+
+    def _require_core_options(self) -> None:
+        """Two mitmproxy options fisproxy relies on, set when the user left their defaults."""
+        options = ctx.options
+        if options.connection_strategy != "lazy" and not _changed(options, "connection_strategy"):
+            # Injected answers and the FIS hostnames must never wait for an upstream connection
+            # (with --aws-endpoint the AWS hostnames do not even resolve).
+            logger.info("fisproxy: setting connection_strategy=lazy (injected answers must not "
+                        "wait for an upstream connection)")
+            options.update(connection_strategy="lazy")
+        if not options.stream_large_bodies:
+            # Large bodies (S3 objects) stream through in both directions, never held whole.
+            logger.info("fisproxy: setting stream_large_bodies=%s (large bodies stream, never "
+                        "held in memory)", STREAM_LARGE_BODIES)
+            options.update(stream_large_bodies=STREAM_LARGE_BODIES)
+
+    async def _start(self) -> None:
+        assert self.settings is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self._open, self.settings, loop)
+        except Exception as e:
+            logger.error("fisproxy: could not start: %s", e)
+            raise
+        assert self.sink is not None and self.recorder is not None and self.loops is not None
+        await self.sink.start()
+        self.spawn(self.recorder.run(), "fisproxy-recorder")
+        self.loops.start()
+        warm()
+        # botocore's models and our indexes are large and live forever: move them out of the
+        # garbage collector's way, or every full collection walks them (measured: ~5% of
+        # throughput in bench/overhead.py).
+        gc.collect()
+        gc.freeze()
+        self.ready = True
+
+    def _open(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        """Everything that touches disk at start-up, in a worker thread."""
+        self.store = store = Store(settings.state)
+        self.engine = Engine(
+            store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
+            upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
+        )
+        self.chaos = ChaosState(
+            load=lambda: store.get_doc("chaos", "config"),
+            save=lambda doc: store.put_doc("chaos", "config", doc),
+        )
+        fis_api = FisApi(store, self.engine, account_id=settings.account_id)
+        self.recorder = recorder = Recorder(store)
+        self.metrics = Metrics(self.engine.active_count)
+        router = ControlRouter(
+            fis=fis_api, chaos=ChaosApi(self.chaos),
+            extra=(self.metrics.handle, report_handler(store, flush=recorder.flush)),
+        )
+        self.plane = ControlPlane(router, settings.control_auth)
+        self.engine.resume()
+        for path in settings.templates:
+            try:
+                apply_templates(path, fis_api)
+            except ValueError as e:  # names the file and the field
+                logger.error("fisproxy: templates not applied: %s", e)
+        self.loops = EngineLoops(self.engine)
+        self.sink = FaultSink()
+        if settings.control_port:
+            self.control = ControlServer(self.plane, settings.control_host, settings.control_port)
+            try:
+                self.control.start()
+            except OSError as e:
+                self.control = None
+                logger.error("fisproxy: control API not started: %s:%d: %s",
+                             settings.control_host, settings.control_port, e.strerror or e)
+            else:
+                logger.info("fisproxy: control API listening at http://%s:%d",
+                            settings.control_host, settings.control_port)
+
+    async def done(self) -> None:
+        self.ready = False
+        if self._starting is not None:
+            # Let start-up finish (its thread cannot be cancelled), then close what it opened.
+            await asyncio.gather(self._starting, return_exceptions=True)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._starting = None
+        if self.sink is not None:
+            self.sink.stop()
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        if self.control is not None:
+            self.control.stop()
+        if self.loops is not None:
+            self.loops.stop()
+        if self.engine is not None:
+            self.engine.close()
+        if self.recorder is not None:
+            self.recorder.flush()  # what the background task had not written yet
+        if self.store is not None:
+            self.store.close()
+        self.control = self.loops = self.engine = self.recorder = self.store = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a task this runtime owns: kept referenced, cancelled and awaited in `done`."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _changed(options: Any, name: str) -> bool:
+    """Whether the user set option `name` to something other than its default."""
+    try:
+        return bool(options._options[name].has_changed())
+    except (AttributeError, KeyError):
+        return True
