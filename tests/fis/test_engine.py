@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis import upstream
-from fisproxy.fis.engine import Engine
+from fisproxy.fis.engine import Engine, SaveError
 from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.store import Store
@@ -519,8 +520,7 @@ def test_background_loops_poll_alarms_on_their_own_thread_and_stop_the_experimen
     loops = EngineLoops(eng, alarm_poll_seconds=0.2)
     loops.start()
     try:
-        wait_for(lambda: store.get_experiment(exp_id).state.status == "running", "running")
-        assert len(eng.match(call())) == 1
+        wait_for(lambda: len(eng.match(call())) == 1, "the latency action to run")
         set_alarm(moto_url, "latency-alarm", "ALARM")
         wait_for(lambda: store.get_experiment(exp_id).state.status == "stopped", "stopped")
         assert states(eng, store, exp_id)[1] == {"a": "stopped", "w": "stopped"}
@@ -593,3 +593,110 @@ def test_log_delivery_survives_a_crash(store, tmp_path, moto_url):
     third = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
     third.resume()
     assert third.pending_log_deliveries() == []  # delivered once, forgotten
+
+
+# ---- storage failures (a full disk) ---------------------------------------------------------
+
+
+class FullDisk:
+    """The real store, except that writes fail while `full` is set, as SQLite does on a full disk."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.full = False
+        self.experiment_writes = 0
+        self.doc_writes: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _check(self) -> None:
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def put_experiment(self, e: Any, runtime: Any = None) -> None:
+        self._check()
+        self.experiment_writes += 1
+        self._store.put_experiment(e, runtime)
+
+    def put_doc(self, kind: str, key: str, value: Any) -> None:
+        self._check()
+        self.doc_writes.append((kind, key))
+        self._store.put_doc(kind, key, value)
+
+    def append_log(self, experiment_id: str, record: Any) -> None:
+        self._check()
+        self._store.append_log(experiment_id, record)
+
+
+def test_a_stop_that_cannot_be_saved_ends_the_faults_and_stays_stoppable(store, tmp_path, clock):
+    disk = FullDisk(store)
+    eng = make_engine(disk, tmp_path, clock)  # type: ignore[arg-type]
+    exp_id = start(eng, template({"a": error()}))
+    eng.tick()
+    faults = eng.match(call())
+    assert len(faults) == 1
+    disk.full = True
+    with pytest.raises(SaveError):
+        eng.stop_experiment(exp_id)
+    # The user pressed stop: the faults end now, saved or not.
+    assert eng.match(call()) == [] and faults[0].stopped.is_set()
+    for _ in range(3):
+        clock.advance(0.1)
+        eng.tick()  # cannot save `stopped` either: the experiment is kept, not forgotten
+    assert store.get_experiment(exp_id).state.status == "running"  # what the disk still says
+    with pytest.raises(SaveError):
+        eng.stop_experiment(exp_id)  # still stoppable; still cannot save
+    disk.full = False
+    assert eng.stop_experiment(exp_id).state.status == "stopping"  # a second stop saves it
+    assert store.get_experiment(exp_id).state.status == "stopping"
+    eng.tick()
+    assert states(eng, store, exp_id) == ("stopped", {"a": "stopped"})
+    # And after a restart its faults do not come back.
+    again = make_engine(store, tmp_path, clock)
+    again.resume()
+    assert again.active_count() == 0 and again.match(call()) == []
+
+
+def test_an_unsaved_stop_is_saved_by_the_next_tick_once_the_disk_has_room(store, tmp_path, clock):
+    disk = FullDisk(store)
+    eng = make_engine(disk, tmp_path, clock)  # type: ignore[arg-type]
+    exp_id = start(eng, template({"a": latency()}))
+    eng.tick()
+    disk.full = True
+    with pytest.raises(SaveError):
+        eng.stop_experiment(exp_id)
+    eng.tick()
+    disk.full = False
+    eng.tick()
+    assert states(eng, store, exp_id) == ("stopped", {"a": "stopped"})
+    assert eng.active_count() == 0
+
+
+def test_a_start_that_cannot_be_saved_is_not_kept(store, tmp_path, clock):
+    disk = FullDisk(store)
+    eng = make_engine(disk, tmp_path, clock)  # type: ignore[arg-type]
+    disk.full = True
+    with pytest.raises(SaveError):
+        start(eng, template({"a": error()}))
+    disk.full = False
+    eng.tick()
+    assert eng.active_count() == 0 and eng.match(call()) == [] and store.list_experiments() == []
+
+
+def test_heartbeat_is_one_small_write_per_second_whatever_the_number_of_experiments(store, tmp_path, clock):
+    disk = FullDisk(store)
+    eng = make_engine(disk, tmp_path, clock)  # type: ignore[arg-type]
+    for i in range(100):
+        eng.start_experiment(template({f"a{i}": latency()}), region="us-east-1",
+                             tags={}, actions_mode="run-all")
+    eng.tick()
+    assert eng.active_count() == 100
+    disk.experiment_writes = 0
+    disk.doc_writes.clear()
+    for _ in range(50):  # five seconds of ticks with nothing changing
+        clock.advance(0.1)
+        eng.tick()
+    assert disk.experiment_writes == 0  # no experiment is rewritten to say it is alive
+    assert set(disk.doc_writes) == {("heartbeat", "engine")}  # one document, whatever the count
+    assert 4 <= len(disk.doc_writes) <= 5  # once a second

@@ -26,6 +26,7 @@ from mitmproxy import ctx, http, options
 from mitmproxy.tools.dump import DumpMaster
 
 from fisproxy.proxy import apply
+from fisproxy.proxy.runtime import STREAM_LARGE_BODIES
 from tests.helpers import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,7 +190,11 @@ class FaultHeaderAddon:
     Response phase: response-error[:status], response-close, response-reset,
     response-hang[:max_seconds],
     response-latency:<ms>, response-buffered (no fault, upstream body buffered, for contrast).
-    Anything else passes through, streamed. `stopped` is the event the waits watch.
+    Anything else passes through. `stopped` is the event the waits watch.
+
+    Streaming is fisproxy's own regime (`ProxyThread` sets the options `Runtime` sets:
+    stream_large_bodies=1m, connection_strategy=lazy): bodies over 1 MiB stream, smaller
+    ones are buffered, exactly as in production.
     """
 
     def __init__(self, ready_file: str | None = None) -> None:
@@ -217,8 +222,6 @@ class FaultHeaderAddon:
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if test_id := flow.request.headers.get("x-test-id"):
             self.flows[test_id] = flow
-        if apply.has_body(flow.request):
-            flow.request.stream = True  # pass uploads through unbuffered (as fisproxy's addon)
         kind, arg = self._fault(flow)
         if kind in ("error", "buffered-error"):
             apply.mark(flow, f"exp/act/{kind}", f"injected {kind}")
@@ -238,8 +241,8 @@ class FaultHeaderAddon:
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
         apply.on_responseheaders(flow)
         kind, arg = self._fault(flow)
-        if kind != "response-buffered" and flow.response is not None:
-            flow.response.stream = True  # pass downloads through unbuffered
+        if kind == "response-buffered" and flow.response is not None:
+            flow.response.stream = False  # for contrast: what not streaming costs
         if kind == "response-error":
             apply.mark(flow, "exp/act/error", "error after upstream")
             apply.respond_after_upstream(flow, int(arg or 500), ERR_HEADERS, ERR_BODY)
@@ -281,6 +284,8 @@ class ProxyThread:
         self.loop = asyncio.get_running_loop()
         opts = options.Options(listen_host="127.0.0.1", listen_port=0)
         self.master = DumpMaster(opts, with_termlog=False, with_dumper=False)
+        # What fisproxy's Runtime sets (addon options exist only once the master does).
+        opts.update(stream_large_bodies=STREAM_LARGE_BODIES, connection_strategy="lazy")
         outer = self
 
         class Ready:
@@ -349,6 +354,7 @@ def mitmdump(tmp_path: Path) -> Iterator[MitmdumpProcess]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()",
          "--listen-host", "127.0.0.1", "-p", "0", "-q", "--set", f"confdir={tmp_path / 'conf'}",
+         "--set", f"stream_large_bodies={STREAM_LARGE_BODIES}", "--set", "connection_strategy=lazy",
          "-s", str(script)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
