@@ -2,7 +2,9 @@
 
 `requestheaders` does guard -> identify -> decide -> apply from the headers alone, so large
 bodies stream. Query/ec2 calls whose `Action` is only in the form-encoded body are decided in
-`request`, once that (bounded) body is in. Faults of phase `response` run in `responseheaders`,
+`request`, once that body is in (mitmproxy buffers bodies up to stream_large_bodies, 1 MiB;
+a larger form body streams, and only faults that name no operation can apply to it). A call
+whose operation is unknown is matched the same way: by service and region only. Faults of phase `response` run in `responseheaders`,
 after the upstream answered.
 
 The per-request hooks are plain functions that return a coroutine only when there is something
@@ -13,6 +15,7 @@ exception is logged and the flow goes on untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable
 
@@ -30,10 +33,6 @@ from fisproxy.proxy.runtime import Runtime
 
 logger = logging.getLogger("fisproxy")
 
-# Form bodies (query/ec2 protocols) are read whole to find `Action`: up to this size they are
-# buffered (mitmproxy would otherwise stream them past 1 MiB); larger ones pass untouched.
-MAX_FORM_BODY = 8 << 20
-
 
 class FaultInjector:
     def __init__(self, runtime: Runtime) -> None:
@@ -48,11 +47,14 @@ class FaultInjector:
             call = identify(req.method, original_host(flow), req.path, req.headers)
             if call is None:
                 return None
+            if call.needs_body and req.stream:
+                # A form body over stream_large_bodies streams on before its `Action` could be
+                # read: the call is known by its service only, so only faults that name no
+                # operation can apply to it.
+                call = dataclasses.replace(call, needs_body=False)
             note = runtime.notes[flow.id] = Note(call)
             if call.needs_body:
-                if not _buffer_form_body(req):
-                    del runtime.notes[flow.id]
-                return None  # decided in `request`, once the form body is in
+                return None  # decided in `request`, once the (small, buffered) form body is in
             decision = self._decide(flow, note)
         except Exception:  # the error boundary: log, let the flow go on untouched
             logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
@@ -91,8 +93,8 @@ class FaultInjector:
     def _decide(self, flow: http.HTTPFlow, note: Note) -> Decision | None:
         runtime = self.runtime
         call = note.call
-        if call.operation is None or runtime.engine is None or runtime.chaos is None:
-            return None  # not a call we understand: pass it through untouched
+        if runtime.engine is None or runtime.chaos is None:
+            return None
         candidates = runtime.engine.candidates(call) + runtime.chaos.candidates()
         if not candidates:
             return None
@@ -145,16 +147,6 @@ class FaultInjector:
         for fault in decision.faults:
             logger.info("fault %s -> %s.%s (%s)", fault.label, call.service, call.operation or "?",
                         call.region or "-")
-
-
-def _buffer_form_body(req: http.Request) -> bool:
-    """Have mitmproxy read a form body whole (it is needed to find `Action`), when its size is
-    known and at most MAX_FORM_BODY; False (and it streams untouched) otherwise."""
-    length = req.headers.get("content-length", "")
-    if not length.isdigit() or int(length) > MAX_FORM_BODY:
-        return False
-    req.stream = False
-    return True
 
 
 def where(flow: http.HTTPFlow) -> str:

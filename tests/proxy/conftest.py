@@ -342,8 +342,10 @@ class MitmdumpProcess:
 
 
 @contextlib.contextmanager
-def mitmdump(tmp_path: Path) -> Iterator[MitmdumpProcess]:
-    """`mitmdump -s` with FaultHeaderAddon in a fresh process (for per-process memory peaks)."""
+def mitmdump(tmp_path: Path, *, streaming: bool = True) -> Iterator[MitmdumpProcess]:
+    """`mitmdump -s` with FaultHeaderAddon in a fresh process (for per-process memory peaks).
+    `streaming`: fisproxy's regime (stream_large_bodies=1m); False: mitmproxy's default, where
+    bodies are buffered whole (the contrast cases: what streaming saves)."""
     ready = tmp_path / "ready"
     script = tmp_path / "fault_addon.py"
     script.write_text(
@@ -354,8 +356,8 @@ def mitmdump(tmp_path: Path) -> Iterator[MitmdumpProcess]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()",
          "--listen-host", "127.0.0.1", "-p", "0", "-q", "--set", f"confdir={tmp_path / 'conf'}",
-         "--set", f"stream_large_bodies={STREAM_LARGE_BODIES}", "--set", "connection_strategy=lazy",
-         "-s", str(script)],
+         "--set", f"stream_large_bodies={STREAM_LARGE_BODIES if streaming else ''}",
+         "--set", "connection_strategy=lazy", "-s", str(script)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
