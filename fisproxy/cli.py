@@ -318,17 +318,17 @@ def recorded(args: argparse.Namespace) -> Iterator[None]:
         certs=str(args.certs.resolve()), state=str(args.state.resolve()),
         aws_endpoint=args.aws_endpoint,
     )
+    path = None
     try:
         path = runtimefile.write(proxy)
     except OSError as e:
         print(f"fisproxy: warning: cannot record this proxy in {runtimefile.runtime_dir()} "
               f"({e.strerror}); `fisproxy env` needs --port and --certs", file=sys.stderr)
-        yield
-        return
     try:
         yield
     finally:
-        runtimefile.remove(path)
+        if path is not None:
+            runtimefile.remove(path)
 
 
 def describe_auth(auth: ControlAuth) -> str:
@@ -352,6 +352,8 @@ def print_env(args: argparse.Namespace) -> None:
     certs = args.certs or (Path(proxy.certs) if proxy else default_certs_dir())
     ca = ensure_ca(certs)
     bundle = write_bundle(certs)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address in a URL
     proxy_url = f"http://{host}:{port}"
     lines = {
         "HTTPS_PROXY": proxy_url,
@@ -368,7 +370,8 @@ def print_env(args: argparse.Namespace) -> None:
     if proxy:
         print(f"# the running fisproxy: pid {proxy.pid}, proxy port {proxy.port}, CA in {proxy.certs}")
     else:
-        print("# no running fisproxy found: the default ports and CA folder")
+        which = " with that --port / --certs" if args.port or args.certs else ""
+        print(f"# no running fisproxy found{which}: the values given, else the defaults")
     for name, value in lines.items():
         print(f"export {name}={shlex.quote(value)}")
 
