@@ -8,8 +8,11 @@
 # key is mode 0600 and owned by this image's user), /state the SQLite store (templates,
 # experiments and logs survive restarts). docs/sidecar.md has the compose and Kubernetes recipes.
 
-# 3.11: the Python and mitmproxy (11.0.x) the test suite runs on.
-FROM python:3.11-slim
+# 3.11: the Python and mitmproxy (11.0.x) the test suite runs on. An exact tag (Python release
+# and Debian release), so a rebuild does not move to another Python or Debian. For a
+# byte-identical base, add the digest that `docker buildx imagetools inspect
+# python:3.11.14-slim-bookworm` prints: FROM python:3.11.14-slim-bookworm@sha256:...
+FROM python:3.11.14-slim-bookworm
 
 # FISPROXY_CERTS / FISPROXY_STATE: the defaults of `fisproxy env` and `fisproxy ca` when run
 # inside the container (docker exec).
@@ -19,10 +22,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FISPROXY_CERTS=/certs \
     FISPROXY_STATE=/state/fisproxy.sqlite
 
-# Only what `pip install .` reads (.dockerignore is an allow-list too); no dev extras.
+# Only what `pip install .` reads (.dockerignore is an allow-list too); no dev extras. Every
+# dependency at the exact version of docker/constraints.txt (regenerate it with
+# docker/update-constraints after changing pyproject.toml's dependencies).
 COPY pyproject.toml README.md /src/
+COPY docker/constraints.txt /src/docker/constraints.txt
 COPY fisproxy /src/fisproxy
-RUN pip install --no-cache-dir /src \
+RUN pip install --no-cache-dir --constraint /src/docker/constraints.txt /src \
     && rm -rf /src \
     && useradd --system --create-home --uid 10001 --user-group fisproxy \
     && mkdir -p /certs /state \

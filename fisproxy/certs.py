@@ -4,6 +4,8 @@ combined bundle (system CAs + fisproxy CA) so non-AWS HTTPS keeps working throug
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 CA_CERT = "mitmproxy-ca-cert.pem"
@@ -18,13 +20,27 @@ SYSTEM_BUNDLES = (
 
 
 def ensure_ca(confdir: Path) -> Path:
-    """Create the CA in `confdir` if missing; return the path of its certificate."""
+    """Create the CA in `confdir` if missing; return the path of its certificate.
+
+    A new CA is never silent: clients trust only the CA they were given, so one line on
+    stderr says where it is and that clients must trust it."""
     from mitmproxy.certs import CertStore
 
     confdir.mkdir(parents=True, exist_ok=True)
+    # mitmproxy makes a new CA when its key file is missing (mitmproxy/certs.py: from_store).
+    created = not (confdir / PRIVATE_FILES[0]).exists()
     CertStore.from_store(confdir, "mitmproxy", 2048)
     protect_key(confdir)
-    return confdir / CA_CERT
+    cert = confdir / CA_CERT
+    if created:
+        sys.stderr.write(new_ca_notice(cert) + "\n")
+    return cert
+
+
+def new_ca_notice(cert: Path) -> str:
+    folder = shlex.quote(str(cert.parent.resolve()))
+    return (f"fisproxy: created a new CA: {cert.resolve()}; clients must trust it "
+            f"(eval \"$(fisproxy env --certs {folder})\" sets AWS_CA_BUNDLE and friends)")
 
 
 def protect_key(confdir: Path) -> None:

@@ -2,26 +2,32 @@
 environment that points SDKs at it, and manage its CA.
 
 Flags become mitmproxy options (`fisproxy_*` and core ones), so there is one configuration
-system. Bad arguments, unreadable files and ports in use end with one line and exit code 2.
+system. A flag argparse does not know prints the command's usage and `error:` (exit 2);
+unreadable files and ports in use end with one line and exit code 2. A running proxy records
+itself in a runtime file (runtimefile.py), which `fisproxy env` and `fisproxy ca` read.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import shlex
 import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from fisproxy import __version__, reportcli
+from fisproxy import __version__, reportcli, runtimefile
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
 from fisproxy.fis.templates_file import load_templates
 from fisproxy.proxy.auth import ControlAuth
 from fisproxy.proxy.settings import default_state_path, parse_endpoint
+from fisproxy.runtimefile import RunningProxy
 
 SCRIPT = Path(__file__).parent / "proxy" / "script.py"
 
@@ -33,21 +39,43 @@ def default_certs_dir() -> Path:
     return Path(base) / "fisproxy" / "certs"
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        fail(f"{self.prog}: {message}")
-
-
 def fail(message: str) -> NoReturn:
     print(f"fisproxy: error: {message}" if not message.startswith("fisproxy") else message,
           file=sys.stderr)
     sys.exit(2)
 
 
+DESCRIPTION = """\
+fisproxy: AWS Fault Injection Service as a proxy. Start it, point SDKs at it, create FIS
+experiment templates and experiments with `aws fis ...`, and matching AWS calls get latency,
+throttling, errors or dropped connections in the service's own wire format."""
+
+EPILOG = """\
+first steps:
+  fisproxy run --aws-endpoint http://127.0.0.1:5000    # in one shell (moto as upstream)
+  eval "$(fisproxy env)"                               # in another: proxy, CA, FIS endpoint
+
+Run `fisproxy <command> --help` for a command's options."""
+
+COMMANDS_HELP = "commands (fisproxy <command> --help for each one's options)"
+
+
+class _TopLevelFormatter(argparse.RawDescriptionHelpFormatter):
+    """Lists the commands under their title without argparse's extra `<command>` line."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = super()._format_action(action)
+        if isinstance(action, argparse._SubParsersAction):
+            text = text.split("\n", 1)[1]
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="fisproxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fisproxy", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_TopLevelFormatter)
     parser.add_argument("--version", action="version", version=f"fisproxy {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>",
+                                title=COMMANDS_HELP)
 
     def proxy_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--listen-host", default="127.0.0.1",
@@ -88,20 +116,54 @@ def build_parser() -> argparse.ArgumentParser:
     proxy_args(web)
     web.add_argument("--web-port", type=int, default=8081, help="mitmweb UI port (default 8081)")
 
-    env = sub.add_parser("env", help="print export lines that point SDKs and the AWS CLI at fisproxy")
-    env.add_argument("--host", default="127.0.0.1", help="host the proxy is reached at")
-    env.add_argument("--port", type=int, default=8080)
-    env.add_argument("--control-port", type=int, default=8082)
-    env.add_argument("--certs", type=Path, default=default_certs_dir())
+    env = sub.add_parser(
+        "env", help="print exports that point SDKs at the running fisproxy",
+        description="Print export lines (HTTPS_PROXY, the CA bundle variables, AWS_ENDPOINT_URL_FIS) "
+                    "for `eval \"$(fisproxy env)\"`. Without --port and --certs they point at the "
+                    "newest running fisproxy on this host (its runtime file), else at the defaults.")
+    env.add_argument("--host", help="host the proxy is reached at (default: the running proxy's "
+                                    "listen host, or 127.0.0.1)")
+    env.add_argument("--port", type=int, help="proxy port (default: the running proxy's, or 8080)")
+    env.add_argument("--control-port", type=int,
+                     help="control API port (default: the running proxy's, or 8082)")
+    env.add_argument("--certs", type=Path, metavar="DIR",
+                     help="CA folder (default: the running proxy's, or ~/.config/fisproxy/certs)")
 
-    ca = sub.add_parser("ca", help="create the CA if missing and print its certificate path")
-    ca.add_argument("--certs", type=Path, default=default_certs_dir())
+    ca = sub.add_parser(
+        "ca", help="print the CA certificate path (created if missing)",
+        description="Print the CA certificate's path (created if missing) and how to trust it. "
+                    "Without --certs, the CA of the newest running fisproxy on this host.")
+    ca.add_argument("--certs", type=Path, metavar="DIR",
+                    help="CA folder (default: the running proxy's, or ~/.config/fisproxy/certs)")
     reportcli.register(sub)
     return parser
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like `parse_args`, but a misspelt flag is reported by its command's parser (usage of
+    `fisproxy run`, not of `fisproxy`), with the closest known flag."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = command_parser(parser, args.command)
+        known = [o for action in command._actions for o in action.option_strings]
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        close = difflib.get_close_matches(extras[0].split("=", 1)[0], known, n=1)
+        if close:
+            message += f" (did you mean {close[0]}?)"
+        command.error(message)
+    return args
+
+
+def command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if reportcli.dispatch(args):
         return
     if args.command in ("run", "web"):
@@ -135,9 +197,14 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
         check_port("127.0.0.1", args.web_port, "web port")
     if args.aws_endpoint:
         try:
-            parse_endpoint(args.aws_endpoint)
+            _, endpoint_host, endpoint_port = parse_endpoint(args.aws_endpoint)
         except ValueError as e:
             fail(f"--aws-endpoint: {str(e).split(': ', 1)[1]}")
+        problem = unreachable(endpoint_host, endpoint_port)
+        if problem:
+            # Not fatal: moto or LocalStack often start after the proxy (docker compose).
+            print(f"fisproxy: warning: --aws-endpoint {args.aws_endpoint} does not answer "
+                  f"({problem}); starting anyway, AWS calls get a 502 until it does", file=sys.stderr)
     if args.endpoint_port is not None:
         if not args.aws_endpoint:
             # An SDK pointed at the proxy signs for the proxy's host: only an upstream that does
@@ -192,6 +259,23 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+ENDPOINT_CHECK_SECONDS = 2.0
+
+
+def unreachable(host: str, port: int) -> str | None:
+    """Why a TCP connection to host:port fails (refused, unknown host, timeout), or None.
+    Run once before mitmproxy starts, never on its event loop."""
+    try:
+        with socket.create_connection((host, port), timeout=ENDPOINT_CHECK_SECONDS):
+            return None
+    except socket.gaierror as e:
+        return f"cannot resolve {host}: {e.strerror}"
+    except TimeoutError:
+        return f"no answer from {host}:{port} within {ENDPOINT_CHECK_SECONDS:g} s"
+    except OSError as e:
+        return f"{host}:{port}: {e.strerror or e}"
+
+
 def control_credentials(args: argparse.Namespace) -> list[str]:
     """--control-credentials flags, else $FISPROXY_CONTROL_CREDENTIALS (comma separated)."""
     if args.control_credentials is not None:
@@ -207,8 +291,8 @@ def run_proxy(args: argparse.Namespace) -> None:
         print(f"  control API (FIS, Chaos, health): http://{host}:{args.control_port}", file=sys.stderr)
     print(f"  CA certificate: {args.certs / CA_CERT}", file=sys.stderr)
     print(f"  state: {args.state}", file=sys.stderr)
-    env_hint = "fisproxy env" + (f" --certs {shlex.quote(str(args.certs))}" if args.certs else "")
-    print(f"  point SDKs at it:  eval \"$({env_hint})\"", file=sys.stderr)
+    # --port picks this proxy's runtime file (its CA, its control port) when several run.
+    print(f"  point SDKs at it:  eval \"$(fisproxy env --port {args.port})\"", file=sys.stderr)
     auth = ControlAuth.from_options(args.control_token, control_credentials(args),
                                     public_metrics=args.public_metrics)
     # Exposure warnings (non-loopback without proxyauth / control auth) are logged by the
@@ -216,10 +300,35 @@ def run_proxy(args: argparse.Namespace) -> None:
     print(f"  control API authentication: {describe_auth(auth)}", file=sys.stderr)
     from mitmproxy.tools import main as mitm_main
 
-    if args.command == "web":
-        mitm_main.mitmweb(argv)
-    else:
-        mitm_main.mitmdump(argv)
+    with recorded(args):
+        if args.command == "web":
+            mitm_main.mitmweb(argv)
+        else:
+            mitm_main.mitmdump(argv)
+
+
+@contextmanager
+def recorded(args: argparse.Namespace) -> Iterator[None]:
+    """The runtime file that lets `fisproxy env` / `fisproxy ca` find this proxy, for as long
+    as it runs (this process becomes mitmproxy: same pid). A failure to write it is not fatal."""
+    proxy = RunningProxy(
+        pid=os.getpid(), started=time.time(), version=__version__,
+        listen_host=args.listen_host, port=args.port, control_port=args.control_port,
+        web_port=args.web_port if args.command == "web" else None,
+        certs=str(args.certs.resolve()), state=str(args.state.resolve()),
+        aws_endpoint=args.aws_endpoint,
+    )
+    path = None
+    try:
+        path = runtimefile.write(proxy)
+    except OSError as e:
+        print(f"fisproxy: warning: cannot record this proxy in {runtimefile.runtime_dir()} "
+              f"({e.strerror}); `fisproxy env` needs --port and --certs", file=sys.stderr)
+    try:
+        yield
+    finally:
+        if path is not None:
+            runtimefile.remove(path)
 
 
 def describe_auth(auth: ControlAuth) -> str:
@@ -228,27 +337,49 @@ def describe_auth(auth: ControlAuth) -> str:
     return ", ".join(ways) if ways else "off"
 
 
+def running_proxy(args: argparse.Namespace) -> RunningProxy | None:
+    """The running proxy `env`/`ca` describe: the newest one when neither --port nor --certs
+    is given, else the newest one on that port / with that CA folder (None: use defaults)."""
+    return runtimefile.find(port=getattr(args, "port", None), certs=args.certs)
+
+
 def print_env(args: argparse.Namespace) -> None:
-    ca = ensure_ca(args.certs)
-    bundle = write_bundle(args.certs)
-    proxy = f"http://{args.host}:{args.port}"
+    proxy = running_proxy(args)
+    host = args.host or (proxy.client_host if proxy else "127.0.0.1")
+    port = args.port or (proxy.port if proxy else 8080)
+    control_port = args.control_port if args.control_port is not None else (
+        proxy.control_port if proxy else 8082)
+    certs = args.certs or (Path(proxy.certs) if proxy else default_certs_dir())
+    ca = ensure_ca(certs)
+    bundle = write_bundle(certs)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address in a URL
+    proxy_url = f"http://{host}:{port}"
     lines = {
-        "HTTPS_PROXY": proxy,
-        "HTTP_PROXY": proxy,
+        "HTTPS_PROXY": proxy_url,
+        "HTTP_PROXY": proxy_url,
         "NO_PROXY": "localhost,127.0.0.1,::1",
         "AWS_CA_BUNDLE": str(bundle.resolve()),
         "REQUESTS_CA_BUNDLE": str(bundle.resolve()),
         "SSL_CERT_FILE": str(bundle.resolve()),
         "CURL_CA_BUNDLE": str(bundle.resolve()),
         "NODE_EXTRA_CA_CERTS": str(ca.resolve()),
-        "AWS_ENDPOINT_URL_FIS": f"http://{args.host}:{args.control_port}",
     }
+    if control_port:  # 0: no control listener; the FIS API stays reachable through the proxy
+        lines["AWS_ENDPOINT_URL_FIS"] = f"http://{host}:{control_port}"
+    if proxy:
+        print(f"# the running fisproxy: pid {proxy.pid}, proxy port {proxy.port}, CA in {proxy.certs}")
+    else:
+        which = " with that --port / --certs" if args.port or args.certs else ""
+        print(f"# no running fisproxy found{which}: the values given, else the defaults")
     for name, value in lines.items():
         print(f"export {name}={shlex.quote(value)}")
 
 
 def print_ca(args: argparse.Namespace) -> None:
-    ca = ensure_ca(args.certs)
+    proxy = running_proxy(args)
+    ca = ensure_ca(args.certs or (Path(proxy.certs) if proxy else default_certs_dir()))
+    port = proxy.port if proxy else 8080
     print(ca.resolve())
     print(f"""
 Trust it:
@@ -257,7 +388,7 @@ Trust it:
   Java:              keytool -importcert -noprompt -alias fisproxy -file {ca.resolve()} \\
                        -keystore truststore.p12 -storetype PKCS12 -storepass changeit
                      java -Djavax.net.ssl.trustStore=truststore.p12 -Djavax.net.ssl.trustStorePassword=changeit \\
-                       -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=8080 ...
+                       -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort={port} ...
   Debian/Ubuntu:     sudo cp {ca.resolve()} /usr/local/share/ca-certificates/fisproxy.crt && sudo update-ca-certificates
   macOS:             sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca.resolve()}""",
           file=sys.stderr)

@@ -10,18 +10,25 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
+CONSTRAINTS = ROOT / "docker" / "constraints.txt"
+# An exact Python release and Debian release (a digest may follow): a rebuild cannot move.
+BASE_IMAGE = r"python:(3\.1[1-9])\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?"
 
 
 @dataclass
@@ -109,7 +116,7 @@ def test_hadolint_finds_nothing() -> None:
 
 
 def test_dockerfile_runs_fisproxy_as_a_service(dockerfile: Dockerfile) -> None:
-    assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", dockerfile.last("FROM")), dockerfile.last("FROM")
+    assert re.fullmatch(BASE_IMAGE, dockerfile.last("FROM")), dockerfile.last("FROM")
     user = dockerfile.last("USER").split(":")[0]
     assert user not in ("root", "0"), "the image must not run as root"
     argv = dockerfile.command()
@@ -126,6 +133,41 @@ def test_dockerfile_runs_fisproxy_as_a_service(dockerfile: Dockerfile) -> None:
     assert f"http://127.0.0.1:{flag(argv, '--control-port')}/_fisproxy/health" in health
     installs = [r for r in dockerfile.all("RUN") if "pip install" in r]
     assert installs and not any("[" in r for r in installs), "the package only, no extras"
+
+
+def test_dependencies_are_installed_from_the_pinned_constraints(dockerfile: Dockerfile) -> None:
+    copied = {shlex.split(rest)[-1]: shlex.split(rest)[:-1] for rest in dockerfile.all("COPY")}
+    target = next(dst for dst, sources in copied.items() if sources == ["docker/constraints.txt"])
+    [install] = [r for r in dockerfile.all("RUN") if "pip install" in r]
+    assert f"--constraint {target} " in install or f"-c {target} " in install, install
+
+
+def test_constraints_pin_every_dependency_for_the_images_python(dockerfile: Dockerfile) -> None:
+    python = re.fullmatch(BASE_IMAGE, dockerfile.last("FROM")).group(1)  # type: ignore[union-attr]
+    lines = [line for line in CONSTRAINTS.read_text().splitlines() if line and not line.startswith("#")]
+    pins = {}
+    for line in lines:
+        name, sep, version = line.partition("==")
+        assert sep and version and " " not in line, f"not an exact pin: {line!r}"
+        pins[canonicalize_name(name)] = Version(version)
+    assert f"with Python {python}:" in CONSTRAINTS.read_text(), "generated for another Python"
+    environment = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
+                   "platform_system": "Linux", "implementation_name": "cpython"}
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for text in dependencies:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate(environment):
+            continue
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in {CONSTRAINTS.name} (docker/update-constraints)"
+        assert req.specifier.contains(pins[name]), f"{req.name}=={pins[name]} does not satisfy {req}"
+
+
+def test_build_check_says_it_is_skipped_without_a_docker_daemon(tmp_path: Path) -> None:
+    result = subprocess.run([str(ROOT / "docker" / "build-check")], capture_output=True, text=True, timeout=60,
+                            env=clean_env(DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("docker/build-check: skipped: no Docker")
 
 
 def dockerignore_matcher(path: Path):

@@ -1,8 +1,9 @@
 """Protocol-correct AWS error responses: which error a fault sends, and its exact bytes.
 
-`standard_error(call, kind)` picks the service's own throttle / internal / unavailable error;
-`render_error(call, status, code, message)` renders any error in the call's protocol (see
-`renderers.py`). Codes are resolved against botocore's model, so callers may pass either a
+`error_for(call, kind, status=, code=, message=)` is what a fault sends: the service's own
+throttle / internal / unavailable error (`standard_error`), or the user's own code, which SDKs
+then report exactly as given; `render_error(call, status, code, message)` renders any error in
+the call's protocol (see `renderers.py`). Codes are resolved against botocore's model, so callers may pass either a
 shape name or a modelled error code (`InternalErrorException` or `InternalError` for SNS), and
 may prefix a json `__type` namespace (`com.amazon.coral.availability#ThrottlingException`).
 
@@ -26,7 +27,7 @@ from fisproxy.aws import catalog
 from fisproxy.aws.call import AwsCall
 from fisproxy.aws.renderers import ErrorDetails, ErrorResponse, renderer_for
 
-__all__ = ["ErrorKind", "ErrorResponse", "render_error", "standard_error"]
+__all__ = ["ErrorKind", "ErrorResponse", "error_for", "render_error", "standard_error"]
 
 ErrorKind = Literal["throttle", "internal", "unavailable"]
 Payload = tuple[int, str, str]
@@ -222,6 +223,59 @@ def _modelled_fault(
     return ranked[0]
 
 
+# The order in which a custom code is looked up among the service's standard errors.
+_KINDS: tuple[ErrorKind, ...] = ("throttle", "unavailable", "internal")
+
+
+def error_for(
+    call: AwsCall,
+    kind: ErrorKind | None,
+    *,
+    status: int | None = None,
+    code: str | None = None,
+    message: str | None = None,
+    method: str = "POST",
+    request_id: str | None = None,
+) -> ErrorResponse:
+    """The error response a fault sends for `call`: the one place that picks its payload.
+
+    Without `code` (or with the code of the standard error of `kind`), it is the service's
+    own error of `kind` (`standard_error`; `None` means "internal"). A custom `code` (the
+    Chaos API's `error.code`, `fisproxy:api:error`'s `errorCode`, LocalStack's `exception`)
+    reaches the SDK exactly as given: botocore (boto3, the AWS CLI) reports it as the error
+    code in every protocol, also for awsQueryCompatible services such as SQS, where a code is
+    otherwise replaced by its query-style form (`ThrottlingException` by `Throttling`).
+
+    A custom code's status and message are those of the service's standard error with that
+    code when there is one (`Throttling` -> 400 "Rate exceeded"), else the status the model
+    gives that error (Lambda's ResourceNotFoundException -> 404), else the status of `kind`'s
+    error, with the message "<code> (injected by fisproxy)". `status` and `message`, when
+    given (not empty), win.
+    """
+    chosen_status, chosen_code, chosen_message = standard_error(call, kind or "internal")
+    exact = False
+    if code and code != chosen_code:
+        exact = True
+        known = next((e for e in (standard_error(call, k) for k in _KINDS) if e[1] == code), None)
+        if known is not None:
+            chosen_status, chosen_code, chosen_message = known
+        else:
+            api = _api_of(call)
+            shape = _error_index(api).get(code.rpartition("#")[2]) if api else None
+            if shape is not None and shape.status is not None:
+                chosen_status = shape.status
+            chosen_code, chosen_message = code, f"{code} (injected by fisproxy)"
+    return render_error(
+        call,
+        status if status is not None else chosen_status,
+        chosen_code,
+        message or chosen_message,
+        method=method,
+        request_id=request_id,
+        exact_code=exact,
+    )
+
+
 def render_error(
     call: AwsCall,
     status: int,
@@ -230,6 +284,7 @@ def render_error(
     *,
     method: str = "POST",
     request_id: str | None = None,
+    exact_code: bool = False,
 ) -> ErrorResponse:
     """`status`/`code`/`message` as the call's service would send them, in `call.protocol`.
 
@@ -237,13 +292,23 @@ def render_error(
     service) a json fallback that both json and rest-json parsers read. HEAD requests get no
     body: the status, request-id headers and (rest-json) `x-amzn-ErrorType`. `request_id`
     defaults to a fresh one in the service's format. Content-Length is the HTTP layer's.
+
+    `code` is resolved against the model: a shape name or its modelled error code gives the
+    wire form the service uses (SNS `ThrottledException` is sent as `Throttled`). With
+    `exact_code`, SDKs report `code` itself (after any `namespace#`) instead: the xml code and
+    the `x-amzn-query-error` code are `code`, and json's `__type` is `code` unless the service
+    is awsQueryCompatible, where it stays the modelled shape's name (botocore picks SQS's
+    exception class from it).
     """
     api = _api_of(call)
     model = _model(api)
     namespace, _, short = code.rpartition("#")
     shape = _error_index(api).get(short) if api else None
     query_compatible = model is not None and "awsQueryCompatible" in model.metadata
-    if shape is not None:
+    if exact_code:
+        name = shape.name if shape is not None and query_compatible else short
+        query_code = short
+    elif shape is not None:
         name, query_code = shape.name, shape.code
     elif query_compatible:
         name, query_code = _JSON_ALIASES.get(short, short), _QUERY_ALIASES.get(short, short)

@@ -49,11 +49,26 @@ def load_templates(path: Path | str) -> list[CreateExperimentTemplateRequest]:
         raise TemplatesFileError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TemplatesFileError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
-                                 f"{first_line}") from None
+    except json.JSONDecodeError as e:
+        raise TemplatesFileError(f"{path}: line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}") from None
+    except yaml.YAMLError as e:
+        raise TemplatesFileError(f"{path}: {_yaml_problem(e)}") from None
     return parse_templates(data, source=str(path))
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line with the 1-based line and column of the problem (PyYAML's marks count from 0),
+    and of the construct it broke, if any: `line 3, column 7: not valid YAML: expected ...`."""
+    if not isinstance(e, yaml.MarkedYAMLError) or e.problem_mark is None:
+        return f"not valid YAML: {' '.join(str(e).split())}"
+
+    def at(mark: yaml.Mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    text = f"{at(e.problem_mark)}: not valid YAML: {e.problem}"
+    if e.context and e.context_mark is not None:
+        text += f" ({e.context} at {at(e.context_mark)})"
+    return text
 
 
 def parse_templates(data: Any, source: str = "templates") -> list[CreateExperimentTemplateRequest]:

@@ -5,8 +5,10 @@ a flat list of small addons, `mitmproxy/addons/__init__.py`).
 2. Runtime: options, and the store, engine, control port, recorder... the others read.
 3. FisHost: FIS hostnames through the proxy, answered by the control plane.
 4. FaultInjector: identify -> decide -> apply.
-5. Observer: request records, metrics, identities learned from STS.
-6. Commands: `fisproxy.experiments`, `fisproxy.stop`.
+5. UpstreamErrors: a call whose upstream does not answer gets a 502 naming it and why.
+6. Observer: request records, metrics, identities learned from STS.
+7. Commands: `fisproxy.experiments`, `fisproxy.stop`.
+8. TlsTrustHint: a client that rejects the CA is told which file to trust.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from fisproxy.proxy.inject import FaultInjector
 from fisproxy.proxy.observe import Observer
 from fisproxy.proxy.redirect import EndpointRedirect
 from fisproxy.proxy.runtime import Runtime
+from fisproxy.proxy.tlshint import TlsTrustHint
+from fisproxy.proxy.upstream_errors import UpstreamErrors
 
 
 def make_addons() -> list[Any]:
@@ -28,6 +32,8 @@ def make_addons() -> list[Any]:
         runtime,
         FisHost(runtime),
         FaultInjector(runtime),
+        UpstreamErrors(),
         Observer(runtime),
         Commands(runtime),
+        TlsTrustHint(),
     ]

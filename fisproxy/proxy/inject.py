@@ -4,7 +4,7 @@
 bodies stream. Query/ec2 calls whose `Action` is only in the form-encoded body are decided in
 `request`, once that body is in (mitmproxy buffers bodies up to stream_large_bodies, 1 MiB;
 a larger form body streams, and only faults that name no operation can apply to it). A call
-whose operation is unknown is matched the same way: by service and region only. Faults of phase `response` run in `responseheaders`,
+whose operation could not be identified otherwise passes through untouched. Faults of phase `response` run in `responseheaders`,
 after the upstream answered.
 
 The per-request hooks are plain functions that return a coroutine only when there is something
@@ -47,12 +47,13 @@ class FaultInjector:
             call = identify(req.method, original_host(flow), req.path, req.headers)
             if call is None:
                 return None
-            if call.needs_body and req.stream:
+            service_only = call.needs_body and bool(req.stream)
+            if service_only:
                 # A form body over stream_large_bodies streams on before its `Action` could be
                 # read: the call is known by its service only, so only faults that name no
                 # operation can apply to it.
                 call = dataclasses.replace(call, needs_body=False)
-            note = runtime.notes[flow.id] = Note(call)
+            note = runtime.notes[flow.id] = Note(call, service_only=service_only)
             if call.needs_body:
                 return None  # decided in `request`, once the (small, buffered) form body is in
             decision = self._decide(flow, note)
@@ -95,6 +96,8 @@ class FaultInjector:
         call = note.call
         if runtime.engine is None or runtime.chaos is None:
             return None
+        if call.operation is None and not note.service_only:
+            return None  # not a call we understand (malformed, unknown): passed through untouched
         candidates = runtime.engine.candidates(call) + runtime.chaos.candidates()
         if not candidates:
             return None

@@ -17,6 +17,9 @@ from fisproxy.fis.decide import Decision
 class Note:
     call: AwsCall
     decision: Decision | None = None
+    # The operation cannot be known (a form body too large to read): faults that name no
+    # operation still apply. Otherwise a call with no operation is passed through untouched.
+    service_only: bool = False
 
 
 class FlowNotes(dict[str, Note]):

@@ -136,3 +136,19 @@ def test_apply_creates_then_updates_by_name(tmp_path: Path, api: FisApi, store: 
     write(tmp_path, "templates: {}")
     assert apply_templates(path, api) == []
     assert {t.id for t in store.list_templates()} == {first[0].id, first[1].id, other.id}
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("t.yaml", "templates:\n  a:\n    description: d\n   roleArn: x\n",
+     "line 4, column 4: not valid YAML: expected <block end>, but found '<block mapping start>' "
+     "(while parsing a block mapping at line 2, column 3)"),
+    ("t.yaml", "templates:\n  a: {description: d\n", "line 3, column 1: not valid YAML: "
+     "expected ',' or '}', but got '<stream end>' (while parsing a flow mapping at line 2, column 6)"),
+    ("t.yaml", "a: b\n  c: d\n", "line 2, column 4: not valid YAML: mapping values are not allowed here"),
+    ("t.json", '{"templates":\n  {"a" 1}}', "line 2, column 8: not valid JSON: Expecting ':' delimiter"),
+])
+def test_syntax_errors_give_line_and_column(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = write(tmp_path, text, name)
+    with pytest.raises(TemplatesFileError) as exc:
+        load_templates(path)
+    assert str(exc.value) == f"{path}: {message}"
