@@ -21,7 +21,7 @@ DESIGN_ACTIONS = [  # design.md section 5
     "aws:fis:inject-api-unavailable-error", "aws:fis:wait", "localstack:generic:api-error",
     "localstack:generic:latency", "fisproxy:api:latency", "fisproxy:api:error", "fisproxy:api:disconnect",
 ]
-KNOWN_NOT_RUNNABLE = [  # fis-spec 3.3, a sample
+NOT_RULES = [  # AWS actions that act on resources: no rule for the API-fault engine
     "aws:ec2:reboot-instances", "aws:ec2:stop-instances", "aws:ecs:task-cpu-stress", "aws:eks:pod-delete",
     "aws:ssm:send-command", "aws:network:disrupt-connectivity", "aws:lambda:invocation-add-delay",
     "aws:cloudwatch:assert-alarm-state", "aws:ebs:pause-volume-io",
@@ -32,7 +32,7 @@ def test_registry_is_keyed_by_action_id() -> None:
     assert all(spec.action_id == key for key, spec in ACTIONS.items())
     for action_id in DESIGN_ACTIONS + ["localstack:kms:inject-api-internal-error"]:
         assert ACTIONS[action_id].runnable, action_id
-    for action_id in KNOWN_NOT_RUNNABLE:
+    for action_id in NOT_RULES:
         assert not ACTIONS[action_id].runnable, action_id
         assert ACTIONS[action_id].rule({}) is None
 
@@ -136,7 +136,7 @@ BAD = [
     ("fisproxy:api:disconnect", {"region": "mars"}, 'region: must be an AWS region like us-east-1, got "mars"'),
     ("localstack:generic:api-error", {"service": "kms", "operation": "ListKey"}, 'operation: kms has no operation "ListKey"'),
     ("localstack:generic:api-error", {"errorCode": "abc"}, "errorCode: must be an integer 400-599"),
-    ("localstack:generic:api-error", {"latency": "4"}, 'latency: localstack:generic:api-error has no parameter "latency"'),
+    ("localstack:generic:api-error", {"exception": "line\nbreak"}, "exception: must be 1-256 printable characters"),
     ("localstack:generic:latency", {"service": "s3"}, "latencyMilliseconds: required"),
     ("aws:ssm:send-command", {}, "documentArn: required by aws:ssm:send-command"),
 ]
@@ -148,8 +148,30 @@ def test_bad_parameters_name_the_parameter(action_id: str, params: dict[str, str
         ACTIONS[action_id].validate(params)
 
 
-def test_non_runnable_actions_accept_undocumented_parameters() -> None:
+def test_aws_resource_actions_ignore_and_report_undocumented_parameters() -> None:
+    # AWS's own Kinesis example passes `service` to a Kinesis action.
+    spec = ACTIONS["aws:kinesis:stream-provisioned-throughput-exception"]
+    params = {"duration": "PT5M", "percentage": "100", "service": "kinesis"}
+    spec.validate(params)
+    assert spec.ignored_parameters(params) == ("service",)
     ACTIONS["aws:ec2:stop-instances"].validate({"somethingNew": "x"})
+
+
+def test_localstack_actions_accept_what_localstack_accepts() -> None:
+    spec = ACTIONS["localstack:generic:api-error"]
+    params = {"service": "dynamodb", "exception": "Internal Server Error", "errorCode": "500", "latency": "4"}
+    spec.validate(params)  # an exception with spaces; an unknown parameter ignored
+    assert spec.ignored_parameters(params) == ("latency",)
+    rule = spec.rule(params)
+    assert rule is not None and rule.faults[0].code == "Internal Server Error"
+
+
+def test_fis_and_fisproxy_actions_reject_unknown_parameters() -> None:
+    # A typo (`operation` for `operations`) would otherwise fault every operation.
+    with pytest.raises(ParameterError, match='^operation: aws:fis:inject-api-throttle-error has no parameter "operation"'):
+        ACTIONS["aws:fis:inject-api-throttle-error"].validate({"service": "ec2", "operation": "RunInstances"})
+    with pytest.raises(ParameterError, match='^latency: fisproxy:api:error has no parameter "latency"'):
+        ACTIONS["fisproxy:api:error"].validate({"latency": "4"})
 
 
 def test_service_names_signing_and_botocore() -> None:
@@ -165,5 +187,5 @@ def test_documentation_for_list_actions() -> None:
         assert spec.description
         assert all(doc.description for doc in spec.parameters.values())
     types = target_resource_types()
-    assert types["aws:iam:role"].startswith("IAM role")
+    assert types["aws:iam:role"].startswith("An IAM role")
     assert {t for s in ACTIONS.values() for t in s.targets.values()} == set(types)
