@@ -189,3 +189,122 @@ def test_documentation_for_list_actions() -> None:
     types = target_resource_types()
     assert types["aws:iam:role"].startswith("An IAM role")
     assert {t for s in ACTIONS.values() for t in s.targets.values()} == set(types)
+
+
+# AWS's actions reference, every action id it publishes
+# (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html), plus the former
+# name of the ElastiCache action, which AWS still accepts.
+AWS_ACTION_IDS = {
+    "aws:arc:start-zonal-autoshift", "aws:cloudwatch:assert-alarm-state",
+    "aws:directconnect:virtual-interface-disconnect", "aws:dsql:cluster-connection-failure",
+    "aws:dynamodb:global-table-pause-replication", "aws:ebs:pause-volume-io", "aws:ebs:volume-io-latency",
+    "aws:ec2:api-insufficient-instance-capacity-error", "aws:ec2:asg-insufficient-instance-capacity-error",
+    "aws:ec2:reboot-instances", "aws:ec2:send-spot-instance-interruptions", "aws:ec2:stop-instances",
+    "aws:ec2:terminate-instances", "aws:ecs:drain-container-instances", "aws:ecs:stop-task",
+    "aws:ecs:task-cpu-stress", "aws:ecs:task-io-stress", "aws:ecs:task-kill-process",
+    "aws:ecs:task-network-blackhole-port", "aws:ecs:task-network-latency", "aws:ecs:task-network-packet-loss",
+    "aws:eks:inject-kubernetes-custom-resource", "aws:eks:pod-cpu-stress", "aws:eks:pod-delete",
+    "aws:eks:pod-io-stress", "aws:eks:pod-memory-stress", "aws:eks:pod-network-blackhole-port",
+    "aws:eks:pod-network-latency", "aws:eks:pod-network-packet-loss", "aws:eks:terminate-nodegroup-instances",
+    "aws:elasticache:replicationgroup-interrupt-az-power", "aws:elasticache:interrupt-cluster-az-power",
+    "aws:fis:inject-api-internal-error", "aws:fis:inject-api-throttle-error", "aws:fis:inject-api-unavailable-error",
+    "aws:fis:wait", "aws:kinesis:stream-provisioned-throughput-exception", "aws:kinesis:stream-expired-iterator-exception",
+    "aws:lambda:invocation-add-delay", "aws:lambda:invocation-error", "aws:lambda:invocation-http-integration-response",
+    "aws:memorydb:multi-region-cluster-pause-replication", "aws:network:disrupt-connectivity",
+    "aws:network:route-table-disrupt-cross-region-connectivity",
+    "aws:network:transit-gateway-disrupt-cross-region-connectivity", "aws:network:disrupt-vpc-endpoint",
+    "aws:rds:failover-db-cluster", "aws:rds:reboot-db-instances", "aws:s3:bucket-pause-replication",
+    "aws:ssm:send-command", "aws:ssm:start-automation-execution",
+}
+
+
+def test_every_action_aws_publishes_is_known():
+    assert {a for a in ACTIONS if a.startswith("aws:")} == AWS_ACTION_IDS
+
+
+@pytest.mark.parametrize(("action_id", "targets"), [
+    # Target keys as AWS's own templates write them.
+    ("aws:ec2:send-spot-instance-interruptions", {"SpotInstances": "aws:ec2:spot-instance"}),
+    ("aws:elasticache:interrupt-cluster-az-power", {"ReplicationGroups": "aws:elasticache:redis-replicationgroup"}),
+    ("aws:elasticache:replicationgroup-interrupt-az-power", {"ReplicationGroups": "aws:elasticache:replicationgroup"}),
+    ("aws:kinesis:stream-provisioned-throughput-exception", {"KinesisStreams": "aws:kinesis:stream"}),
+    ("aws:directconnect:virtual-interface-disconnect", {"VirtualInterfaces": "aws:directconnect:virtual-interface"}),
+    ("aws:network:disrupt-vpc-endpoint", {"VPCEndpoints": "aws:ec2:vpc-endpoint"}),
+    ("aws:eks:inject-kubernetes-custom-resource", {"Cluster": "aws:eks:cluster"}),
+    ("aws:ssm:start-automation-execution", {}),
+    ("aws:cloudwatch:assert-alarm-state", {}),
+])
+def test_action_targets_are_aws_keys_and_types(action_id, targets):
+    assert dict(ACTIONS[action_id].targets) == targets
+
+
+def test_every_targeted_resource_type_is_documented_and_listable():
+    from fisproxy.fis.resources.listers import TYPES
+
+    targeted = {t for s in ACTIONS.values() for t in s.targets.values()}
+    assert targeted == set(target_resource_types())
+    assert targeted <= set(TYPES)
+
+
+def test_how_each_action_runs():
+    import fisproxy.fis.resources as resources
+
+    kinds = {a: s.kind for a, s in ACTIONS.items()}
+    agents = {a for a, k in kinds.items() if k == "agent"}
+    assert agents == ({a for a in AWS_ACTION_IDS if a.startswith(("aws:ecs:task-", "aws:eks:pod-"))}
+                      | {"aws:eks:inject-kubernetes-custom-resource", "aws:ebs:pause-volume-io", "aws:ebs:volume-io-latency"})
+    assert {a for a, k in kinds.items() if k == "aws-internal"} == {
+        "aws:dsql:cluster-connection-failure", "aws:memorydb:multi-region-cluster-pause-replication"}
+    assert {a for a, k in kinds.items() if k == "resource"} == set(resources.IMPLEMENTATIONS)
+    assert {a for a, k in kinds.items() if k == "api-fault"} == {a for a, s in ACTIONS.items() if s.compiler}
+    assert {a for a, k in kinds.items() if k == "proxy-fault"} == {
+        "aws:ec2:api-insufficient-instance-capacity-error", "aws:ec2:asg-insufficient-instance-capacity-error",
+        "aws:kinesis:stream-provisioned-throughput-exception", "aws:kinesis:stream-expired-iterator-exception",
+        "aws:lambda:invocation-add-delay", "aws:lambda:invocation-error",
+        "aws:lambda:invocation-http-integration-response", "aws:network:disrupt-connectivity",
+        "aws:network:route-table-disrupt-cross-region-connectivity"}
+    for action_id in agents:
+        spec = ACTIONS[action_id]
+        assert not spec.performable and spec.failure_reason.startswith(f"{action_id} cannot run in fisproxy: it needs ")
+    assert ACTIONS["aws:ec2:stop-instances"].performable and ACTIONS["aws:ec2:stop-instances"].failure_reason is None
+
+
+def test_the_duration_parameter_of_each_action():
+    def lasts(action_id, params):
+        return ACTIONS[action_id].duration(params)
+
+    assert lasts("aws:ec2:stop-instances", {"startInstancesAfterDuration": "PT2M"}) == timedelta(minutes=2)
+    assert lasts("aws:ec2:stop-instances", {}) is None
+    assert lasts("aws:ec2:send-spot-instance-interruptions", {"durationBeforeInterruption": "PT3M"}) == timedelta(minutes=3)
+    assert lasts("aws:ssm:start-automation-execution", {"maxDuration": "PT1H"}) == timedelta(hours=1)
+    assert lasts("aws:ssm:send-command", {"duration": "PT5M"}) == timedelta(minutes=5)
+    assert lasts("aws:ec2:reboot-instances", {}) is None
+
+
+RESOURCE_BAD = [
+    ("aws:ec2:send-spot-instance-interruptions", {"durationBeforeInterruption": "PT16M"},
+     "durationBeforeInterruption: must be an ISO 8601 duration up to PT15M"),
+    ("aws:ec2:stop-instances", {"completeIfInstancesTerminated": "yes"}, 'completeIfInstancesTerminated: must be true or false, got "yes"'),
+    ("aws:cloudwatch:assert-alarm-state",
+     {"alarmArns": ",".join(f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:a{i}" for i in range(6)), "alarmStates": "OK"},
+     "alarmArns: must be 1 to 5 alarm ARNs, comma-separated, got 6"),
+    ("aws:cloudwatch:assert-alarm-state",
+     {"alarmArns": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:a", "alarmStates": "OK,RED"},
+     "alarmStates: must be a comma-separated list of OK, ALARM, INSUFFICIENT_DATA"),
+    ("aws:ssm:send-command", {"documentArn": "AWS-RunShellScript", "duration": "PT1M"}, "documentArn: must be an ARN"),
+    ("aws:ssm:send-command", {"documentArn": "arn:aws:ssm:us-east-1::document/AWS-RunShellScript",
+                              "documentParameters": "[1]", "duration": "PT1M"}, "documentParameters: must be a JSON object"),
+    ("aws:ecs:drain-container-instances", {"drainagePercentage": "0", "duration": "PT1M"}, "drainagePercentage: must be an integer 1-100"),
+    ("aws:lambda:invocation-http-integration-response",
+     {"duration": "PT1M", "contentTypeHeader": "text/plain", "preventExecution": "true", "statusCode": "1000"},
+     "statusCode: must be an integer 0-999"),
+    ("aws:lambda:invocation-error", {"duration": "PT1M"}, "preventExecution: required by aws:lambda:invocation-error"),
+    ("aws:network:disrupt-connectivity", {"duration": "PT1M", "scope": "everything"}, "scope: must be one of all,"),
+    ("aws:s3:bucket-pause-replication", {"duration": "PT1M", "region": "mars"}, "region: must be an AWS region"),
+]
+
+
+@pytest.mark.parametrize(("action_id", "params", "message"), RESOURCE_BAD)
+def test_resource_action_parameters_are_validated_as_aws_does(action_id, params, message):
+    with pytest.raises(ParameterError, match="^" + message):
+        ACTIONS[action_id].validate(params)

@@ -3,6 +3,7 @@ server, a moto server that enforces IAM (for AccessDenied and AssumeRole), and c
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import subprocess
@@ -86,9 +87,15 @@ def context(session: RoleSession) -> Callable[..., ActionContext]:
     return make
 
 
+@functools.cache
+def image(url: str, region: str = "us-east-1") -> str:
+    """An AMI of the upstream (moto's DescribeImages is slow: asked once)."""
+    return str(boto(url, "ec2", region).describe_images()["Images"][0]["ImageId"])
+
+
 def run_instances(url: str, count: int, tags: Mapping[str, str], region: str = "us-east-1", **extra: Any) -> list[str]:
     ec2 = boto(url, "ec2", region)
-    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    ami = image(url, region)
     answer = ec2.run_instances(
         ImageId=ami, MinCount=count, MaxCount=count, InstanceType="t3.micro",
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
