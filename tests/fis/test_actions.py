@@ -308,3 +308,37 @@ RESOURCE_BAD = [
 def test_resource_action_parameters_are_validated_as_aws_does(action_id, params, message):
     with pytest.raises(ParameterError, match="^" + message):
         ACTIONS[action_id].validate(params)
+
+
+_README_KINDS = {"resource action": "resource", "proxy fault": "proxy-fault", "needs an agent": "agent",
+                 "AWS-internal": "aws-internal"}
+
+
+def _readme_rows() -> dict[str, str]:
+    """actionId -> kind, from the README's action tables (grouped ids like `-io-stress` expanded)."""
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text[text.index("## Actions\n"):text.index("## Experiments, as in FIS")]
+    rows: dict[str, str] = {}
+    previous = ""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| `") or len(cells) < 3:
+            continue
+        names = [n.strip().strip("`") for n in cells[0].split(",")]
+        # `aws:ecs:task-cpu-stress`, `-io-stress`: the later ones share the first's `aws:ecs:task`.
+        stem = names[0][: names[0].rindex(":") + 1] + names[0].split(":")[-1].split("-")[0]
+        ids = [names[0]] + [stem + n for n in names[1:]]
+        what = cells[-1]
+        if cells[1].startswith(("service", "duration", "region", "percentage", "same")):
+            kind = "wait" if ids[0] == "aws:fis:wait" else "api-fault"
+        else:
+            kind = next((k for prefix, k in _README_KINDS.items() if what.startswith(prefix)), previous)
+        previous = kind
+        rows.update(dict.fromkeys(ids, kind))
+    return rows
+
+
+def test_the_readme_lists_every_action_with_how_it_runs():
+    assert _readme_rows() == {a: s.kind for a, s in ACTIONS.items()}
