@@ -42,3 +42,65 @@ def test_start_automation_the_upstream_lacks_fails_with_its_answer(context):
         perform(implementation("aws:ssm:start-automation-execution"), ctx)
     assert err.value.reason.startswith("ssm StartAutomationExecution failed on the upstream: HTTP 500: ")
     assert "Internal Server Error" in err.value.reason
+
+
+class FakeSsm:
+    """An SSM whose command (or automation) stays in one status: what moto cannot show,
+    since its commands succeed at once."""
+
+    def __init__(self, status: str, details: str = "") -> None:
+        self.status, self.details = status, details
+        self.cancelled: list[str] = []
+
+    def client(self, service: str, region: str | None = None) -> FakeSsm:
+        return self
+
+    account_id = "123456789012"
+
+    def send_command(self, **kwargs):
+        return {"Command": {"CommandId": "c-1"}}
+
+    def list_commands(self, CommandId):
+        return {"Commands": [{"CommandId": CommandId, "Status": self.status, "StatusDetails": self.details}]}
+
+    def cancel_command(self, CommandId):
+        self.cancelled.append(CommandId)
+        self.status = "Cancelled"
+
+    def start_automation_execution(self, **kwargs):
+        return {"AutomationExecutionId": "a-1"}
+
+    def get_automation_execution(self, AutomationExecutionId):
+        return {"AutomationExecution": {"AutomationExecutionStatus": self.status, "FailureMessage": self.details}}
+
+    def stop_automation_execution(self, AutomationExecutionId, Type):
+        self.cancelled.append(AutomationExecutionId)
+        self.status = "Cancelled"
+
+
+def _ctx(context, fake, action_id, deadline_in):
+    from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
+
+    ctx = context(action_id, {"Instances": ResolvedTarget("i", "aws:ec2:instance", (TargetResource("arn:i", "i-1"),))},
+                  {"documentArn": DOC, "duration": "PT1S", "maxDuration": "PT1S"}, deadline=time.monotonic() + deadline_in)
+    ctx.clients = fake
+    return ctx
+
+
+@pytest.mark.parametrize("action_id", ["aws:ssm:send-command", "aws:ssm:start-automation-execution"])
+def test_still_running_at_the_end_of_its_duration_it_is_cancelled(context, action_id):
+    fake = FakeSsm("InProgress")
+    began = time.monotonic()
+    perform(implementation(action_id), _ctx(context, fake, action_id, 1.0))
+    assert 1.0 <= time.monotonic() - began < 5 and len(fake.cancelled) == 1
+
+
+@pytest.mark.parametrize(("action_id", "reason"), [
+    ("aws:ssm:send-command", "SSM command c-1 ended Failed: Failed."),
+    ("aws:ssm:start-automation-execution", "Automation a-1 ended Failed: Failed."),
+])
+def test_a_failed_command_fails_the_action(context, action_id, reason):
+    fake = FakeSsm("Failed", "Failed")
+    with pytest.raises(ActionError) as err:
+        perform(implementation(action_id), _ctx(context, fake, action_id, 30.0))
+    assert err.value.reason == reason and fake.cancelled == []
