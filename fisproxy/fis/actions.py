@@ -504,7 +504,7 @@ def _parameter_docs(raw: Mapping[str, Any] | None) -> dict[str, ParameterDoc]:
 
 
 def _load(text: str) -> tuple[dict[str, ActionSpec], dict[str, ResourceTypeSpec]]:
-    data = yaml.safe_load(text)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader: 5x faster
     kinds = get_args(ActionKind)
     actions: dict[str, ActionSpec] = {}
     for action_id, raw in data["actions"].items():
