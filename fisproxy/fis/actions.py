@@ -1,22 +1,34 @@
 """The action catalogue: every FIS action id fisproxy knows, keyed by actionId.
 
-Each `ActionSpec` documents its parameters and targets (ListActions/GetAction), validates
-parameter values (`ParameterError` naming the parameter), and compiles them once into what the
-engine runs: `duration(params)` and `rule(params) -> RuleSpec`. Kinds register themselves by id
-in `ACTIONS`; sampling, durations, operation filters and role targeting are the engine's job.
+The catalogue's one definition is `data/actions.yaml` (AWS's actions reference, LocalStack's and
+fisproxy's own actions), loaded once at import. Each `ActionSpec` documents its parameters and
+targets (ListActions/GetAction), validates parameter values (`ParameterError` naming the
+parameter) and says how fisproxy runs it (`kind`):
 
-AWS action ids that act on real infrastructure (reboot an instance, stress a pod) are known but
-not `runnable`: templates may use them, and the engine fails the experiment naming them.
+- `api-fault`: faults on API calls; `rule(params)` compiles it into the `RuleSpec` the proxy
+  applies (the compilers live here, keyed by action id).
+- `resource`: API calls on the upstream made with the experiment role (`fis/resources/`).
+- `proxy-fault`: a fault on the calls that name the targeted resources (Lambda invocations,
+  Kinesis streams, ...), applied in the proxy (`fis/resources/scoped.py` has the helpers).
+- `wait`: nothing happens; sequencing.
+- `agent` / `aws-internal`: cannot run here; `failure_reason` says exactly why.
+
 Parameter values are strings on the wire; `percentage`, `duration`, etc. are parsed here.
+Sampling, durations, operation filters and role targeting are the engine's job.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib import resources
+from typing import Any, Literal, cast, get_args
+
+import yaml
 
 from fisproxy.aws import catalog
 from fisproxy.fis.faults import ErrorKind, FaultSpec, RuleSpec
@@ -26,6 +38,9 @@ MAX_ACTION_DURATION = timedelta(hours=12)
 LOCALSTACK_MESSAGE = "Failing as per Fault Injection Service configuration"
 ROLE = "aws:iam:role"
 _ALL = "all"
+
+ActionKind = Literal["api-fault", "resource", "proxy-fault", "wait", "agent", "aws-internal"]
+UnknownParameters = Literal["reject", "ignore"]
 
 
 class ParameterError(ValueError):
@@ -41,6 +56,8 @@ class ParameterError(ValueError):
 class ParameterDoc:
     description: str
     required: bool = False
+    # A CHECKS name (`percentage`, `duration:PT15M`, `one-of:tcp,udp`); None: any string.
+    check: str | None = None
 
 
 # A value check raises ValueError with the problem only; ActionSpec adds the parameter name.
@@ -50,44 +67,69 @@ Compiler = Callable[[Mapping[str, str]], RuleSpec | None]
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """One action id: its documentation, validation and compilation.
+    """One action id: its documentation, validation, and how fisproxy runs it.
 
     `targets` maps an action target key to the resource type it needs (`Roles` ->
-    `aws:iam:role`). `operation_params` name the parameters holding operation names of
-    `service` (checked against botocore's models). `compiler` is None for actions with no
-    effect on traffic (`aws:fis:wait`) and for non-runnable ones.
+    `aws:iam:role`). `duration_parameter` names the parameter that says how long the action
+    lasts (`duration`, `startInstancesAfterDuration`, `maxDuration`, ...). `operation_params`
+    name the parameters holding operation names of `service` (checked against botocore's
+    models). `compiler` turns an `api-fault` action's parameters into its `RuleSpec`.
     """
 
     action_id: str
     description: str
     parameters: Mapping[str, ParameterDoc] = field(default_factory=dict)
     targets: Mapping[str, str] = field(default_factory=dict)
-    runnable: bool = True
-    checks: Mapping[str, ValueCheck] = field(default_factory=dict)
+    kind: ActionKind = "api-fault"
+    reason: str | None = None
+    duration_parameter: str | None = "duration"
+    unknown_parameters: UnknownParameters = "reject"
     operation_params: tuple[str, ...] = ()
     compiler: Compiler | None = None
 
+    @property
+    def runnable(self) -> bool:
+        """The engine applies it as a rule or a wait (what fisproxy ran before resource
+        actions); resource and proxy-fault actions run through `fis/resources`."""
+        return self.kind in ("api-fault", "wait")
+
+    @property
+    def performable(self) -> bool:
+        """fisproxy can perform it, one way or another (False: `failure_reason` says why)."""
+        return self.kind not in ("agent", "aws-internal")
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the action cannot run here (agent / aws-internal), for the action's state."""
+        if self.performable:
+            return None
+        return f"{self.action_id} cannot run in fisproxy: it {self.reason}."
+
     def validate(self, parameters: Mapping[str, str]) -> None:
-        """Raise ParameterError for the first bad parameter. Non-runnable actions only get
-        their documented value checks (fisproxy never runs them, AWS may add parameters)."""
+        """Raise ParameterError for the first bad parameter: a missing required one, an unknown
+        one (unless this action ignores unknown parameters), a value its check refuses."""
         for name, doc in self.parameters.items():
             if doc.required and name not in parameters:
                 raise ParameterError(name, f"required by {self.action_id}")
         for name, value in parameters.items():
-            if name not in self.parameters:
-                if not self.runnable:
+            doc = self.parameters.get(name)
+            if doc is None:
+                if self.unknown_parameters == "ignore":
                     continue
                 raise ParameterError(
                     name, f'{self.action_id} has no parameter "{name}" (valid: {_names(self.parameters)})'
                 )
-            check = self.checks.get(name)
-            if check is None:
+            if doc.check is None:
                 continue
             try:
-                check(value)
+                CHECKS.get(doc.check)(value)
             except ValueError as e:
                 raise ParameterError(name, str(e)) from None
         self._check_operations(parameters)
+
+    def ignored_parameters(self, parameters: Mapping[str, str]) -> tuple[str, ...]:
+        """Parameters this action does not know and ignores (for the experiment log)."""
+        return tuple(sorted(n for n in parameters if n not in self.parameters))
 
     def _check_operations(self, parameters: Mapping[str, str]) -> None:
         service = parameters.get("service")
@@ -105,23 +147,32 @@ class ActionSpec:
                     )
 
     def duration(self, parameters: Mapping[str, str]) -> timedelta | None:
-        """How long the action runs; None means until the experiment stops."""
-        value = parameters.get("duration")
+        """How long the action lasts: its duration parameter, or None when absent (an
+        api-fault then lasts until the experiment stops; a resource action until its effect
+        is done)."""
+        if self.duration_parameter is None:
+            return None
+        value = parameters.get(self.duration_parameter)
         return parse_duration(value) if value is not None else None
 
     def rule(self, parameters: Mapping[str, str]) -> RuleSpec | None:
-        """Which requests the action affects and how; None if it affects none."""
-        if not self.runnable or self.compiler is None:
+        """Which requests an api-fault action affects and how; None for every other kind."""
+        if self.kind != "api-fault" or self.compiler is None:
             return None
         return self.compiler(parameters)
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceTypeSpec:
+    """A target resource type (ListTargetResourceTypes/GetTargetResourceType)."""
+
+    resource_type: str
+    description: str
+    parameters: Mapping[str, ParameterDoc] = field(default_factory=dict)
+
+
 ACTIONS: dict[str, ActionSpec] = {}
-
-
-def register(spec: ActionSpec) -> ActionSpec:
-    ACTIONS[spec.action_id] = spec
-    return spec
+RESOURCE_TYPES: dict[str, ResourceTypeSpec] = {}
 
 
 def get(action_id: str) -> ActionSpec:
@@ -135,9 +186,8 @@ def get(action_id: str) -> ActionSpec:
 
 
 def target_resource_types() -> dict[str, str]:
-    """Every resource type an action can target, with a description."""
-    types = {t: _RESOURCE_TYPE_DOCS.get(t, f"{t} resources") for s in ACTIONS.values() for t in s.targets.values()}
-    return dict(sorted(types.items()))
+    """Every resource type an action can target, with its description."""
+    return {name: spec.description for name, spec in sorted(RESOURCE_TYPES.items())}
 
 
 # ---- value checks ---------------------------------------------------------------------------
@@ -163,18 +213,64 @@ def _int_range(lo: int, hi: int) -> ValueCheck:
     return check
 
 
-_percentage = _int_range(1, 100)
-_milliseconds = _int_range(0, 3_600_000)
-_status_code = _int_range(400, 599)
+def _decimal_range(lo: float, hi: float) -> ValueCheck:
+    def check(value: str) -> None:
+        try:
+            n = float(value.strip())
+        except ValueError:
+            n = None
+        if n is None or not lo <= n <= hi:
+            raise ValueError(f'must be a number {lo:g}-{hi:g}, got "{value}"')
+
+    return check
 
 
-def _duration(value: str) -> None:
+def _duration_up_to(limit: timedelta) -> ValueCheck:
+    # AWS takes whole minutes from PT1M for most actions; fisproxy also takes seconds, so
+    # experiments can be tested in seconds. The upper bound is AWS's.
+    spelled = "PT12H" if limit == MAX_ACTION_DURATION else f"PT{int(limit.total_seconds() // 60)}M"
+
+    def check(value: str) -> None:
+        try:
+            d = parse_duration(value)
+        except ValueError:
+            d = None
+        if d is None or not timedelta(0) < d <= limit:
+            raise ValueError(f'must be an ISO 8601 duration up to {spelled} (like PT5M or PT30S), got "{value}"')
+
+    return check
+
+
+def _boolean(value: str) -> None:
+    if value.strip().lower() not in ("true", "false"):
+        raise ValueError(f'must be true or false, got "{value}"')
+
+
+def _one_of(*choices: str) -> ValueCheck:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f'must be one of {", ".join(choices)}, got "{value}"')
+
+    return check
+
+
+def _list_of(*choices: str) -> ValueCheck:
+    def check(value: str) -> None:
+        items = [v.strip() for v in value.split(",")]
+        bad = [v for v in items if v not in choices]
+        if bad or not items:
+            raise ValueError(f'must be a comma-separated list of {", ".join(choices)}, got "{value}"')
+
+    return check
+
+
+def _json_object(value: str) -> None:
     try:
-        d = parse_duration(value)
+        parsed = json.loads(value)
     except ValueError:
-        d = None
-    if d is None or not timedelta(0) < d <= MAX_ACTION_DURATION:
-        raise ValueError(f'must be an ISO 8601 duration up to PT12H (like PT5M or PT30S), got "{value}"')
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"must be a JSON object, got {value[:80]!r}")
 
 
 def _service(value: str) -> None:
@@ -195,17 +291,75 @@ def _region(value: str) -> None:
         raise ValueError(f'must be an AWS region like us-east-1, got "{value}"')
 
 
-def _one_of(*choices: str) -> ValueCheck:
-    def check(value: str) -> None:
-        if value not in choices:
-            raise ValueError(f'must be one of {", ".join(choices)}, got "{value}"')
-
-    return check
-
-
 def _error_code(value: str) -> None:
     if not re.fullmatch(r"[A-Za-z][\w.#:-]{0,127}", value):
         raise ValueError(f'must be an error code like ThrottlingException, got "{value}"')
+
+
+def _exception(value: str) -> None:
+    # LocalStack takes any text as the error code (`Internal Server Error`, with spaces).
+    if not value.strip() or len(value) > 256 or any(ord(c) < 32 for c in value):
+        raise ValueError(f"must be 1-256 printable characters, got {value[:80]!r}")
+
+
+_ARN = re.compile(r"^arn:[\w-]+:[\w-]+:[\w-]*:\d*:.+$")
+_ALARM_ARN = re.compile(r"^arn:[\w-]+:cloudwatch:[a-z0-9-]+:\d{12}:alarm:.+$")
+
+
+def _arn(value: str) -> None:
+    if not _ARN.match(value):
+        raise ValueError(f'must be an ARN like arn:aws:ssm:us-east-1::document/AWS-RunShellScript, got "{value}"')
+
+
+def _alarm_arns(value: str) -> None:
+    arns = [a.strip() for a in value.split(",") if a.strip()]
+    if not 1 <= len(arns) <= 5:
+        raise ValueError(f"must be 1 to 5 alarm ARNs, comma-separated, got {len(arns)}")
+    for arn in arns:
+        if not _ALARM_ARN.match(arn):
+            raise ValueError(f'must be CloudWatch alarm ARNs like arn:aws:cloudwatch:us-east-1:123456789012:alarm:name, got "{arn}"')
+
+
+class _Checks:
+    """Value checks by the name the catalogue uses: a word (`percentage`) or a word with an
+    argument after a colon (`integer:0-100`, `one-of:tcp,udp`, `duration:PT15M`)."""
+
+    _FIXED: Mapping[str, ValueCheck] = {
+        "duration": _duration_up_to(MAX_ACTION_DURATION),
+        "percentage": _int_range(1, 100),
+        "milliseconds": _int_range(0, 3_600_000),
+        "status-code": _int_range(400, 599),
+        "boolean": _boolean,
+        "json-object": _json_object,
+        "service": _service,
+        "service-or-all": _service_or_all,
+        "region": _region,
+        "error-code": _error_code,
+        "exception": _exception,
+        "arn": _arn,
+        "alarm-arns": _alarm_arns,
+    }
+
+    def get(self, name: str) -> ValueCheck:
+        if name in self._FIXED:
+            return self._FIXED[name]
+        word, _, arg = name.partition(":")
+        if word == "integer":
+            lo, hi = arg.split("-")
+            return _int_range(int(lo), int(hi))
+        if word == "decimal":
+            lo, hi = arg.split("-")
+            return _decimal_range(float(lo), float(hi))
+        if word == "duration":
+            return _duration_up_to(parse_duration(arg))
+        if word == "one-of":
+            return _one_of(*arg.split(","))
+        if word == "list-of":
+            return _list_of(*arg.split(","))
+        raise KeyError(f"unknown parameter check {name!r}")
+
+
+CHECKS = _Checks()
 
 
 def _split(value: str | None) -> frozenset[str] | None:
@@ -224,9 +378,9 @@ def _pct(params: Mapping[str, str], default: int = 100) -> float:
     return float(int(params.get("percentage", default)))
 
 
-# ---- AWS inject-api actions -----------------------------------------------------------------
+# ---- compilers of the api-fault actions -----------------------------------------------------
 
-def _inject_api(error_kind: ErrorKind, what: str) -> ActionSpec:
+def _inject_api(error_kind: ErrorKind) -> Compiler:
     def compile_rule(params: Mapping[str, str]) -> RuleSpec:
         return RuleSpec(
             services=_services(params["service"]),
@@ -236,44 +390,9 @@ def _inject_api(error_kind: ErrorKind, what: str) -> ActionSpec:
             faults=(FaultSpec(kind="error", error_kind=error_kind),),
         )
 
-    return ActionSpec(
-        action_id=f"aws:fis:inject-api-{error_kind}-error",
-        description=f"Cause an AWS service to return {what} responses for specific callers and operations.",
-        parameters={
-            "service": ParameterDoc("The target AWS API namespace (signing name, e.g. ec2, dynamodb, s3).", True),
-            "operations": ParameterDoc("Comma-separated operation names (e.g. DescribeInstances,DescribeVolumes); absent means all."),
-            "percentage": ParameterDoc("Percentage (1-100) of calls to fault; absent means 100."),
-            "duration": ParameterDoc("How long the fault lasts, ISO 8601 (PT1M); absent means until the experiment stops."),
-        },
-        targets={"Roles": ROLE},
-        checks={"service": _service, "percentage": _percentage, "duration": _duration},
-        operation_params=("operations",),
-        compiler=compile_rule,
-    )
+    return compile_rule
 
 
-register(_inject_api("internal", "internal error"))
-register(_inject_api("throttle", "throttled"))
-register(_inject_api("unavailable", "unavailable error"))
-
-register(ActionSpec(
-    action_id="aws:fis:wait",
-    description="Wait for the specified duration. Stop condition monitoring will continue during this time.",
-    parameters={"duration": ParameterDoc("The duration, ISO 8601 (PT5M); fisproxy also accepts seconds (PT2S).", True)},
-    checks={"duration": _duration},
-))
-
-
-# ---- LocalStack actions (fis-spec 8.3) ------------------------------------------------------
-
-_LS_SELECT = {
-    "region": ParameterDoc("Region whose calls fail; absent means every region."),
-    "service": ParameterDoc("Service whose calls fail (e.g. kms); absent or 'all' means every service."),
-    "operation": ParameterDoc("Operation names, comma-separated (e.g. ListKeys); absent or 'all' means all."),
-    "api": ParameterDoc("Older spelling of operation."),
-    "apiCall": ParameterDoc("Older spelling of operation."),
-}
-_LS_CHECKS: dict[str, ValueCheck] = {"region": _region, "service": _service_or_all}
 _LS_OPS = ("operation", "api", "apiCall")
 
 
@@ -300,21 +419,6 @@ def _ls_api_error(params: Mapping[str, str]) -> RuleSpec:
     )
 
 
-register(ActionSpec(
-    action_id="localstack:generic:api-error",
-    description="LocalStack: fail matching calls with a custom error (only region given: the whole region is down).",
-    parameters={
-        **_LS_SELECT,
-        "percentage": ParameterDoc("Percentage (1-100) of calls to fail; default 100."),
-        "exception": ParameterDoc("Error code returned; default InternalError."),
-        "errorCode": ParameterDoc("HTTP status returned; default 500."),
-    },
-    checks={**_LS_CHECKS, "percentage": _percentage, "exception": _error_code, "errorCode": _status_code},
-    operation_params=_LS_OPS,
-    compiler=_ls_api_error,
-))
-
-
 def _ls_latency(params: Mapping[str, str]) -> RuleSpec:
     return RuleSpec(
         services=_services(params.get("service")),
@@ -325,46 +429,15 @@ def _ls_latency(params: Mapping[str, str]) -> RuleSpec:
     )
 
 
-register(ActionSpec(
-    action_id="localstack:generic:latency",
-    description="LocalStack: add latency to matching calls.",
-    parameters={**_LS_SELECT, "latencyMilliseconds": ParameterDoc("Delay in milliseconds.", True)},
-    checks={**_LS_CHECKS, "latencyMilliseconds": _milliseconds},
-    operation_params=_LS_OPS,
-    compiler=_ls_latency,
-))
-
-
-register(ActionSpec(
-    action_id="localstack:kms:inject-api-internal-error",
-    description="LocalStack: KMS calls fail with InternalError.",
-    parameters={"percentage": ParameterDoc("Percentage (1-100) of calls to fail; default 100.")},
-    checks={"percentage": _percentage},
-    compiler=lambda params: RuleSpec(
+def _ls_kms(params: Mapping[str, str]) -> RuleSpec:
+    return RuleSpec(
         services=frozenset({"kms"}),
         operations=None,
         region=None,
         percentage=_pct(params),
         faults=(FaultSpec(kind="error", error_kind="internal", status=500, code="InternalError",
                           message=LOCALSTACK_MESSAGE),),
-    ),
-))
-
-
-# ---- fisproxy actions -----------------------------------------------------------------------
-
-_FP_SELECT = {
-    "service": ParameterDoc("Service (signing name: dynamodb, s3, sqs, ...); absent means every service."),
-    "operations": ParameterDoc("Comma-separated operation names; absent means all."),
-    "region": ParameterDoc("Region of the calls; absent means every region."),
-    "percentage": ParameterDoc("Percentage (1-100) of calls affected, sampled per request; default 100."),
-    "phase": ParameterDoc("request (before forwarding) or response (forward first, then act); default request."),
-    "duration": ParameterDoc("How long, ISO 8601; absent means until the experiment stops."),
-}
-_FP_CHECKS: dict[str, ValueCheck] = {
-    "service": _service, "region": _region, "percentage": _percentage,
-    "phase": _one_of("request", "response"), "duration": _duration,
-}
+    )
 
 
 def _fp_rule(params: Mapping[str, str], fault: FaultSpec) -> RuleSpec:
@@ -377,158 +450,94 @@ def _fp_rule(params: Mapping[str, str], fault: FaultSpec) -> RuleSpec:
     )
 
 
-register(ActionSpec(
-    action_id="fisproxy:api:latency",
-    description="Delay matching calls by latencyMilliseconds plus up to jitterMilliseconds.",
-    parameters={
-        **_FP_SELECT,
-        "latencyMilliseconds": ParameterDoc("Delay in milliseconds (0 means none).", True),
-        "jitterMilliseconds": ParameterDoc("Extra uniform random delay 0..jitter in milliseconds; default 0."),
-    },
-    checks={**_FP_CHECKS, "latencyMilliseconds": _milliseconds, "jitterMilliseconds": _milliseconds},
-    operation_params=("operations",),
-    compiler=lambda p: _fp_rule(p, FaultSpec(
+def _fp_latency(p: Mapping[str, str]) -> RuleSpec:
+    return _fp_rule(p, FaultSpec(
         kind="latency",
-        phase=p.get("phase", "request"),  # type: ignore[arg-type]  # checked by _one_of
+        phase=p.get("phase", "request"),  # type: ignore[arg-type]  # checked by one-of
         latency_ms=float(p["latencyMilliseconds"]),
         jitter_ms=float(p.get("jitterMilliseconds", "0")),
-    )),
-))
+    ))
 
-register(ActionSpec(
-    action_id="fisproxy:api:error",
-    description="Answer matching calls with an error in the service's protocol (default: its internal error).",
-    parameters={
-        **_FP_SELECT,
-        "statusCode": ParameterDoc("HTTP status (400-599); default the service's internal-error status."),
-        "errorCode": ParameterDoc("Error code (e.g. ThrottlingException); default the service's internal-error code."),
-        "message": ParameterDoc("Error message; default the service's own."),
-    },
-    checks={**_FP_CHECKS, "statusCode": _status_code, "errorCode": _error_code},
-    operation_params=("operations",),
-    compiler=lambda p: _fp_rule(p, FaultSpec(
+
+def _fp_error(p: Mapping[str, str]) -> RuleSpec:
+    return _fp_rule(p, FaultSpec(
         kind="error",
         phase=p.get("phase", "request"),  # type: ignore[arg-type]
         error_kind="internal",
         status=int(p["statusCode"]) if "statusCode" in p else None,
         code=p.get("errorCode"),
         message=p.get("message"),
-    )),
-))
+    ))
 
-register(ActionSpec(
-    action_id="fisproxy:api:disconnect",
-    description="Drop the connection of matching calls: close (FIN), reset (RST) or hang.",
-    parameters={**_FP_SELECT, "mode": ParameterDoc("close, reset or hang; default close.")},
-    checks={**_FP_CHECKS, "mode": _one_of("close", "reset", "hang")},
-    operation_params=("operations",),
-    compiler=lambda p: _fp_rule(p, FaultSpec(
+
+def _fp_disconnect(p: Mapping[str, str]) -> RuleSpec:
+    return _fp_rule(p, FaultSpec(
         kind="disconnect",
         phase=p.get("phase", "request"),  # type: ignore[arg-type]
         mode=p.get("mode", "close"),  # type: ignore[arg-type]
-    )),
-))
+    ))
 
 
-# ---- AWS actions fisproxy recognises but cannot perform (fis-spec 3.3) ----------------------
-
-_RESOURCE_TYPE_DOCS = {
-    ROLE: "IAM role: faults apply to API calls signed by the role (learned from STS responses "
-    "or mapped with the accessKeyIds target parameter).",
-    "aws:ec2:instance": "Amazon EC2 instance",
-    "aws:ec2:spot-instance": "Amazon EC2 Spot Instance",
-    "aws:ec2:autoscaling-group": "EC2 Auto Scaling group",
-    "aws:ec2:subnet": "VPC subnet",
-    "aws:ec2:ebs-volume": "Amazon EBS volume",
-    "aws:ecs:cluster": "Amazon ECS cluster",
-    "aws:ecs:task": "Amazon ECS task",
-    "aws:eks:nodegroup": "Amazon EKS node group",
-    "aws:eks:pod": "Kubernetes pod in an Amazon EKS cluster",
-    "aws:eks:cluster": "Amazon EKS cluster",
-    "aws:rds:cluster": "Amazon Aurora DB cluster",
-    "aws:rds:db": "Amazon RDS DB instance",
-    "aws:kinesis:stream": "Amazon Kinesis data stream",
-    "aws:lambda:function": "AWS Lambda function",
-    "aws:dynamodb:global-table": "Amazon DynamoDB global table",
-    "aws:s3:bucket": "Amazon S3 bucket",
-    "aws:elasticache:replicationgroup": "Amazon ElastiCache replication group",
-    "aws:arc:zonal-shift-managed-resource": "Zonal shift managed resource",
+COMPILERS: Mapping[str, Compiler] = {
+    "aws:fis:inject-api-internal-error": _inject_api("internal"),
+    "aws:fis:inject-api-throttle-error": _inject_api("throttle"),
+    "aws:fis:inject-api-unavailable-error": _inject_api("unavailable"),
+    "localstack:generic:api-error": _ls_api_error,
+    "localstack:generic:latency": _ls_latency,
+    "localstack:kms:inject-api-internal-error": _ls_kms,
+    "fisproxy:api:latency": _fp_latency,
+    "fisproxy:api:error": _fp_error,
+    "fisproxy:api:disconnect": _fp_disconnect,
 }
 
-_D = ParameterDoc
-_DURATION_DOC = _D("The duration, ISO 8601.", True)
-_NOT_RUNNABLE: list[tuple[str, str, dict[str, str], dict[str, ParameterDoc]]] = [
-    ("aws:ec2:reboot-instances", "Reboot the target EC2 instances.", {"Instances": "aws:ec2:instance"}, {}),
-    ("aws:ec2:stop-instances", "Stop the target EC2 instances.", {"Instances": "aws:ec2:instance"},
-     {"startInstancesAfterDuration": _D("The time to wait before restarting the instances (ISO 8601 duration)."),
-      "completeIfInstancesTerminated": _D("Complete the action if the instances are terminated.")}),
-    ("aws:ec2:terminate-instances", "Terminate the target EC2 instances.", {"Instances": "aws:ec2:instance"}, {}),
-    ("aws:ec2:send-spot-instance-interruptions", "Send a Spot Instance interruption notice.",
-     {"SpotInstances": "aws:ec2:spot-instance"},
-     {"durationBeforeInterruption": _D("The time to wait before interrupting (ISO 8601).", True)}),
-    ("aws:ec2:asg-insufficient-instance-capacity-error", "Insufficient capacity errors for an Auto Scaling group.",
-     {"AutoScalingGroups": "aws:ec2:autoscaling-group"},
-     {"availabilityZoneIdentifiers": _D("Availability Zones.", True), "duration": _DURATION_DOC,
-      "percentage": _D("Percentage of calls.")}),
-    ("aws:ec2:api-insufficient-instance-capacity-error", "Insufficient capacity errors for calls by a role.",
-     {"Roles": ROLE},
-     {"availabilityZoneIdentifiers": _D("Availability Zones.", True), "duration": _DURATION_DOC,
-      "percentage": _D("Percentage of calls.")}),
-    ("aws:ecs:drain-container-instances", "Drain ECS container instances.", {"Clusters": "aws:ecs:cluster"},
-     {"drainagePercentage": _D("Percentage to drain.", True), "duration": _DURATION_DOC}),
-    ("aws:ecs:stop-task", "Stop the target ECS tasks.", {"Tasks": "aws:ecs:task"}, {}),
-    *[(f"aws:ecs:task-{k}", f"ECS task fault: {k}.", {"Tasks": "aws:ecs:task"}, {"duration": _D("The duration, ISO 8601.")})
-      for k in ("cpu-stress", "io-stress", "kill-process", "network-blackhole-port", "network-latency",
-                "network-packet-loss")],
-    ("aws:eks:terminate-nodegroup-instances", "Terminate EKS node group instances.",
-     {"Nodegroups": "aws:eks:nodegroup"},
-     {"instanceTerminationPercentage": _D("Percentage of instances to terminate.", True)}),
-    *[(f"aws:eks:pod-{k}", f"EKS pod fault: {k}.", {"Pods": "aws:eks:pod"},
-       {"kubernetesServiceAccount": _D("The Kubernetes service account.", True), "duration": _D("The duration, ISO 8601.")})
-      for k in ("cpu-stress", "delete", "io-stress", "memory-stress", "network-blackhole-port", "network-latency",
-                "network-packet-loss")],
-    ("aws:eks:inject-kubernetes-custom-resource", "Run a ChaosMesh or Litmus experiment.",
-     {"Cluster": "aws:eks:cluster"}, {"maxDuration": _D("The maximum duration, ISO 8601.", True)}),
-    ("aws:rds:failover-db-cluster", "Fail over an Aurora DB cluster.", {"Clusters": "aws:rds:cluster"}, {}),
-    ("aws:rds:reboot-db-instances", "Reboot RDS DB instances.", {"DBInstances": "aws:rds:db"},
-     {"forceFailover": _D("Force a failover (true/false).")}),
-    ("aws:ssm:send-command", "Run an SSM document on the target instances.", {"Instances": "aws:ec2:instance"},
-     {"documentArn": _D("The SSM document ARN.", True), "documentParameters": _D("Document parameters (JSON)."),
-      "documentVersion": _D("Document version."), "duration": _D("The duration, ISO 8601.")}),
-    ("aws:ssm:start-automation-execution", "Start an SSM Automation execution.", {},
-     {"documentArn": _D("The SSM document ARN.", True), "documentParameters": _D("Document parameters (JSON)."),
-      "documentVersion": _D("Document version."), "maxDuration": _D("The maximum duration, ISO 8601.", True)}),
-    ("aws:network:disrupt-connectivity", "Deny traffic to or from the target subnets.",
-     {"Subnets": "aws:ec2:subnet"},
-     {"duration": _DURATION_DOC, "scope": _D("all, availability-zone, dynamodb, prefix-list, s3, ...")}),
-    ("aws:kinesis:stream-provisioned-throughput-exception", "Kinesis ProvisionedThroughputExceeded.",
-     {"KinesisStreams": "aws:kinesis:stream"}, {"duration": _DURATION_DOC, "percentage": _D("Percentage of calls.")}),
-    ("aws:kinesis:stream-expired-iterator-exception", "Kinesis ExpiredIteratorException.",
-     {"KinesisStreams": "aws:kinesis:stream"}, {"duration": _DURATION_DOC, "percentage": _D("Percentage of calls.")}),
-    *[(f"aws:lambda:invocation-{k}", f"Lambda invocation fault: {k}.", {"Functions": "aws:lambda:function"},
-       {"duration": _DURATION_DOC, "invocationPercentage": _D("Percentage of invocations.")})
-      for k in ("add-delay", "error", "http-integration-response")],
-    ("aws:dynamodb:global-table-pause-replication", "Pause DynamoDB global table replication.",
-     {"Tables": "aws:dynamodb:global-table"}, {"duration": _DURATION_DOC}),
-    ("aws:s3:bucket-pause-replication", "Pause S3 replication.", {"Buckets": "aws:s3:bucket"},
-     {"duration": _DURATION_DOC, "region": _D("Destination region.", True)}),
-    ("aws:cloudwatch:assert-alarm-state", "Assert that alarms are in given states.", {},
-     {"alarmArns": _D("Alarm ARNs, comma-separated (at most 5).", True),
-      "alarmStates": _D("Alarm states, comma-separated.", True)}),
-    ("aws:arc:start-zonal-autoshift", "Shift traffic away from an Availability Zone.",
-     {"ManagedResources": "aws:arc:zonal-shift-managed-resource"},
-     {"availabilityZoneIdentifier": _D("The Availability Zone.", True), "duration": _DURATION_DOC}),
-    ("aws:elasticache:interrupt-cluster-az-power", "Interrupt power to ElastiCache nodes in an AZ.",
-     {"ReplicationGroups": "aws:elasticache:replicationgroup"}, {"duration": _DURATION_DOC}),
-    ("aws:ebs:pause-volume-io", "Pause I/O on EBS volumes.", {"Volumes": "aws:ec2:ebs-volume"},
-     {"duration": _DURATION_DOC}),
-]
 
-for _id, _desc, _targets, _params in _NOT_RUNNABLE:
-    register(ActionSpec(
-        action_id=_id,
-        description=f"{_desc} (Recognised; fisproxy cannot perform it.)",
-        parameters=_params,
-        targets=_targets,
-        runnable=False,
-    ))
+# ---- loading the catalogue ------------------------------------------------------------------
+
+def _parameter_docs(raw: Mapping[str, Any] | None) -> dict[str, ParameterDoc]:
+    docs = {}
+    for name, p in (raw or {}).items():
+        doc = ParameterDoc(str(p["description"]), bool(p.get("required", False)), p.get("check"))
+        if doc.check is not None:
+            CHECKS.get(doc.check)  # an unknown check name fails the import, not a template
+        docs[name] = doc
+    return docs
+
+
+def _load(text: str) -> tuple[dict[str, ActionSpec], dict[str, ResourceTypeSpec]]:
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader: 5x faster
+    kinds = get_args(ActionKind)
+    actions: dict[str, ActionSpec] = {}
+    for action_id, raw in data["actions"].items():
+        kind = raw["runs"]
+        if kind not in kinds:
+            raise ValueError(f"{action_id}: runs must be one of {kinds}, got {kind!r}")
+        parameters = _parameter_docs(raw.get("parameters"))
+        default_duration = "duration" if "duration" in parameters else None
+        strict = action_id.startswith(("aws:fis:", "fisproxy:"))
+        actions[action_id] = ActionSpec(
+            action_id=action_id,
+            description=raw["description"],
+            parameters=parameters,
+            targets=dict(raw.get("targets") or {}),
+            kind=cast(ActionKind, kind),
+            reason=raw.get("reason"),
+            duration_parameter=raw.get("duration", default_duration),
+            unknown_parameters=raw.get("unknown_parameters", "reject" if strict else "ignore"),
+            operation_params=tuple(raw.get("operation_parameters") or ()),
+            compiler=COMPILERS.get(action_id),
+        )
+    types = {
+        name: ResourceTypeSpec(name, raw["description"], _parameter_docs(raw.get("parameters")))
+        for name, raw in data["resource_types"].items()
+    }
+    return actions, types
+
+
+def _load_packaged() -> None:
+    text = resources.files("fisproxy.fis").joinpath("data/actions.yaml").read_text(encoding="utf-8")
+    actions, types = _load(text)
+    ACTIONS.update(actions)
+    RESOURCE_TYPES.update(types)
+
+
+_load_packaged()

@@ -13,7 +13,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 ROLE = "aws:iam:role"
 ACCESS_KEYS_PARAMETER = "accessKeyIds"
@@ -23,6 +23,7 @@ _SELECTION = re.compile(r"^(ALL|COUNT|PERCENT)(?:\((\d+)\))?$")
 # A role as ListRoles describes it, plus its tags as a plain dict under "Tags".
 RoleInfo = Mapping[str, Any]
 RoleLookup = Callable[[], Sequence[RoleInfo]]
+T = TypeVar("T")
 
 
 class TargetError(Exception):
@@ -61,7 +62,7 @@ def parse_selection_mode(mode: str | None) -> tuple[str, int | None]:
     return m.group(1), n
 
 
-def select(resources: Sequence[str], mode: str | None, rng: random.Random) -> tuple[str, ...]:
+def select(resources: Sequence[T], mode: str | None, rng: random.Random) -> tuple[T, ...]:
     """Apply a selection mode; random choices come from `rng`, order stays as given."""
     kind, n = parse_selection_mode(mode)
     if kind == "ALL" or n is None:

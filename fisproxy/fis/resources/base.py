@@ -1,0 +1,204 @@
+"""The small interface every resource action implements, and what it is given.
+
+An action that FIS performs on AWS resources (stop instances, fail over a cluster, run an SSM
+command) is one small class per action id, registered by id (Toxiproxy-style). Its life, driven
+by the engine from a worker thread (every call here blocks on the upstream):
+
+- `start(ctx)`: apply the effect (stop the instances). Raise `ActionError` to fail the action.
+- `wait(ctx)`, only for a `WaitingAction`: block until the effect is done (the SSM command has
+  finished), returning early when `ctx.cancelled` is set, never waiting past `ctx.deadline`.
+- `stop(ctx)`: undo what `start` did, if the action undoes anything (start the instances
+  again). Called once: when the action's time is up, when the experiment stops early, and after
+  a failed `start` or `wait` (to undo what was done before the failure). Never interrupted by
+  `ctx.cancelled`: it must leave nothing half-done.
+
+An action without `wait` ends at its deadline (its duration parameter, e.g.
+`startInstancesAfterDuration`) or, without one, as soon as `start` returns. `perform` is that
+sequence, for the engine or a test. What `stop` needs is kept in `ctx.state`, a JSON-safe dict
+the engine may persist, so a restarted proxy can still undo.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fisproxy.fis.resources.targets import ResolvedTarget
+from fisproxy.fis.upstream import describe_error, error_code
+
+T = TypeVar("T")
+
+
+class ActionError(Exception):
+    """An action failed; `reason` is the action's state reason (upstream message included)."""
+
+    def __init__(self, reason: str, code: str = "DependentServiceFailure") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class Clients(Protocol):
+    """Where an action's clients come from: the experiment role's session."""
+
+    def client(self, service: str, region: str | None = None) -> Any: ...
+
+    @property
+    def account_id(self) -> str: ...
+
+
+@dataclass
+class ActionContext:
+    """What one run of one action gets. `targets` maps the action's target keys (`Instances`)
+    to what they resolved to; `deadline` is a `time.monotonic()` instant or None."""
+
+    experiment_id: str
+    action_name: str
+    action_id: str
+    clients: Clients
+    targets: Mapping[str, ResolvedTarget]
+    parameters: Mapping[str, str]
+    region: str
+    log: Callable[[str], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    state: dict[str, Any] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        return self.clients.client(service, region or self.region)
+
+    def target(self, key: str) -> ResolvedTarget:
+        """The resolved target under `key`; ActionError if the action has none there."""
+        target = self.targets.get(key)
+        if target is None:
+            raise ActionError(f'{self.action_id} needs a "{key}" target', "ConfigurationFailure")
+        return target
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - self.clock())
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait `seconds` (capped at the deadline); True if the experiment was cancelled."""
+        left = self.remaining()
+        if left is not None:
+            seconds = min(seconds, left)
+        return self.cancelled.wait(max(0.0, seconds))
+
+    def flag(self, name: str) -> bool:
+        return self.parameters.get(name, "false").strip().lower() == "true"
+
+    def who(self) -> str:
+        """How calls say who made them (StopTask reasons, zonal shift comments)."""
+        return f"fisproxy experiment {self.experiment_id}, action {self.action_name}"
+
+
+@runtime_checkable
+class ResourceAction(Protocol):
+    def start(self, ctx: ActionContext) -> None: ...
+
+    def stop(self, ctx: ActionContext) -> None: ...
+
+
+@runtime_checkable
+class WaitingAction(ResourceAction, Protocol):
+    def wait(self, ctx: ActionContext) -> None: ...
+
+
+class Immediate:
+    """Base for actions whose effect is done once `start` returns and that undo nothing."""
+
+    def start(self, ctx: ActionContext) -> None:
+        raise NotImplementedError(type(self).__name__)
+
+    def stop(self, ctx: ActionContext) -> None:
+        return None
+
+
+IMPLEMENTATIONS: dict[str, type[ResourceAction]] = {}
+
+A = TypeVar("A", bound=type)
+
+
+def register(*action_ids: str) -> Callable[[A], A]:
+    def add(cls: A) -> A:
+        for action_id in action_ids:
+            IMPLEMENTATIONS[action_id] = cls
+        return cls
+
+    return add
+
+
+def implementation(action_id: str) -> ResourceAction:
+    """A fresh instance of the action's implementation; KeyError if it has none."""
+    return IMPLEMENTATIONS[action_id]()
+
+
+def perform(action: ResourceAction, ctx: ActionContext) -> None:
+    """Run one action to its end: start, then wait (its own way, or until the deadline), then
+    stop. ActionError if it failed; `stop` has run either way."""
+    try:
+        action.start(ctx)
+        if isinstance(action, WaitingAction):
+            action.wait(ctx)
+        elif ctx.deadline is not None:
+            while not ctx.cancelled.is_set() and (ctx.remaining() or 0) > 0:
+                ctx.sleep(ctx.remaining() or 0)
+    finally:
+        action.stop(ctx)
+
+
+@contextmanager
+def upstream_call(what: str) -> Iterator[None]:
+    """Turn an upstream failure inside the block into an ActionError: `<what> failed on the
+    upstream: <its code and message>` (an API the upstream lacks gives its own answer)."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as err:
+        raise ActionError(f"{what} failed on the upstream: {describe_error(err)}", error_code(err)) from err
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def share(items: Sequence[T], percentage: int, rng: random.Random) -> list[T]:
+    """`percentage` of `items` chosen at random, at least one when there are any (FIS's
+    drainage and termination percentages act on at least one instance)."""
+    if not items:
+        return []
+    k = max(1, len(items) * percentage // 100)
+    chosen = sorted(rng.sample(range(len(items)), min(k, len(items))))
+    return [items[i] for i in chosen]
+
+
+def poll(ctx: ActionContext, check: Callable[[], T | None], *, interval: float = 0.5,
+         max_interval: float = 5.0, timeout: float | None = None, undoing: bool = False) -> T | None:
+    """Call `check` until it returns something or `timeout` seconds pass; the interval grows to
+    `max_interval`. While applying an effect (`undoing` False) it also gives up at the deadline
+    and when the experiment is cancelled; while undoing (in `stop`) neither interrupts it."""
+    end = None if timeout is None else ctx.clock() + timeout
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        now = ctx.clock()
+        if end is not None and now >= end:
+            return None
+        if not undoing and ctx.deadline is not None and now >= ctx.deadline:
+            return None
+        wait = interval if end is None else min(interval, max(0.0, end - now))
+        if undoing:
+            time.sleep(wait)
+        elif ctx.sleep(wait):
+            return None
+        interval = min(max_interval, interval * 1.5)
