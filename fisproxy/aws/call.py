@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -32,3 +33,15 @@ class AwsCall:
         if self.api:
             names.add(self.api)
         object.__setattr__(self, "names", frozenset(names))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParts:
+    """The parts of a request that resource-scoped faults read to tell which resource a call
+    names (a Lambda function in the path, a Kinesis stream in the body). `body` is None when it
+    is not read (streamed, or not needed)."""
+
+    method: str
+    path: str  # raw request target: path and query
+    headers: Mapping[str, str]
+    body: bytes | None = None

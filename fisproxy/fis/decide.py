@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from fisproxy.aws.call import AwsCall
+from fisproxy.aws.call import AwsCall, RequestParts
 from fisproxy.fis.faults import Fault, RuleSpec, StopSignal
 
 
@@ -56,12 +56,14 @@ class Decision:
         return bool(self.latencies) or self.terminal is not None
 
 
-def decide(call: AwsCall, candidates: Iterable[CandidateRule], rng: random.Random) -> Decision:
+def decide(call: AwsCall, candidates: Iterable[CandidateRule], rng: random.Random,
+           request: RequestParts | None = None) -> Decision:
     """The faults for `call` from `candidates` (in priority order).
 
     A rule applies when it matches the call's service, operation and region, admits its caller,
-    and wins its percentage roll (sampled per request; a rule that cannot add anything because
-    the call already has its terminal fault is not sampled).
+    names a resource in its scope (if it has one; `request` tells which resource the call
+    names), and wins its percentage roll (sampled per request; a rule that cannot add anything
+    because the call already has its terminal fault is not sampled).
     """
     latencies: list[Fault] = []
     terminal: Fault | None = None
@@ -72,6 +74,8 @@ def decide(call: AwsCall, candidates: Iterable[CandidateRule], rng: random.Rando
             continue
         if not spec.matches(names, operation, region) or not candidate.admits(call.access_key):
             continue
+        if spec.scope is not None and not spec.scope.admits(call, request):
+            continue
         if spec.percentage < 100 and rng.random() * 100 >= spec.percentage:
             continue
         for fs in spec.faults:
@@ -81,3 +85,8 @@ def decide(call: AwsCall, candidates: Iterable[CandidateRule], rng: random.Rando
             elif terminal is None:
                 terminal = Fault(candidate.source, fs, fs.latency_ms, candidate.stopped)
     return Decision(call, tuple(latencies), terminal)
+
+
+def needs_body(candidates: Iterable[CandidateRule]) -> bool:
+    """Whether some candidate can only tell from the request body whether it applies."""
+    return any(c.rule.scope is not None and c.rule.scope.needs_body for c in candidates)

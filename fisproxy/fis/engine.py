@@ -23,6 +23,7 @@ actions keep the time they had left.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import random
@@ -36,7 +37,7 @@ from typing import Any
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis import explog, ids, targets
-from fisproxy.fis.actions import ACTIONS
+from fisproxy.fis.actions import ACTIONS, ActionSpec
 from fisproxy.fis.decide import decide
 from fisproxy.fis.faults import Fault, StopSignal
 from fisproxy.fis.identities import Identities, RoleRef, role_ref
@@ -45,12 +46,23 @@ from fisproxy.fis.models import (
     ExperimentActionState,
     ExperimentState,
     ExperimentTemplate,
-    ResolvedTarget,
 )
+from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.ports import FisStore
+from fisproxy.fis.resources import (
+    ActionContext,
+    ActionError,
+    ResolvedTarget,
+    implementation,
+    perform,
+    resolve_target,
+)
+from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.rules import EMPTY, ActiveRule, CallerFilter, RuleIndex
 from fisproxy.fis.runstate import ResolvedSet, RunState, StopRequest
+from fisproxy.fis.scoped import Placement, compile_rule
 from fisproxy.fis.stopconditions import HALTED_REASON, AlarmPoller, alarm_arns
+from fisproxy.fis.upstream import RoleError, RoleSessions
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +98,12 @@ class SaveError(Exception):
     """A change could not be saved; it holds in memory and is retried at the next tick."""
 
 
+class _Failure(Exception):
+    def __init__(self, reason: str, code: str, location: str, action: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.code, self.location, self.action = reason, code, location, action
+
+
 @dataclass
 class _Run:
     """An active experiment: the model (what the API shows) plus the engine's own state."""
@@ -94,7 +112,10 @@ class _Run:
     state: RunState
     signals: dict[str, StopSignal] = field(default_factory=dict)
     unsaved: bool = False  # the last change is only in memory: saved again at each tick
-    resolution: dict[str, targets.Resolution] | targets.TargetError | None = None
+    resolution: dict[str, ResolvedTarget] | _Failure | None = None
+    session: Any = None  # the experiment role's clients (RoleSession), once assumed
+    # Resource actions under way: action name -> (its worker, its context).
+    workers: dict[str, tuple[concurrent.futures.Future[None], ActionContext]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -103,12 +124,6 @@ class _Run:
     @property
     def status(self) -> str:
         return self.experiment.state.status
-
-
-class _Failure(Exception):
-    def __init__(self, reason: str, code: str, location: str, action: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.code, self.location, self.action = reason, code, location, action
 
 
 class Engine:
@@ -121,9 +136,11 @@ class Engine:
         clock: Callable[[], float] = time.time,
         upstream_endpoint: str | None = None,
         account_id: str = "123456789012",
-        role_lookup: targets.RoleLookup | None = None,
+        sessions: RoleSessions | None = None,
         alarm_poller: AlarmPoller | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        placement: Placement | None = None,
+        max_action_workers: int = 16,
     ) -> None:
         self._store = store
         self._rng = rng
@@ -132,10 +149,14 @@ class Engine:
         self._account = account_id
         self._loop = loop  # the proxy's event loop, where stop signals are awaited
         self._log = explog.ExperimentLog(store, state_dir)
-        # Roles by tags/filters need the upstream's IAM; offline they fail with a clear reason.
-        if role_lookup is None and upstream_endpoint is not None:
-            role_lookup = targets.iam_role_lookup(upstream_endpoint)
-        self._role_lookup = role_lookup
+        # Experiment roles are assumed on the upstream (AssumeRole) when an experiment needs to
+        # look at or act on resources; API faults on roles given by ARN need no upstream.
+        self._sessions = sessions or RoleSessions(upstream_endpoint)
+        self.placement = placement or Placement()
+        # Resource actions run on these threads (each blocks on the upstream).
+        self._workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_action_workers, thread_name_prefix="fisproxy-action")
+        self.shard_iterators = ShardIterators()  # Kinesis GetRecords -> stream, for scoped faults
         self.poller = alarm_poller or AlarmPoller(upstream_endpoint)
         self._lock = threading.RLock()
         self._identities = Identities()
@@ -144,6 +165,7 @@ class Engine:
         self._runs: dict[str, _Run] = {}
         self._uploads: list[str] = []
         self._last_heartbeat = 0.0
+        self._closing = False
         self._rules: dict[tuple[str, str], ActiveRule] = {}
         self._index: RuleIndex = EMPTY
         self._load_identities()
@@ -193,6 +215,8 @@ class Engine:
             failed: list[str] = []
             for run in list(self._runs.values()):
                 if run.status in ACTIVE:
+                    for _, ctx in run.workers.values():
+                        ctx.cancelled.set()  # undone in the background; the lever acts now
                     try:
                         self._end(run, now, "cancelled", reason)
                     except SaveError:
@@ -204,7 +228,7 @@ class Engine:
     def active_count(self) -> int:
         return sum(1 for run in list(self._runs.values()) if run.status in ACTIVE)
 
-    def resolved_targets(self, experiment_id: str) -> list[ResolvedTarget]:
+    def resolved_targets(self, experiment_id: str) -> list[ResolvedTargetInfo]:
         with self._lock:
             run = self._runs.get(experiment_id)
             if run is not None:
@@ -214,7 +238,7 @@ class Engine:
                     raise KeyError(experiment_id)
                 state = RunState.model_validate(self._store.get_runtime(experiment_id) or {})
         return [
-            ResolvedTarget.model_validate({
+            ResolvedTargetInfo.model_validate({
                 "resourceType": res.resource_type, "targetName": name,
                 "targetInformation": {"arn": arn}})
             for name, res in state.resolved.items() for arn in res.arns
@@ -264,10 +288,21 @@ class Engine:
                 run = _Run(experiment, state)
                 self._runs[experiment.id] = run
                 for name, action in experiment.actions.items():
-                    if action.state.status == "running":
-                        run.signals[name] = self._signal()
-                        if experiment.state.status == "running":
-                            self._activate(run, name)
+                    if action.state.status != "running":
+                        continue
+                    run.signals[name] = self._signal()
+                    spec = ACTIONS[action.action_id]
+                    if spec.kind == "resource":
+                        # Carried on from where it was: waited for, then undone; started
+                        # again only if it had not finished starting.
+                        deadline = run.state.action_deadlines.get(name)
+                        if deadline is not None:
+                            run.state.action_deadlines[name] = deadline + downtime
+                        self._perform(run, name, spec, resumed=name in run.state.action_state)
+                        if experiment.state.status != "running":
+                            run.workers[name][1].cancelled.set()
+                    elif experiment.state.status == "running":
+                        self._activate(run, name)
                 log.info("resumed experiment %s (%s, down %.1f s)", experiment.id,
                          experiment.state.status, downtime)
                 self._try_save(run)
@@ -301,7 +336,8 @@ class Engine:
             changed |= self._initiate(run, now)
         if run.status == "running":
             changed |= self._advance(run, now)
-        if run.status == "stopping":
+        if run.status == "stopping" and not run.workers:
+            # (resource actions first undo what they did: stopped instances started again)
             stop = run.state.stop or StopRequest(status="stopped", reason=STOPPED)
             self._end(run, now, stop.status, stop.reason)
             changed = True
@@ -314,13 +350,24 @@ class Engine:
         for run, seed in zip(waiting, rng_seed, strict=True):
             run.resolution = self._resolve(run, random.Random(seed))
 
-    def _resolve(self, run: _Run, rng: random.Random) -> dict[str, targets.Resolution] | targets.TargetError:
-        out: dict[str, targets.Resolution] = {}
-        for name, target in (run.experiment.targets or {}).items():
+    def _resolve(self, run: _Run, rng: random.Random) -> dict[str, ResolvedTarget] | _Failure:
+        """Assume the experiment role if the experiment needs the upstream, then resolve every
+        target with it. Blocking (upstream calls): outside the lock."""
+        e = run.experiment
+        if e.experiment_options.actions_mode != "skip-all" and any(
+            ACTIONS.get(a.action_id) is not None and ACTIONS[a.action_id].kind == "resource"
+            for a in e.actions.values()
+        ) or any(_needs_upstream(t) for t in (e.targets or {}).values()):
             try:
-                out[name] = targets.resolve(name, target, rng, self._role_lookup)
+                run.session = self._sessions.session(e.role_arn, run.state.region, e.id)
+            except RoleError as err:
+                return _Failure(err.reason, err.code, "roleArn")
+        out: dict[str, ResolvedTarget] = {}
+        for name, target in (e.targets or {}).items():
+            try:
+                out[name] = resolve_target(name, target, run.session, run.state.region, rng)
             except targets.TargetError as err:
-                return err
+                return _Failure(err.reason, err.code, name)
         return out
 
     def _initiate(self, run: _Run, now: float) -> bool:
@@ -350,10 +397,12 @@ class Engine:
         e = run.experiment
         for name, action in e.actions.items():
             spec = ACTIONS.get(action.action_id)
-            if spec is None or not spec.runnable:
-                raise _Failure(
-                    f'Action "{name}" ({action.action_id}) is not supported by fisproxy.',
-                    "ConfigurationFailure", name, action=name)
+            if spec is None:
+                raise _Failure(f'Action "{name}": {action.action_id} is not a FIS action.',
+                               "ConfigurationFailure", name, action=name)
+            if not spec.performable:
+                raise _Failure(f'Action "{name}": {spec.failure_reason}', "ConfigurationFailure",
+                               name, action=name)
             try:
                 spec.validate(action.parameters or {})
                 spec.duration(action.parameters or {})
@@ -385,10 +434,12 @@ class Engine:
             detail = {"target_name": name, "target_type": target.resource_type,
                       "account_id": self._account,
                       "target_resolution_end_time": explog.timestamp(now)}
-            if isinstance(resolution, targets.TargetError) and resolution.target_name == name:
-                self._write(run, "target-resolution-detail", now, **detail, resolved_targets_count=0,
-                            status="failed", error_information=resolution.reason)
-                raise _Failure(resolution.reason, resolution.code, name)
+            if isinstance(resolution, _Failure):
+                if resolution.location == name:
+                    self._write(run, "target-resolution-detail", now, **detail, resolved_targets_count=0,
+                                status="failed", error_information=resolution.reason)
+                    raise resolution
+                continue
             assert isinstance(resolution, dict)
             res = resolution[name]
             self._write(run, "target-resolution-detail", now, **detail,
@@ -398,8 +449,9 @@ class Engine:
                         resolved_targets=[{"arn": a} for a in res.arns], page=1, total_pages=1)
             if res.empty and (res.by_arn or empty_mode != "skip"):
                 raise _Failure(f'Target "{name}" resolved to no resources.', "InvalidTarget", name)
-            resolved[name] = ResolvedSet(resource_type=res.resource_type, arns=list(res.arns),
-                                         access_keys=list(res.access_keys), by_arn=res.by_arn)
+            resolved[name] = ResolvedSet.of(res)
+        if isinstance(resolution, _Failure):
+            raise resolution  # not a target's failure: the role could not be assumed
         return resolved
 
     def _advance(self, run: _Run, now: float) -> bool:
@@ -441,19 +493,36 @@ class Engine:
         spec = ACTIONS[action.action_id]
         params = action.parameters or {}
         duration = spec.duration(params)
+        planned_end = None if duration is None else now + duration.total_seconds()
         action.state = ExperimentActionState(status="running", reason="")
         action.start_time = ids.timestamp(now)
-        run.state.ends[name] = None if duration is None else now + duration.total_seconds()
         run.signals[name] = self._signal()
+        ignored = spec.ignored_parameters(params)
         self._write(run, "action-start", now, action_name=name, action_id=action.action_id,
                     action_start_time=explog.timestamp(now), action_targets=dict(action.targets or {}),
-                    parameters=dict(params) or None)
+                    parameters=dict(params) or None,
+                    ignored_parameters=list(ignored) or None)
+        if spec.kind == "resource":
+            # Its worker ends it (the effect done, or its time up): not the engine's clock.
+            run.state.ends[name] = None
+            run.state.action_deadlines[name] = planned_end
+            self._perform(run, name, spec, resumed=False)
+            return
+        run.state.ends[name] = planned_end
         self._activate(run, name)
 
     def _activate(self, run: _Run, name: str) -> None:
         """Put a running action's rule into the index (rebuilt by the caller)."""
         action = run.experiment.actions[name]
-        rule = ACTIONS[action.action_id].rule(action.parameters or {})
+        spec = ACTIONS[action.action_id]
+        if spec.kind == "proxy-fault":
+            resolved = {key: run.state.resolved[t].target() for key, t in (action.targets or {}).items()
+                        if t in run.state.resolved}
+            rule = compile_rule(action.action_id, action.parameters or {}, resolved,
+                                region=run.state.region, placement=self.placement,
+                                iterators=self.shard_iterators)
+        else:
+            rule = spec.rule(action.parameters or {})
         if rule is None:
             return
         if rule.region is None and action.action_id.startswith(REGIONAL_ACTION_PREFIXES):
@@ -478,6 +547,8 @@ class Engine:
         if started or action.start_time is not None:
             action.end_time = ids.timestamp(now)
         run.state.ends.pop(name, None)
+        run.state.action_state.pop(name, None)
+        run.state.action_deadlines.pop(name, None)
         self._rules.pop((run.id, name), None)
         signal = run.signals.pop(name, None)
         if signal is not None:
@@ -495,6 +566,8 @@ class Engine:
         (actions still as they were) until the next tick ends it. Then saved (may raise)."""
         run.experiment.state = ExperimentState(status="stopping", reason=reason)
         run.state.stop = final
+        for _, ctx in run.workers.values():
+            ctx.cancelled.set()  # resource actions undo what they did, then end
         for name in list(run.signals):
             self._rules.pop((run.id, name), None)
             run.signals[name].set()
@@ -530,6 +603,72 @@ class Engine:
             self._set_action(run, f.action, now, "failed", f.reason, started=False)
         self._end(run, now, "failed", f.reason,
                   {"code": f.code, "location": f.location, "accountId": self._account})
+
+    # ---- resource actions (their own worker threads) ------------------------------------
+
+    def _perform(self, run: _Run, name: str, spec: ActionSpec, *, resumed: bool) -> None:
+        """Start a resource action on a worker thread (called under the lock)."""
+        action = run.experiment.actions[name]
+        deadline = run.state.action_deadlines.get(name)
+        ctx = ActionContext(
+            experiment_id=run.id, action_name=name, action_id=action.action_id,
+            clients=run.session,
+            targets={key: run.state.resolved[t].target()
+                     for key, t in (action.targets or {}).items() if t in run.state.resolved},
+            parameters=dict(action.parameters or {}), region=run.state.region,
+            log=lambda message: log.info("experiment %s, action %s: %s", run.id, name, message),
+            deadline=None if deadline is None else time.monotonic() + max(0.0, deadline - self._clock()),
+            rng=random.Random(self._rng.random()),
+            state=dict(run.state.action_state.get(name, {})),
+        )
+        future = self._workers.submit(self._run_action, run.id, run.experiment.role_arn, name, ctx, resumed)
+        run.workers[name] = (future, ctx)
+
+    def _run_action(self, run_id: str, role_arn: str, name: str, ctx: ActionContext, resumed: bool) -> None:
+        error: ActionError | None = None
+        try:
+            if ctx.clients is None:  # resumed after a restart: assume the role again
+                ctx.clients = self._sessions.session(role_arn, ctx.region, run_id)
+            perform(implementation(ctx.action_id), ctx, started=resumed,
+                    on_started=lambda: self._action_started(run_id, name, ctx))
+        except ActionError as err:
+            error = err
+        except RoleError as err:
+            error = ActionError(err.reason, err.code)
+        except Exception as err:  # a bug in an action: its failure, not the engine's
+            log.exception("experiment %s, action %s failed", run_id, name)
+            error = ActionError(f"{ctx.action_id} failed in fisproxy: {err}", "InternalFailure")
+        if not ctx.abandoned.is_set():
+            self._action_finished(run_id, name, error)
+
+    def _action_started(self, run_id: str, name: str, ctx: ActionContext) -> None:
+        """Save what the action needs to undo, before waiting: a restart can still undo it."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None:
+                run.state.action_state[name] = dict(ctx.state)
+                self._try_save(run)
+
+    def _action_finished(self, run_id: str, name: str, error: ActionError | None) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or self._closing:
+                return
+            run.workers.pop(name, None)
+            action = run.experiment.actions.get(name)
+            if action is None or action.state.status != "running":
+                return
+            now = self._clock()
+            try:
+                if error is not None and run.status == "running":
+                    self._fail(run, now, _Failure(error.reason, error.code, name, action=name))
+                    self._rebuild_index()
+                elif run.status == "running":
+                    self._set_action(run, name, now, "completed", ACTION_COMPLETED)
+                    self._save(run)
+                # stopping: the next tick ends the experiment (its actions `stopped`)
+            except SaveError as err:
+                log.error("%s; retrying", err)
 
     # ---- stop conditions -----------------------------------------------------------------
 
@@ -581,12 +720,18 @@ class Engine:
         return list(self._uploads)
 
     def close(self) -> None:
-        """Save what is still unsaved and a last heartbeat, so a restart resumes from here."""
+        """Save what is still unsaved and a last heartbeat, so a restart resumes from here.
+        Resource actions under way are abandoned, not undone: the next start resumes them."""
         with self._lock:
+            self._closing = True
             for run in self._runs.values():
+                for _, ctx in run.workers.values():
+                    ctx.abandoned.set()
+                    ctx.cancelled.set()
                 self._try_save(run)
             self._save_identities()
             self._heartbeat(self._clock(), force=True)
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -641,3 +786,7 @@ class Engine:
     def _copy(e: Experiment) -> Experiment:
         return e.model_copy(deep=True)
 
+
+def _needs_upstream(target: Any) -> bool:
+    """Whether resolving a target asks the upstream (an IAM role given by ARN does not)."""
+    return target.resource_type != targets.ROLE or bool(target.resource_tags or target.filters)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
-FaultKind = Literal["latency", "error", "disconnect"]
+from fisproxy.aws.call import AwsCall, RequestParts
+
+FaultKind = Literal["latency", "error", "disconnect", "lambda-error", "lambda-http"]
 Phase = Literal["request", "response"]
 ErrorKind = Literal["throttle", "internal", "unavailable"]
 DisconnectMode = Literal["close", "reset", "hang"]
@@ -29,6 +31,8 @@ class FaultSpec:
       set, override it (LocalStack's `exception`/`errorCode`, fisproxy:api:error).
     - disconnect: `close` (FIN, no response), `reset` (TCP RST), `hang` (send nothing until the
       client gives up or the action stops).
+    - lambda-error: what Lambda answers for a failed function (200, `X-Amz-Function-Error`).
+    - lambda-http: a function "returning" an HTTP response with `status` and `content_type`.
     Phase `response` forwards the request first (the write happens), then replaces the answer.
     """
 
@@ -41,6 +45,7 @@ class FaultSpec:
     code: str | None = None
     message: str | None = None
     mode: DisconnectMode = "close"
+    content_type: str | None = None
 
 
 class StopSignal:
@@ -84,6 +89,16 @@ class StopSignal:
             await self._event.wait()
 
 
+class Scope(Protocol):
+    """The resources a rule is limited to (targeted Lambda functions, Kinesis streams, launches
+    in some Availability Zones): whether one call names one of them. `needs_body`: the call's
+    body must be read to tell (a small JSON or form body)."""
+
+    needs_body: bool
+
+    def admits(self, call: AwsCall, request: RequestParts | None) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
     """Which requests an action applies to, compiled once from its parameters.
@@ -98,6 +113,7 @@ class RuleSpec:
     region: str | None
     percentage: float
     faults: tuple[FaultSpec, ...]
+    scope: Scope | None = None
 
     def matches(self, names: frozenset[str], operation: str | None, region: str | None) -> bool:
         """Whether a call (its service names, operation, region) is one this rule targets.

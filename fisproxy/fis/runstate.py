@@ -8,22 +8,54 @@ but not yet carried out. Field names are the JSON keys stored since the first ve
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fisproxy.fis.resources.targets import ResolvedTarget
+
+
+class ResolvedResource(BaseModel):
+    arn: str
+    id: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class ResolvedSet(BaseModel):
-    """What one target resolved to. `by_arn`: named by resourceArns (never skipped when empty)."""
+    """What one target resolved to (`ResolvedTarget.to_json()`). `by_arn`: named by
+    resourceArns (never skipped when empty)."""
 
     model_config = ConfigDict(extra="ignore")
 
+    name: str = ""
     resource_type: str
-    arns: list[str] = Field(default_factory=list)
+    resources: list[ResolvedResource] = Field(default_factory=list)
+    parameters: dict[str, str] = Field(default_factory=dict)
     access_keys: list[str] = Field(default_factory=list)
     by_arn: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_arns(cls, data: Any) -> Any:
+        # Stored by earlier versions as a plain `arns` list.
+        if isinstance(data, dict) and "arns" in data and "resources" not in data:
+            data = {**data, "resources": [{"arn": a, "id": a.rsplit("/", 1)[-1]} for a in data["arns"]]}
+        return data
+
+    @classmethod
+    def of(cls, target: ResolvedTarget) -> ResolvedSet:
+        return cls.model_validate(target.to_json())
+
+    def target(self) -> ResolvedTarget:
+        return ResolvedTarget.from_json(self.model_dump())
+
+    @property
+    def arns(self) -> list[str]:
+        return [r.arn for r in self.resources]
+
     @property
     def empty(self) -> bool:
-        return not self.arns and not self.access_keys
+        return not self.resources and not self.access_keys
 
 
 class StopRequest(BaseModel):
@@ -42,5 +74,9 @@ class RunState(BaseModel):
     ends: dict[str, float | None] = Field(default_factory=dict)
     stop: StopRequest | None = None
     stop_condition: str | None = None  # why a stop condition stopped it, for the log
+    # Resource actions under way: what each needs to undo (`ActionContext.state`) and when its
+    # time is up (epoch seconds; None: when its own wait ends).
+    action_state: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    action_deadlines: dict[str, float | None] = Field(default_factory=dict)
     # Written by versions that kept a heartbeat per experiment; read once at resume.
     heartbeat: float | None = None

@@ -254,11 +254,12 @@ def test_how_each_action_runs():
     assert agents == ({a for a in AWS_ACTION_IDS if a.startswith(("aws:ecs:task-", "aws:eks:pod-"))}
                       | {"aws:eks:inject-kubernetes-custom-resource", "aws:ebs:pause-volume-io", "aws:ebs:volume-io-latency"})
     assert {a for a, k in kinds.items() if k == "aws-internal"} == {
-        "aws:dsql:cluster-connection-failure", "aws:memorydb:multi-region-cluster-pause-replication"}
+        "aws:dsql:cluster-connection-failure", "aws:memorydb:multi-region-cluster-pause-replication",
+        "aws:ec2:asg-insufficient-instance-capacity-error"}
     assert {a for a, k in kinds.items() if k == "resource"} == set(resources.IMPLEMENTATIONS)
     assert {a for a, k in kinds.items() if k == "api-fault"} == {a for a, s in ACTIONS.items() if s.compiler}
     assert {a for a, k in kinds.items() if k == "proxy-fault"} == {
-        "aws:ec2:api-insufficient-instance-capacity-error", "aws:ec2:asg-insufficient-instance-capacity-error",
+        "aws:ec2:api-insufficient-instance-capacity-error",
         "aws:kinesis:stream-provisioned-throughput-exception", "aws:kinesis:stream-expired-iterator-exception",
         "aws:lambda:invocation-add-delay", "aws:lambda:invocation-error",
         "aws:lambda:invocation-http-integration-response", "aws:network:disrupt-connectivity",

@@ -202,20 +202,22 @@ def test_stop_while_initiating_cancels_every_action(engine, store):
     assert states(engine, store, exp_id) == ("stopped", {"a": "cancelled"})
 
 
-def test_non_runnable_action_fails_the_experiment(engine, store):
+def test_an_action_that_needs_an_agent_fails_the_experiment_saying_so(engine, store):
     t = template(
-        {"stop": {"actionId": "aws:ec2:stop-instances", "targets": {"Instances": "vms"}},
+        {"cpu": {"actionId": "aws:ecs:task-cpu-stress", "targets": {"Tasks": "tasks"},
+                 "parameters": {"duration": "PT1M"}},
          "lat": latency()},
-        {"vms": {"resourceType": "aws:ec2:instance", "selectionMode": "ALL",
-                 "resourceArns": ["arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789"]}},
+        {"tasks": {"resourceType": "aws:ecs:task", "selectionMode": "ALL",
+                   "resourceArns": ["arn:aws:ecs:us-east-1:123456789012:task/c/0123456789"]}},
     )
     exp_id = start(engine, t)
     engine.tick()
     e = store.get_experiment(exp_id)
     assert e.state.status == "failed"
-    assert e.state.reason == 'Action "stop" (aws:ec2:stop-instances) is not supported by fisproxy.'
-    assert (e.state.error.code, e.state.error.location) == ("ConfigurationFailure", "stop")
-    assert {n: a.state.status for n, a in e.actions.items()} == {"stop": "failed", "lat": "cancelled"}
+    assert e.state.reason.startswith('Action "cpu": aws:ecs:task-cpu-stress cannot run in fisproxy: it needs ')
+    assert "agent" in e.state.reason
+    assert (e.state.error.code, e.state.error.location) == ("ConfigurationFailure", "cpu")
+    assert {n: a.state.status for n, a in e.actions.items()} == {"cpu": "failed", "lat": "cancelled"}
     assert "action-error" in log_types(store, exp_id)
     assert engine.match(call()) == [] and engine.active_count() == 0
 
@@ -300,24 +302,29 @@ def test_empty_arn_target_fails_even_in_skip_mode(engine, store):
     assert e.state.error.location == "app" and "app" in e.state.reason
 
 
-def test_empty_tag_target_fail_or_skip(store, tmp_path, clock):
-    roles = [{"Arn": ROLES5[0], "RoleName": "r0", "Tags": {"env": "dev"}}]
-    eng = make_engine(store, tmp_path, clock, role_lookup=lambda: roles)
-    failed = start(eng, role_template(resourceTags={"env": "prod"}))
-    skipped = start(eng, role_template(resourceTags={"env": "prod"}, mode="skip"))
-    found = start(eng, role_template(resourceTags={"env": "dev"}, mode="skip"))
+def test_empty_tag_target_fail_or_skip(store, tmp_path, clock, moto_url):
+    iam = upstream.client("iam", "us-east-1", moto_url)
+    dev = iam.create_role(RoleName="tagged-dev", AssumeRolePolicyDocument="{}",
+                          Tags=[{"Key": "stage", "Value": "dev"}])["Role"]["Arn"]
+    eng = make_engine(store, tmp_path, clock, upstream_endpoint=moto_url)
+    failed = start(eng, role_template(resourceTags={"stage": "prod"}))
+    skipped = start(eng, role_template(resourceTags={"stage": "prod"}, mode="skip"))
+    found = start(eng, role_template(resourceTags={"stage": "dev"}, mode="skip"))
     eng.tick()
     assert states(eng, store, failed) == ("failed", {"throttle": "cancelled"})
     assert states(eng, store, skipped) == ("completed", {"throttle": "skipped"})
     assert states(eng, store, found) == ("running", {"throttle": "running"})
-    assert resolved_arns(eng, found) == [ROLES5[0]]
+    assert resolved_arns(eng, found) == [dev]
 
 
-def test_tags_without_upstream_fail_with_a_clear_reason(engine, store):
+def test_an_unreachable_upstream_fails_the_experiment_naming_the_role(engine, store):
+    # No --aws-endpoint and no network: tags can only be resolved by asking AWS, as the role.
     exp_id = start(engine, role_template(resourceTags={"env": "prod"}))
     engine.tick()
     e = store.get_experiment(exp_id)
-    assert e.state.status == "failed" and "cannot resolve offline" in e.state.reason
+    assert e.state.status == "failed"
+    assert e.state.reason.startswith(f"Cannot assume the experiment role {ROLE_ARN} on the upstream: ")
+    assert (e.state.error.code, e.state.error.location) == ("DependentServiceFailure", "roleArn")
 
 
 # ---- matching -----------------------------------------------------------------------------

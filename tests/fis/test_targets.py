@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from fisproxy.fis import targets, upstream
+from fisproxy.fis import targets
 from fisproxy.fis.identities import Identities, RoleRef, role_arn, role_ref
+from fisproxy.fis.resources import resolve_target
 
 ARNS = [f"arn:aws:iam::111122223333:role/r{i}" for i in range(10)]
 
@@ -48,60 +49,23 @@ def test_percent_rounds_down(n, total, expected):
     assert len(targets.select(ARNS[:total], f"PERCENT({n})", random.Random(0))) == expected
 
 
-def test_resolve_by_arn_with_access_keys():
-    res = targets.resolve("app", target(resource_arns=ARNS[:2], parameters={"accessKeyIds": "AKIA1, AKIA2 AKIA3"}),
-                          random.Random(0))
+def test_roles_by_arn_resolve_offline_with_their_access_keys():
+    res = resolve_target("app", target(resource_arns=ARNS[:2], parameters={"accessKeyIds": "AKIA1, AKIA2 AKIA3"}),
+                         None, "us-east-1", random.Random(0))
     assert res.arns == tuple(ARNS[:2]) and res.by_arn and not res.empty
     assert res.access_keys == ("AKIA1", "AKIA2", "AKIA3")
 
 
-def test_resolve_explicit_keys_only():
-    res = targets.resolve("app", target(parameters={"accessKeyIds": "AKIA9"}), random.Random(0))
+def test_a_role_target_of_explicit_keys_only():
+    res = resolve_target("app", target(parameters={"accessKeyIds": "AKIA9"}), None, "us-east-1", random.Random(0))
     assert res.arns == () and res.access_keys == ("AKIA9",) and not res.by_arn and not res.empty
-
-
-def test_tags_without_lookup_fail_clearly():
-    with pytest.raises(targets.TargetError, match="cannot resolve offline") as e:
-        targets.resolve("app", target(resource_tags={"env": "prod"}), random.Random(0))
-    assert e.value.target_name == "app" and e.value.code == "InvalidTarget"
 
 
 def test_arns_with_tags_is_a_configuration_failure():
     with pytest.raises(targets.TargetError, match="cannot combine") as e:
-        targets.resolve("app", target(resource_arns=ARNS[:1], resource_tags={"a": "b"}), random.Random(0))
+        resolve_target("app", target(resource_arns=ARNS[:1], resource_tags={"a": "b"}), None, "us-east-1",
+                       random.Random(0))
     assert e.value.code == "ConfigurationFailure"
-
-
-def test_tags_and_filters_through_lookup():
-    roles = [
-        {"Arn": ARNS[0], "RoleName": "r0", "Path": "/app/", "Tags": {"env": "prod", "team": "x"}},
-        {"Arn": ARNS[1], "RoleName": "r1", "Path": "/", "Tags": {"env": "prod"}},
-        {"Arn": ARNS[2], "RoleName": "r2", "Path": "/app/", "Tags": {"env": "dev"}},
-    ]
-    lookup = lambda: roles  # noqa: E731
-    res = targets.resolve("t", target(resource_tags={"env": "prod"}), random.Random(0), lookup)
-    assert res.arns == (ARNS[0], ARNS[1]) and not res.by_arn
-    res = targets.resolve("t", target(filters=[{"path": "Path", "values": ["/app/", "/x/"]}]),
-                          random.Random(0), lookup)
-    assert res.arns == (ARNS[0], ARNS[2])
-    res = targets.resolve("t", target(resource_tags={"env": "staging"}), random.Random(0), lookup)
-    assert res.empty
-
-
-def test_lookup_failure_is_a_dependent_service_failure():
-    def broken():
-        raise OSError("connection refused")
-
-    with pytest.raises(targets.TargetError, match="connection refused") as e:
-        targets.resolve("t", target(resource_tags={"env": "prod"}), random.Random(0), broken)
-    assert e.value.code == "DependentServiceFailure"
-
-
-def test_other_resource_types_resolve_by_arn():
-    arn = "arn:aws:ec2:us-east-1:111122223333:instance/i-0123"
-    res = targets.resolve("i", target(resource_type="aws:ec2:instance", resource_arns=[arn],
-                                      parameters={"accessKeyIds": "AKIA1"}), random.Random(0))
-    assert res.arns == (arn,) and res.access_keys == ()
 
 
 @pytest.mark.parametrize(
@@ -134,19 +98,3 @@ def test_identities_learn_and_relearn():
     assert ids.principal_of("ASIA1") == "arn:aws:iam::123:role/app"
     assert ids.learn("ASIA1", "arn:aws:iam::123:user/bob")
     assert ids.role_of("ASIA1") is None and ids.role_of(None) is None and ids.role_of("nope") is None
-
-
-def test_iam_role_lookup_resolves_tags_and_filters_on_moto(moto_url):
-    iam = upstream.client("iam", "us-east-1", moto_url)
-    policy = '{"Version":"2012-10-17","Statement":[]}'
-    made = {}
-    for name, path, env in [("api", "/app/", "prod"), ("worker", "/app/", "dev"), ("admin", "/", "prod")]:
-        role = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=policy,
-                               Tags=[{"Key": "env", "Value": env}])["Role"]
-        made[name] = role["Arn"]
-    lookup = targets.iam_role_lookup(moto_url)
-    res = targets.resolve("t", target(resource_tags={"env": "prod"}), random.Random(0), lookup)
-    assert set(res.arns) == {made["api"], made["admin"]}
-    res = targets.resolve("t", target(resource_tags={"env": "prod"}, filters=[{"path": "Path", "values": ["/app/"]}]),
-                          random.Random(0), lookup)
-    assert res.arns == (made["api"],)

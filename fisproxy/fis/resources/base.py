@@ -62,18 +62,22 @@ class ActionContext:
     experiment_id: str
     action_name: str
     action_id: str
-    clients: Clients
+    clients: Clients | None
     targets: Mapping[str, ResolvedTarget]
     parameters: Mapping[str, str]
     region: str
     log: Callable[[str], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Set (with `cancelled`) when the proxy shuts down mid-action: end now, undo nothing.
+    abandoned: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
     rng: random.Random = field(default_factory=random.Random)
     state: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
 
     def client(self, service: str, region: str | None = None) -> Any:
+        if self.clients is None:
+            raise ActionError(f"{self.action_id}: no experiment role session", "ConfigurationFailure")
         return self.clients.client(service, region or self.region)
 
     def target(self, key: str) -> ResolvedTarget:
@@ -142,18 +146,27 @@ def implementation(action_id: str) -> ResourceAction:
     return IMPLEMENTATIONS[action_id]()
 
 
-def perform(action: ResourceAction, ctx: ActionContext) -> None:
+def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False,
+            on_started: Callable[[], None] | None = None) -> None:
     """Run one action to its end: start, then wait (its own way, or until the deadline), then
-    stop. ActionError if it failed; `stop` has run either way."""
+    stop. ActionError if it failed; `stop` has run either way, unless the action was abandoned
+    (the proxy is shutting down: whoever resumes the experiment undoes it).
+
+    `started`: `start` already ran (an experiment resumed after a restart): only wait and stop.
+    `on_started`: called once `start` returned, so `ctx.state` can be saved before waiting."""
     try:
-        action.start(ctx)
+        if not started:
+            action.start(ctx)
+            if on_started is not None:
+                on_started()
         if isinstance(action, WaitingAction):
             action.wait(ctx)
         elif ctx.deadline is not None:
             while not ctx.cancelled.is_set() and (ctx.remaining() or 0) > 0:
                 ctx.sleep(ctx.remaining() or 0)
     finally:
-        action.stop(ctx)
+        if not ctx.abandoned.is_set():
+            action.stop(ctx)
 
 
 @contextmanager
