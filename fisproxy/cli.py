@@ -26,7 +26,7 @@ from fisproxy import __version__, reportcli, runtimefile
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
 from fisproxy.fis.templates_file import load_templates
 from fisproxy.proxy.auth import ControlAuth
-from fisproxy.proxy.settings import default_state_path, parse_endpoint
+from fisproxy.proxy.settings import default_state_path, parse_endpoint, parse_placement
 from fisproxy.runtimefile import RunningProxy
 
 SCRIPT = Path(__file__).parent / "proxy" / "script.py"
@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--templates", type=Path, action="append", default=[], metavar="FILE",
                        help="YAML/JSON experiment templates to create or update at start-up")
         p.add_argument("--seed", type=int, help="seed for reproducible sampling and selection")
+        p.add_argument("--placement", metavar="az=...,subnet=...",
+                       default=os.environ.get("FISPROXY_PLACEMENT") or None,
+                       help="where this proxy runs (az=us-east-1a, az-id=use1-az1, subnet=subnet-0abc), "
+                            "for faults targeted at an Availability Zone or subnet "
+                            "(default: $FISPROXY_PLACEMENT)")
         p.add_argument("--quiet", action="store_true", help="no log line per injected fault")
         p.add_argument("--control-token", metavar="TOKEN",
                        default=os.environ.get("FISPROXY_CONTROL_TOKEN") or None,
@@ -243,6 +248,12 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
         options += ["mode=regular", f"mode=reverse:{args.aws_endpoint}@{bind}:{args.endpoint_port}"]
     if args.seed is not None:
         options.append(f"fisproxy_seed={args.seed}")
+    if args.placement:
+        try:
+            parse_placement(args.placement)
+        except ValueError as e:
+            fail(f"--placement: {str(e).split(': ', 1)[1]}")
+        options.append(f"fisproxy_placement={args.placement}")
     if args.quiet:
         options.append("fisproxy_quiet=true")
     if args.control_token:

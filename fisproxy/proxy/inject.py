@@ -21,8 +21,9 @@ from collections.abc import Awaitable
 
 from mitmproxy import http
 
+from fisproxy.aws.call import AwsCall, RequestParts
 from fisproxy.aws.identify import complete, identify
-from fisproxy.fis.decide import Decision, decide
+from fisproxy.fis.decide import Decision, decide, needs_body
 from fisproxy.fis.faults import Phase
 from fisproxy.proxy import apply
 from fisproxy.proxy.controlplane import is_control_flow
@@ -56,6 +57,9 @@ class FaultInjector:
             note = runtime.notes[flow.id] = Note(call, service_only=service_only)
             if call.needs_body:
                 return None  # decided in `request`, once the (small, buffered) form body is in
+            if self._needs_body(call) and not req.stream and apply.has_body(req):
+                note.deferred = True  # a targeted resource named in the (small) body
+                return None
             decision = self._decide(flow, note)
         except Exception:  # the error boundary: log, let the flow go on untouched
             logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
@@ -64,12 +68,15 @@ class FaultInjector:
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         note = self.runtime.notes.get(flow.id)
-        if note is None or not note.call.needs_body or flow.response or flow.error or not flow.live:
+        if note is None or not (note.call.needs_body or note.deferred):
+            return None
+        if flow.response or flow.error or not flow.live:
             return None
         try:
             req = flow.request
-            note.call = complete(note.call, original_host(flow), req.raw_content or b"")
-            decision = None if note.call.needs_body else self._decide(flow, note)
+            if note.call.needs_body:
+                note.call = complete(note.call, original_host(flow), req.raw_content or b"")
+            decision = None if note.call.needs_body else self._decide(flow, note, with_body=True)
         except Exception:
             logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
             return None
@@ -91,7 +98,11 @@ class FaultInjector:
 
     # ---- deciding and applying -------------------------------------------------------
 
-    def _decide(self, flow: http.HTTPFlow, note: Note) -> Decision | None:
+    def _needs_body(self, call: AwsCall) -> bool:
+        engine = self.runtime.engine
+        return engine is not None and needs_body(engine.candidates(call))
+
+    def _decide(self, flow: http.HTTPFlow, note: Note, *, with_body: bool = False) -> Decision | None:
         runtime = self.runtime
         call = note.call
         if runtime.engine is None or runtime.chaos is None:
@@ -101,7 +112,10 @@ class FaultInjector:
         candidates = runtime.engine.candidates(call) + runtime.chaos.candidates()
         if not candidates:
             return None
-        decision = note.decision = decide(call, candidates, runtime.rng)
+        req = flow.request
+        body = req.raw_content if with_body else None
+        parts = RequestParts(req.method, req.path, req.headers, body)
+        decision = note.decision = decide(call, candidates, runtime.rng, parts)
         if not decision:
             return None
         flow.metadata["fisproxy"] = {  # plain values, for scripts and mitmproxy's console

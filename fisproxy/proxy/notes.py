@@ -20,6 +20,9 @@ class Note:
     # The operation cannot be known (a form body too large to read): faults that name no
     # operation still apply. Otherwise a call with no operation is passed through untouched.
     service_only: bool = False
+    # A rule in force can only tell from the body whether the call names its resource
+    # (a Kinesis stream): decided in `request`, once the (small) body is in.
+    deferred: bool = False
 
 
 class FlowNotes(dict[str, Note]):

@@ -13,12 +13,14 @@ import time
 from mitmproxy import http
 
 from fisproxy.aws.sts import learn_credentials
+from fisproxy.fis.resources.scoped import decode_body
 from fisproxy.proxy.notes import Note
 from fisproxy.proxy.runtime import Runtime
 from fisproxy.requestlog import RequestRecord, parse_sdk_headers
 
 logger = logging.getLogger("fisproxy")
 
+SHARD_ITERATOR_OPERATIONS = frozenset({"GetShardIterator", "GetRecords"})
 STS_LEARNING_OPERATIONS = frozenset(
     {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "GetCallerIdentity"}
 )
@@ -35,7 +37,12 @@ class Observer:
         self._record(flow, note)
         call = note.call
         engine = self.runtime.engine
-        if call.service != "sts" or call.operation not in STS_LEARNING_OPERATIONS or engine is None:
+        if engine is None:
+            return
+        if call.service == "kinesis" and call.operation in SHARD_ITERATOR_OPERATIONS:
+            self._learn_iterators(flow, note)
+            return
+        if call.service != "sts" or call.operation not in STS_LEARNING_OPERATIONS:
             return
         if flow.response is None or flow.metadata.get("fisproxy"):
             return  # an injected answer teaches nothing
@@ -46,6 +53,22 @@ class Observer:
             return
         if learned:
             engine.learn_identity(*learned)
+
+    def _learn_iterators(self, flow: http.HTTPFlow, note: Note) -> None:
+        """Which stream the shard iterators a Kinesis answer hands out belong to, while a fault
+        targets streams (GetRecords names only its iterator). Small answers only."""
+        engine, response = self.runtime.engine, flow.response
+        if engine is None or response is None or response.status_code != 200 or not engine.candidates(note.call):
+            return
+        if flow.request.stream or response.stream or flow.request.raw_content is None or response.raw_content is None:
+            return
+        try:
+            content_type = flow.request.headers.get("content-type")
+            request = decode_body(flow.request.content or b"", content_type)
+            answer = decode_body(response.content or b"", response.headers.get("content-type"))
+            engine.shard_iterators.learn(note.call.operation or "", request, answer, note.call.region)
+        except Exception:
+            logger.exception("fisproxy: could not read a Kinesis answer")
 
     def error(self, flow: http.HTTPFlow) -> None:
         note = self.runtime.notes.pop(flow.id, None)

@@ -132,6 +132,7 @@ class Runtime:
         self.engine = Engine(
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
+            placement=settings.placement,
         )
         self.chaos = ChaosState(
             load=lambda: store.get_doc("chaos", "config"),

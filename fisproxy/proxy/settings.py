@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fisproxy.fis.scoped import Placement
 from fisproxy.proxy.auth import ControlAuth
 
 OPTION_NAMES = frozenset({
     "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state", "fisproxy_templates",
     "fisproxy_seed", "fisproxy_account_id", "fisproxy_fault_header", "fisproxy_quiet",
     "fisproxy_control_token", "fisproxy_control_credentials", "fisproxy_metrics_public",
-    "listen_host",
+    "fisproxy_placement", "listen_host",
 })
 
 
@@ -70,6 +71,11 @@ def declare_options(loader: Any) -> None:
         "accept: give the AWS CLI or SDK that drives FIS the same credentials.",
     )
     loader.add_option(
+        "fisproxy_placement", str | None, None,
+        "Where this proxy runs, for faults targeted at an Availability Zone or subnet: "
+        "az=us-east-1a,az-id=use1-az1,subnet=subnet-0abc (any of them).",
+    )
+    loader.add_option(
         "fisproxy_metrics_public", bool, False,
         "Serve /metrics without credentials even when control API authentication is on.",
     )
@@ -88,6 +94,7 @@ class Settings:
     fault_header: bool
     quiet: bool
     control_auth: ControlAuth
+    placement: Placement
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -117,6 +124,7 @@ class Settings:
                 options.fisproxy_control_token, options.fisproxy_control_credentials,
                 public_metrics=options.fisproxy_metrics_public,
             ),
+            placement=parse_placement(options.fisproxy_placement),
         )
 
 
@@ -132,3 +140,16 @@ def parse_endpoint(url: str) -> tuple[str, str, int]:
     except ValueError:
         raise ValueError(f"fisproxy_aws_endpoint: not a valid port in {url!r}") from None
     return split.scheme, split.hostname, port
+
+
+def parse_placement(spec: str | None) -> Placement:
+    """`az=us-east-1a,subnet=subnet-0abc` -> Placement; ValueError naming the option."""
+    if not spec:
+        return Placement()
+    fields: dict[str, str] = {}
+    for part in spec.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or key not in ("az", "az-id", "subnet") or not value.strip():
+            raise ValueError(f"fisproxy_placement: expected az=...,az-id=...,subnet=..., got {spec!r}")
+        fields[key] = value.strip()
+    return Placement(az=fields.get("az"), az_id=fields.get("az-id"), subnet=fields.get("subnet"))

@@ -32,6 +32,7 @@ class Fisproxy:
     control_port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
     subcommand: str = "run"  # or "web" (mitmweb)
+    env_extra: dict[str, str] = field(default_factory=dict)  # e.g. the proxy's own AWS keys
     proc: subprocess.Popen | None = None
 
     @property
@@ -68,7 +69,7 @@ class Fisproxy:
 
     def start(self) -> Fisproxy:
         self.proc = subprocess.Popen(
-            self.command(), stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=clean_env(),
+            self.command(), stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=clean_env(**self.env_extra),
         )
         wait_until(lambda: http_ok(f"{self.control_url}/_fisproxy/health"), 60, "fisproxy", self.proc)
         return self

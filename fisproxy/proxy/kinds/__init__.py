@@ -18,6 +18,8 @@ from fisproxy.aws.call import AwsCall
 from fisproxy.fis.faults import Fault, Phase
 from fisproxy.proxy.kinds.disconnect import Disconnect
 from fisproxy.proxy.kinds.error import Error
+from fisproxy.proxy.kinds.lambda_error import LambdaError
+from fisproxy.proxy.kinds.lambda_http import LambdaHttp
 from fisproxy.proxy.kinds.latency import Latency
 from fisproxy.proxy.sink import FaultSink
 
@@ -42,6 +44,8 @@ KINDS: dict[str, FaultKind] = {
     "latency": Latency(),
     "error": Error(),
     "disconnect": Disconnect(),
+    "lambda-error": LambdaError(),
+    "lambda-http": LambdaHttp(),
 }
 
 __all__ = ["KINDS", "Env", "FaultKind"]
