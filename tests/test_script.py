@@ -1,4 +1,4 @@
-"""`mitmdump -s addons/fisproxy.py`: the same addon in plain mitmproxy (design.md section 2)."""
+"""`mitmdump -s addons/fisproxy.py`: the same addon in plain mitmproxy (the README's command line)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,10 @@ may prefix a json `__type` namespace (`com.amazon.coral.availability#ThrottlingE
 Every code chosen here is one all SDKs retry, *at the status that goes with it*: botocore's
 legacy mode matches code AND status (`Throttling`/`ThrottlingException`/
 `ProvisionedThroughputExceededException` only at 400, EC2 `RequestLimitExceeded` only at 503,
-SQS `RequestThrottled` only at 403); 5xx is retried whatever the code. See
-shared/reference/aws-protocols.md sections 3.1-3.4 and 3.6.
+SQS `RequestThrottled` only at 403); 5xx is retried whatever the code. See botocore's
+retry rules (https://github.com/boto/botocore/blob/develop/botocore/data/_retry.json,
+https://github.com/boto/botocore/blob/develop/botocore/retries/standard.py) and the SDKs' shared
+retry behavior (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Experiment logs in the FIS log schema, version 2 (fis-spec 5).
+"""Experiment logs in the FIS log schema, version 2
+(https://docs.aws.amazon.com/fis/latest/userguide/monitoring-logging.html).
 
 Every record goes to the store (`Store.append_log`) and to `<state_dir>/logs/<experiment id>.jsonl`.
 When the experiment's `logConfiguration` asks for them, `upload` also delivers the records to

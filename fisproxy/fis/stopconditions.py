@@ -2,7 +2,8 @@
 
 The engine polls `AlarmPoller.firing` from a worker thread (it calls DescribeAlarms on the
 upstream, blocking) and stops every running experiment whose alarm is in `ALARM`, with FIS's own
-reason, "Experiment halted by stop condition." (fis-spec 2.4).
+reason, "Experiment halted by stop condition."
+(https://docs.aws.amazon.com/fis/latest/userguide/stop-conditions.html).
 """
 
 from __future__ import annotations

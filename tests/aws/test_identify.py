@@ -37,7 +37,7 @@ SERVICES = (
 )  # fmt: skip
 REGION = "eu-west-1"
 ACCESS_KEY = "AKIDEXAMPLE"
-# Wire-identical pairs (reference/aws-protocols.md 1.7): same method, path, query and required
+# Wire-identical pairs in botocore's S3 model: same method, path, query and required
 # members. The deprecated operation is reported as its successor.
 WIRE_IDENTICAL = {
     ("s3", "GetBucketLifecycle"): "GetBucketLifecycleConfiguration",

@@ -25,7 +25,9 @@ def aws(proxy: Fisproxy, *args: str, endpoint: bool = False) -> Any:
 
 
 def template_21(role_arn: str, alarm_arn: str) -> dict[str, Any]:
-    """fis-spec.md section 2.1's template, with second-long durations."""
+    """The example template of FIS's user guide
+    (https://docs.aws.amazon.com/fis/latest/userguide/experiment-template-example.html), with
+    second-long durations."""
     return {
         "description": "Throttle EC2 Describe* for the app role",
         "targets": {"myRole": {"resourceType": "aws:iam:role", "resourceArns": [role_arn], "selectionMode": "ALL"}},

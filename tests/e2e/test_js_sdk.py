@@ -19,8 +19,8 @@ from tests.e2e.conftest import Fisproxy, start_action
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 NEEDED = ("@aws-sdk/client-dynamodb", "@smithy/node-http-handler", "hpagent")
-# JS v3's default for DynamoDB (the 2026 retry rules: 4 attempts; reference aws-protocols.md
-# 3.3/3.4), the same as the SDK announces in `amz-sdk-request: attempt=N; max=4`.
+# JS v3's default for DynamoDB (the standard retry mode: 4 attempts,
+# https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html), the same as the SDK announces in `amz-sdk-request: attempt=N; max=4`.
 JS_DYNAMODB_ATTEMPTS = 4
 
 

@@ -248,3 +248,36 @@ def test_actions_run_as_the_experiment_role_and_a_refusal_is_the_actions_reason(
         assert "assumed-role/fis-experiment/" in reason
     finally:
         proxy.stop()
+
+
+def test_subnet_disruption_drops_the_scope_on_a_proxy_placed_there(
+    fisproxy: Fisproxy, tmp_path: Any, tag: dict[str, str]
+) -> None:
+    ec2 = fisproxy.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", TagSpecifications=[
+        {"ResourceType": "subnet", "Tags": [{"Key": k, "Value": v} for k, v in tag.items()]}])["Subnet"]["SubnetId"]
+    placed = Fisproxy(tmp_path, fisproxy.upstream, extra_args=("--placement", f"subnet={subnet}"))
+    placed.start()
+    try:
+        exp_id = run_experiment(
+            placed,
+            {"cut": {"actionId": "aws:network:disrupt-connectivity", "targets": {"Subnets": "net"},
+                     "parameters": {"duration": "PT10M", "scope": "dynamodb"}}},
+            {"net": by_tags("aws:ec2:subnet", tag)})
+        wait_for_state(placed.fis(), exp_id, "running")
+        ddb = placed.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1})
+        with pytest.raises(botocore.exceptions.BotoCoreError):
+            ddb.list_tables()  # the scope: dropped
+        placed.client("sqs").list_queues()  # not in the scope: through
+        # The shared proxy, placed nowhere, is not in the subnet: same template, no effect.
+        elsewhere = run_experiment(
+            fisproxy,
+            {"cut": {"actionId": "aws:network:disrupt-connectivity", "targets": {"Subnets": "net"},
+                     "parameters": {"duration": "PT10M", "scope": "dynamodb"}}},
+            {"net": by_tags("aws:ec2:subnet", tag)})
+        wait_for_state(fisproxy.fis(), elsewhere, "running")
+        fisproxy.client("dynamodb").list_tables()
+        fisproxy.fis().stop_experiment(id=elsewhere)
+    finally:
+        placed.stop()

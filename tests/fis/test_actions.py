@@ -16,7 +16,7 @@ from fisproxy.fis.actions import (
 )
 from fisproxy.fis.faults import FaultSpec, RuleSpec
 
-DESIGN_ACTIONS = [  # design.md section 5
+DESIGN_ACTIONS = [  # the README's API fault table
     "aws:fis:inject-api-internal-error", "aws:fis:inject-api-throttle-error",
     "aws:fis:inject-api-unavailable-error", "aws:fis:wait", "localstack:generic:api-error",
     "localstack:generic:latency", "fisproxy:api:latency", "fisproxy:api:error", "fisproxy:api:disconnect",

@@ -1,6 +1,7 @@
 """The LocalStack Chaos API emulation: HTTP semantics, validation messages, matching, persistence.
 
-Expected messages are written out from reference/fis-spec.md section 9 and LocalStack's tests;
+Expected messages are written out from LocalStack's Chaos API documentation
+(https://docs.localstack.cloud/user-guide/chaos-engineering/chaos-api/) and its tests;
 where jsonschema is installed (a test-only, transitive package) it is also used as an oracle on
 the schema the spec describes.
 """

@@ -266,7 +266,7 @@ class FaultHeaderAddon:
 
 
 class ProxyThread:
-    """DumpMaster on port 0 in a background thread (mitmproxy.md 7.2)."""
+    """An in-process DumpMaster on port 0, in a background thread."""
 
     def __init__(self, addon: FaultHeaderAddon) -> None:
         self.addon = addon
