@@ -22,8 +22,11 @@ def target(resource_type: str, *arns: str, **parameters: str) -> ResolvedTarget:
                                                      for a in arns), parameters)
 
 
+NOWHERE = Placement()
+
+
 def rule(action_id: str, params: dict[str, str], targets: dict[str, ResolvedTarget],
-         placement: Placement = Placement()):
+         placement: Placement = NOWHERE):
     return compile_rule(action_id, params, targets, region="us-east-1", placement=placement,
                         iterators=ShardIterators())
 
