@@ -356,7 +356,7 @@ def mitmdump(tmp_path: Path, *, streaming: bool = True) -> Iterator[MitmdumpProc
     proc = subprocess.Popen(
         [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()",
          "--listen-host", "127.0.0.1", "-p", "0", "-q", "--set", f"confdir={tmp_path / 'conf'}",
-         "--set", f"stream_large_bodies={STREAM_LARGE_BODIES if streaming else ''}",
+         *(["--set", f"stream_large_bodies={STREAM_LARGE_BODIES}"] if streaming else []),
          "--set", "connection_strategy=lazy", "-s", str(script)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
