@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from fisproxy import __version__, reportcli, runtimefile
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
@@ -30,6 +30,7 @@ from fisproxy.proxy.settings import default_state_path, parse_endpoint, parse_pl
 from fisproxy.runtimefile import RunningProxy
 
 SCRIPT = Path(__file__).parent / "proxy" / "script.py"
+LIST_OPTIONS = frozenset({"fisproxy_templates", "fisproxy_control_credentials", "mode", "scripts"})
 
 
 def default_certs_dir() -> Path:
@@ -263,6 +264,11 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
         options.append("fisproxy_metrics_public=true")
     if args.command == "web":
         options += [f"web_port={args.web_port}", "web_open_browser=false"]
+    # A --set of the user's wins over the value a flag (or its default) gave: mitmproxy takes
+    # one value per option (repeating one makes it refuse, or, for an addon's option, ignore
+    # every value), except for list options, where the values add up.
+    chosen = {o.partition("=")[0] for o in args.setoptions}
+    options = [o for o in options if o.partition("=")[0] not in chosen or o.partition("=")[0] in LIST_OPTIONS]
     options += args.setoptions
     argv = ["--listen-host", host, "--listen-port", str(args.port), "-s", str(SCRIPT)]
     for option in options:
@@ -309,13 +315,21 @@ def run_proxy(args: argparse.Namespace) -> None:
     # Exposure warnings (non-loopback without proxyauth / control auth) are logged by the
     # addon at start-up, so `mitmdump -s` users see them too; not repeated here.
     print(f"  control API authentication: {describe_auth(auth)}", file=sys.stderr)
+    from mitmproxy.tools import cmdline
     from mitmproxy.tools import main as mitm_main
 
     with recorded(args):
         if args.command == "web":
-            mitm_main.mitmweb(argv)
+            from mitmproxy.tools.web.master import WebMaster
+
+            master: Any = mitm_main.run(WebMaster, cmdline.mitmweb, argv)
         else:
-            mitm_main.mitmdump(argv)
+            from mitmproxy.tools.dump import DumpMaster
+
+            master = mitm_main.run(DumpMaster, cmdline.mitmdump, argv)
+    runtime = master.addons.get("runtime")
+    if runtime is not None and runtime.failed:
+        sys.exit(1)  # the proxy stopped because it could not start (its log says why)
 
 
 @contextmanager

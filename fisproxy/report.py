@@ -21,9 +21,12 @@ what tells whether it recovered), up to `FOLLOW_SECONDS` around the experiment.
 
 from __future__ import annotations
 
+import concurrent.futures
 import html
 import json
+import multiprocessing
 import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -526,14 +529,55 @@ def _duration(seconds: float) -> str:
 
 # ---- control API ----------------------------------------------------------------------------
 
+class ReportBuilder:
+    """Builds reports in a separate process, so a report over millions of records never holds
+    the proxy's interpreter (its GIL) while traffic flows. The child opens the store itself
+    (`open_store(spec)`: a SQLite path, or a store URL) and lives for one report, so the
+    memory it took is given back. Blocking: call from a worker thread."""
+
+    def __init__(self, store_url: str | None, state_path: str, *, timeout: float = 600.0) -> None:
+        self.store_url = store_url
+        self.state_path = state_path
+        self.timeout = timeout
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def build(self, experiment_id: str) -> dict[str, Any]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1)
+            pool = self._pool
+        return pool.submit(_build_in_child, self.store_url, self.state_path, experiment_id).result(self.timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+
+def _build_in_child(store_url: str | None, state_path: str, experiment_id: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    from fisproxy.store import open_store
+
+    store = open_store(store_url, Path(state_path))
+    try:
+        return build_report(store, experiment_id)
+    finally:
+        store.close()
+
+
 def report_handler(
-    store: RequestSource, *, flush: Callable[[], None] | None = None
+    store: RequestSource, *, flush: Callable[[], None] | None = None,
+    builder: ReportBuilder | None = None,
 ) -> Callable[[ApiRequest], ApiResponse | None]:
     """A ControlRouter `extra` handler for `GET /_fisproxy/experiments/<id>/report[?format=json|html]`.
 
     `flush` writes the records still buffered in memory first, so a report read after a
-    client's call was answered counts that call. Blocking: the control plane runs it in a
-    worker thread."""
+    client's call was answered counts that call. `builder` builds it in another process (else
+    here). Blocking: the control plane runs it in a worker thread."""
 
     def handle(request: ApiRequest) -> ApiResponse | None:
         match = REPORT_PATH.match(request.path)
@@ -548,7 +592,7 @@ def report_handler(
         if flush is not None:
             flush()
         try:
-            report = build_report(store, experiment_id)
+            report = builder.build(experiment_id) if builder is not None else build_report(store, experiment_id)
         except KeyError:
             return ApiResponse.json(404, {"message": f"Experiment {experiment_id} not found."})
         if fmt == "html":

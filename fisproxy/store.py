@@ -191,3 +191,10 @@ class Store:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def open_store(url: str | None, state_path: Path) -> Store:
+    """The store: the SQLite file at `state_path` (a shared store URL comes with --store)."""
+    if url:
+        raise ValueError(f"--store: unsupported store URL {url!r}")
+    return Store(state_path)

@@ -150,3 +150,15 @@ def test_unreachable_aws_endpoint_is_a_warning_and_the_proxy_starts(tmp_path: Pa
         stop(proc)
     assert (f"fisproxy: warning: --aws-endpoint http://127.0.0.1:{closed} does not answer "
             f"(127.0.0.1:{closed}: Connection refused); starting anyway") in log.read_text()
+
+
+def test_a_proxy_that_cannot_open_its_store_exits_instead_of_running_deaf(tmp_path: Path) -> None:
+    # (--set bypasses the command line's own checks of --state: the addon must not hang on.)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = subprocess.run(
+        [FISPROXY, "run", "--port", str(free_port()), "--control-port", str(free_port()),
+         "--certs", str(tmp_path / "c"), "--set", f"fisproxy_state={blocker}/state.sqlite"],
+        capture_output=True, text=True, timeout=60, env=clean_env())
+    assert result.returncode == 1
+    assert "could not start" in result.stdout + result.stderr

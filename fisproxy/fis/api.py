@@ -273,10 +273,13 @@ class FisApi:
     """FIS control API over a Store and an ExperimentRunner. Thread-safe: one lock serialises
     operations (they are few and fast), which also makes clientToken checks atomic."""
 
-    def __init__(self, store: Store, engine: ExperimentRunner, *, account_id: str = DEFAULT_ACCOUNT_ID) -> None:
+    def __init__(self, store: Store, engine: ExperimentRunner, *, account_id: str = DEFAULT_ACCOUNT_ID,
+                 max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS) -> None:
         self.store = store
         self.engine = engine
         self.account_id = account_id
+        # FIS's default quota; adjustable, as AWS's is on request.
+        self.max_active_experiments = max_active_experiments
         self._lock = threading.RLock()
 
     # ---- HTTP entry ----
@@ -441,8 +444,8 @@ class FisApi:
         if lever.state.status != "disengaged":
             raise _conflict(f"Safety lever {lever.id} is {lever.state.status}: experiments cannot start "
                             f"({lever.state.reason or 'no reason given'})")
-        if self.engine.active_count() >= MAX_ACTIVE_EXPERIMENTS:
-            raise _quota(f"You have reached the quota of {MAX_ACTIVE_EXPERIMENTS} active experiments")
+        if self.engine.active_count() >= self.max_active_experiments:
+            raise _quota(f"You have reached the quota of {self.max_active_experiments} active experiments")
         mode = (req.experiment_options.actions_mode if req.experiment_options else None) or "run-all"
         experiment = self.engine.start_experiment(template, region=region, tags=dict(req.tags), actions_mode=mode)
         accounts = self.store.list_docs(_template_accounts_kind(template.id))

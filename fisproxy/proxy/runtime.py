@@ -34,7 +34,7 @@ from fisproxy.proxy.controlserver import ControlServer
 from fisproxy.proxy.notes import FlowNotes
 from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
 from fisproxy.proxy.sink import FaultSink
-from fisproxy.report import report_handler
+from fisproxy.report import ReportBuilder, report_handler
 from fisproxy.requestlog import Recorder
 from fisproxy.store import Store
 
@@ -48,6 +48,7 @@ class Runtime:
         self.settings: Settings | None = None
         self.rng = random.Random()
         self.ready = False
+        self.failed: str | None = None  # why start-up failed (the process then exits)
         self.store: Store | None = None
         self.engine: Engine | None = None
         self.loops: EngineLoops | None = None
@@ -57,6 +58,7 @@ class Runtime:
         self.recorder: Recorder | None = None
         self.metrics: Metrics | None = None
         self.sink: FaultSink | None = None
+        self.reports: ReportBuilder | None = None
         self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
@@ -112,8 +114,11 @@ class Runtime:
         try:
             await asyncio.to_thread(self._open, self.settings, loop)
         except Exception as e:
+            # Never a proxy that looks alive but answers nothing: stop, and say why.
             logger.error("fisproxy: could not start: %s", e)
-            raise
+            self.failed = str(e)
+            ctx.master.shutdown()
+            return
         assert self.sink is not None and self.recorder is not None and self.loops is not None
         await self.sink.start()
         self.spawn(self.recorder.run(), "fisproxy-recorder")
@@ -129,6 +134,7 @@ class Runtime:
     def _open(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         """Everything that touches disk at start-up, in a worker thread."""
         self.store = store = Store(settings.state)
+        self.reports = ReportBuilder(None, str(settings.state))
         self.engine = Engine(
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
@@ -138,12 +144,14 @@ class Runtime:
             load=lambda: store.get_doc("chaos", "config"),
             save=lambda doc: store.put_doc("chaos", "config", doc),
         )
-        fis_api = FisApi(store, self.engine, account_id=settings.account_id)
+        fis_api = FisApi(store, self.engine, account_id=settings.account_id,
+                         max_active_experiments=settings.max_active_experiments)
         self.recorder = recorder = Recorder(store)
         self.metrics = Metrics(self.engine.active_count)
         router = ControlRouter(
             fis=fis_api, chaos=ChaosApi(self.chaos),
-            extra=(self.metrics.handle, report_handler(store, flush=recorder.flush)),
+            extra=(self.metrics.handle,
+                   report_handler(store, flush=recorder.flush, builder=self.reports)),
         )
         self.plane = ControlPlane(router, settings.control_auth)
         self.engine.resume()
@@ -190,6 +198,8 @@ class Runtime:
             self.engine.close()
         if self.recorder is not None:
             self.recorder.flush()  # what the background task had not written yet
+        if self.reports is not None:
+            self.reports.close()
         if self.store is not None:
             self.store.close()
         self.control = self.loops = self.engine = self.recorder = self.store = None

@@ -16,7 +16,7 @@ OPTION_NAMES = frozenset({
     "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state", "fisproxy_templates",
     "fisproxy_seed", "fisproxy_account_id", "fisproxy_fault_header", "fisproxy_quiet",
     "fisproxy_control_token", "fisproxy_control_credentials", "fisproxy_metrics_public",
-    "fisproxy_placement", "listen_host",
+    "fisproxy_placement", "fisproxy_max_active_experiments", "listen_host",
 })
 
 
@@ -76,6 +76,10 @@ def declare_options(loader: Any) -> None:
         "az=us-east-1a,az-id=use1-az1,subnet=subnet-0abc (any of them).",
     )
     loader.add_option(
+        "fisproxy_max_active_experiments", int, 5,
+        "How many experiments may be active at once (FIS's quota: 5 by default, adjustable).",
+    )
+    loader.add_option(
         "fisproxy_metrics_public", bool, False,
         "Serve /metrics without credentials even when control API authentication is on.",
     )
@@ -95,6 +99,7 @@ class Settings:
     quiet: bool
     control_auth: ControlAuth
     placement: Placement
+    max_active_experiments: int = 5
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -125,6 +130,7 @@ class Settings:
                 public_metrics=options.fisproxy_metrics_public,
             ),
             placement=parse_placement(options.fisproxy_placement),
+            max_active_experiments=max(1, options.fisproxy_max_active_experiments),
         )
 
 
