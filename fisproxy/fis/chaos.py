@@ -44,6 +44,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from fisproxy.aws.call import AwsCall
+from fisproxy.fis import jsonbody
 from fisproxy.fis.faults import Fault, FaultSpec
 from fisproxy.httpdata import ApiRequest, ApiResponse
 
@@ -404,8 +405,10 @@ class ChaosApi:
         if method == "GET":
             return self._current(path)
         try:
-            data = json.loads(request.body)
-        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8/16/32
+            # NaN and Infinity parse, as in LocalStack (the schema then refuses them); nesting
+            # is bounded, where LocalStack's json.loads would raise RecursionError.
+            data = jsonbody.loads(request.body, finite=False)
+        except jsonbody.BodyError as e:  # not JSON, bytes that are not UTF-8/16/32, too deep
             return _message(400, f"Error decoding JSON: {e}")
         try:
             if path == EFFECTS_PATH:
