@@ -1,9 +1,11 @@
 """JSON request bodies for the control APIs, parsed so that no body can break the handler.
 
 `json.loads` alone raises RecursionError on deeply nested input (a few kilobytes of `[`),
-turns `1e999` into infinity and accepts `NaN`, none of which a FIS or Chaos API body holds.
-`loads` turns all of these into a `BodyError` (a ValueError with a message for the client),
-and refuses nesting deeper than any modelled shape needs.
+turns `1e999` into infinity, accepts `NaN`, and decodes `"\ud800"` to a lone surrogate, a str
+that cannot be encoded (SQLite, pydantic's error locations and UTF-8 output all raise on it).
+None of these belongs in a FIS or Chaos API body: `loads` turns them into a `BodyError` (a
+ValueError with a message for the client), and refuses nesting deeper than any modelled shape
+needs.
 """
 
 from __future__ import annotations
@@ -46,13 +48,26 @@ def _check(value: Any, max_depth: int, finite: bool) -> None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
+            for key in item:
+                _check_text(key)
             children: Any = item.values()
         elif isinstance(item, list):
             children = item
         else:
-            if finite and isinstance(item, float) and not math.isfinite(item):
+            if isinstance(item, str):
+                _check_text(item)
+            elif finite and isinstance(item, float) and not math.isfinite(item):
                 raise BodyError("a number is too large")
             continue
         if depth > max_depth:
             raise BodyError(f"nested deeper than {max_depth} levels")
         stack.extend((child, depth + 1) for child in children)
+
+
+def _check_text(text: str) -> None:
+    if text.isascii():  # O(1); ASCII is always valid
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise BodyError("a string holds a lone surrogate (\\ud800-\\udfff): not valid Unicode") from None

@@ -20,6 +20,7 @@ from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import EFFECTS_PATH, FAULTS_PATH, ChaosApi, ChaosState
 from fisproxy.fis.ids import parse_duration
 from fisproxy.fis.jsonbody import BodyError, loads
+from fisproxy.fis.models import CreateExperimentTemplateRequest, FieldError, parse
 from fisproxy.httpdata import ApiRequest
 from fisproxy.store import Store
 from tests.fis.test_api import FakeRunner
@@ -124,11 +125,27 @@ def test_a_uri_label_or_query_value_the_model_forbids_is_a_validation_error(
     assert message.startswith(f"{field}: ")
 
 
-def test_a_rejected_value_with_undecodable_bytes_is_shown_escaped(api: FisApi) -> None:
-    body = {**template("PT1M"), "experimentOptions": {"accountTargeting": "single\udcff"}}
+@pytest.mark.parametrize("body", [
+    # Found by the fuzz test: a lone surrogate as a map key reached pydantic's error location.
+    b'{"description": "d", "roleArn": "arn:aws:iam::111122223333:role/fis", "stopConditions": [], '
+    b'"actions": {"\\ud800": {"actionId": "aws:arc:start-zonal-autoshift", "parameters": {}}}}',
+    b'{"description": "\\udcff", "roleArn": "arn:aws:iam::111122223333:role/fis", "stopConditions": [], '
+    b'"actions": {}, "tags": {"k\\udfff": "v"}}',
+])
+def test_a_json_string_that_is_not_valid_unicode_is_a_validation_error(api: FisApi, body: bytes) -> None:
     status, code, message = call(api, "POST", "/experimentTemplates", body)
     assert (status, code) == (400, "ValidationException")
+    assert message.startswith("The request body is not valid JSON: a string holds a lone surrogate")
+
+
+def test_a_rejected_value_with_undecodable_bytes_is_shown_escaped() -> None:
+    # Bodies never get this far (jsonbody refuses them); templates files and callers may.
+    data = {**template("PT1M"), "experimentOptions": {"accountTargeting": "single\udcff"}}
+    with pytest.raises(FieldError) as info:
+        parse(CreateExperimentTemplateRequest, data)
+    message = str(info.value)
     assert message.startswith("experimentOptions.accountTargeting: ") and "\\udcff" in message
+    message.encode()
 
 
 # ---- the Chaos API --------------------------------------------------------------------------
