@@ -91,7 +91,11 @@ ErrorCode = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9]+$")]
 Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Description = Annotated[str, StringConstraints(max_length=8192)]
 StatusCode = Annotated[int, BeforeValidator(_integral), Field(ge=400, le=599)]
-Latency = Annotated[int, BeforeValidator(_integral), Field(ge=0)]
+# An hour, as for fisproxy:api:latency's latencyMilliseconds: LocalStack's schema sets no
+# maximum, but a number past a float (10**400) or an asyncio timer (1e308) would break the
+# proxy at the first request it delays.
+MAX_LATENCY_MS = 3_600_000
+Latency = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_LATENCY_MS)]
 
 
 class _Echoed(BaseModel):

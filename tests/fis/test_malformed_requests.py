@@ -176,6 +176,15 @@ def test_chaos_odd_values_are_a_400(chaos: ChaosApi, body: bytes) -> None:
     response.body.decode()
 
 
+@pytest.mark.parametrize("latency", [str(10**400), "1e308", "3600001"])
+def test_chaos_latency_past_an_hour_is_a_schema_error(chaos: ChaosApi, latency: str) -> None:
+    # Found by the fuzz test: 10**400 raised OverflowError when the effect was compiled.
+    response = chaos.handle(ApiRequest("POST", EFFECTS_PATH, body=b'{"latency": ' + latency.encode() + b"}"))
+    assert response is not None and response.status == 400
+    assert json.loads(response.body)["message"].endswith("is greater than the maximum of 3600000")
+    assert json.loads(chaos.handle(ApiRequest("GET", EFFECTS_PATH)).body) == {"latency": 0}
+
+
 def test_loads_refuses_what_no_control_api_body_holds() -> None:
     assert loads(b'{"a": [1, 2.5, {"b": null}]}') == {"a": [1, 2.5, {"b": None}]}
     for raw in (DEEP, b"[" * 33 + b"]" * 33, b"NaN", b"[Infinity]", b"1e999", b"\xff", b"9" * 5000):
