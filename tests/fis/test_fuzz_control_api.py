@@ -14,7 +14,9 @@ are not JSON. It goes to `FisApi.handle` over a real SQLite store and the real e
   document are byte-for-byte what they were (read with a second SQLite connection).
 
 The Chaos API handler is fuzzed the same way (no 5xx, a refused write changes nothing).
-Fixed seed (`derandomize`) and a bounded budget: the examples are the same on every run.
+Fixed seed (`derandomize`) and a bounded budget (about 10 s): the same examples on every run of
+the same test selection. (Hypothesis also mixes in constants it reads from the project modules
+already imported, so this file run alone draws another fixed set than the whole suite does.)
 """
 
 from __future__ import annotations
