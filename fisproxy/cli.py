@@ -28,6 +28,7 @@ from fisproxy.fis.templates_file import load_templates
 from fisproxy.proxy.auth import ControlAuth
 from fisproxy.proxy.settings import default_state_path, parse_endpoint, parse_placement
 from fisproxy.runtimefile import RunningProxy
+from fisproxy.statefile import state_problem
 
 SCRIPT = Path(__file__).parent / "proxy" / "script.py"
 LIST_OPTIONS = frozenset({"fisproxy_templates", "fisproxy_control_credentials", "mode", "scripts"})
@@ -229,8 +230,10 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
             load_templates(path)  # validated now, so a bad file fails here with one line
         except ValueError as e:
             fail(f"--templates: {e}")
+    problem = state_problem(args.state)
+    if problem:
+        fail(f"--state {args.state}: {problem}")
     try:
-        args.state.parent.mkdir(parents=True, exist_ok=True)
         ensure_ca(args.certs)
     except OSError as e:
         fail(f"cannot create {e.filename}: {e.strerror}")

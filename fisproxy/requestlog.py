@@ -4,6 +4,10 @@ The addon builds one `RequestRecord` per identified AWS request when its flow en
 `Recorder.record`, which only appends to an in-memory buffer (it runs on the event loop, per
 request). A background task calls `flush` about once a second: one SQLite transaction for the
 whole batch. If the store cannot be written, the buffer stays bounded: the oldest records go.
+No record can stop recording: fields are checked before they are stored (a record whose fields
+cannot be stored loses those fields, or is dropped and counted), a batch the store refuses for
+one record is split until that record is isolated and dropped, and the background task logs
+any error and keeps going.
 
 AWS SDKs tag every attempt of one API call with the same `amz-sdk-invocation-id` and count the
 attempts in `amz-sdk-request: ttl=...; attempt=2; max=3`; that is what lets the report tell SDK
@@ -14,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +37,8 @@ REQUEST_HEADER = "amz-sdk-request"
 _INVOCATION_BYTES = INVOCATION_HEADER.encode()
 _REQUEST_BYTES = REQUEST_HEADER.encode()
 MAX_BUFFERED = 100_000
+MAX_TEXT = 256  # longest service, operation, region or fault label stored
+MAX_INVOCATION_ID = 128  # SDKs send a UUID (36 characters)
 RETENTION_SECONDS = 7 * 24 * 3600.0
 PRUNE_EVERY_SECONDS = 3600.0
 
@@ -74,7 +81,15 @@ def parse_sdk_headers(headers: Mapping[str, str]) -> tuple[str | None, int | Non
                 request = value.decode("latin-1")
     else:
         invocation, request = headers.get(INVOCATION_HEADER), headers.get(REQUEST_HEADER)
-    return (invocation or "").strip() or None, _attempt(request)
+    return _invocation_id(invocation), _attempt(request)
+
+
+def _invocation_id(value: str | None) -> str | None:
+    # Printable ASCII of a sane length, or nothing: this value is stored as it came.
+    value = (value or "").strip()
+    if not value or len(value) > MAX_INVOCATION_ID or not (value.isascii() and value.isprintable()):
+        return None
+    return value
 
 
 def _attempt(value: str | None) -> int | None:
@@ -85,7 +100,10 @@ def _attempt(value: str | None) -> int | None:
         key, _, number = part.partition("=")
         if key.strip().lower() == "attempt":
             number = number.strip()
-            return int(number) if number.isdigit() and int(number) > 0 else None
+            # isdecimal also accepts non-ASCII digits; a huge number is no attempt count.
+            if not (number.isascii() and number.isdigit()) or len(number) > 6:
+                return None
+            return int(number) or None
     return None
 
 
@@ -112,7 +130,8 @@ class Recorder:
         self._flush_lock = threading.Lock()
         self._retention = retention_seconds
         self._last_prune = 0.0
-        self.dropped = 0
+        self.dropped = 0  # past the buffer's bound
+        self.rejected = 0  # records (or batches' members) the store could not hold
         self.written = 0
 
     def record(self, r: RequestRecord) -> None:
@@ -125,28 +144,65 @@ class Recorder:
         return len(self._buffer) + len(self._failed)
 
     def flush(self) -> None:
-        """Write every buffered record in one transaction. A store error is logged and the
-        batch kept for the next flush."""
+        """Write every buffered record, in one transaction when all goes well.
+
+        A store that cannot be written (disk full, locked, read-only) is logged and the batch
+        kept for the next flush. A batch the store refuses because of one of its records is
+        split in halves until that record is alone; it is dropped (counted in `rejected`) and
+        the others are written."""
         with self._flush_lock:
             batch = self._failed + self._drain()
             self._failed = []
             if not batch:
                 return
-            try:
-                self._store.append_requests(batch)
-            except sqlite3.Error:
-                logger.exception("fisproxy: could not record %d requests; will retry", len(batch))
-                self._keep(batch)
-                return
-            self.written += len(batch)
+            self._write(self._storable(batch))
             self._prune()
+
+    def _write(self, batch: list[RequestRecord]) -> None:
+        chunks = [batch]  # a stack: the first half is pushed last, so order is kept
+        while chunks:
+            chunk = chunks.pop()
+            try:
+                self._store.append_requests(chunk)
+            except Exception as e:
+                if _store_unavailable(e):
+                    rest = chunk + [r for c in reversed(chunks) for r in c]
+                    logger.error("fisproxy: could not record %d requests (%s); will retry", len(rest), e)
+                    self._keep(rest)
+                    return
+                if len(chunk) > 1:
+                    middle = len(chunk) // 2
+                    chunks += [chunk[middle:], chunk[:middle]]
+                    continue
+                self.rejected += 1
+                logger.exception("fisproxy: dropped a request record the store refused: %r", chunk[0])
+                continue
+            self.written += len(chunk)
+
+    def _storable(self, batch: list[RequestRecord]) -> list[RequestRecord]:
+        """The records with every field the store can hold: text that is valid Unicode and not
+        too long, finite numbers. A bad optional field is cleared; a record without a storable
+        service or time is dropped (counted in `rejected`)."""
+        out = []
+        for r in batch:
+            clean = _clean(r)
+            if clean is None:
+                self.rejected += 1
+                logger.warning("fisproxy: dropped a request record that cannot be stored: %r", r)
+            else:
+                out.append(clean)
+        return out
 
     async def run(self, interval: float = 1.0) -> None:
         """Flush every `interval` seconds in a worker thread (the commit waits for fsync), until
-        cancelled. Call `flush()` once more after cancelling, before closing the store."""
+        cancelled. An error is logged and the next flush tried: recording never stops. Call
+        `flush()` once more after cancelling, before closing the store."""
         while True:
             await asyncio.sleep(interval)
-            await asyncio.to_thread(self.flush)
+            try:
+                await asyncio.to_thread(self.flush)
+            except Exception:
+                logger.exception("fisproxy: error while recording requests; will try again")
 
     def _drain(self) -> list[RequestRecord]:
         # popleft is atomic: records appended meanwhile stay for the next flush.
@@ -173,5 +229,48 @@ class Recorder:
         self._last_prune = now
         try:
             self._store.delete_requests_before(now - self._retention)
-        except sqlite3.Error:
+        except Exception:
             logger.exception("fisproxy: could not prune old request records")
+
+
+def _store_unavailable(error: Exception) -> bool:
+    """The store itself failed (disk full or I/O error, locked, read-only, corrupt), as opposed
+    to refusing what it was given: retrying the same batch later may work."""
+    return isinstance(error, sqlite3.OperationalError) or type(error) is sqlite3.DatabaseError
+
+
+def _text(value: object) -> bool:
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        return False
+    if value.isascii():  # O(1), and always valid UTF-8
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # lone surrogates: undecodable bytes from the wire
+        return False
+    return True
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _small_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _clean(r: RequestRecord) -> RequestRecord | None:
+    """`r` with only storable values (see `Recorder._storable`); None if it has none to keep."""
+    if not _text(r.service) or not _finite(r.time) or not _finite(r.duration_ms):
+        return None
+    faults = tuple(f for f in r.faults if _text(f)) if isinstance(r.faults, tuple) else ()
+    clean = replace(
+        r,
+        operation=r.operation if _text(r.operation) else None,
+        region=r.region if _text(r.region) else None,
+        faults=faults,
+        status=r.status if _small_int(r.status) else None,
+        invocation_id=r.invocation_id if _text(r.invocation_id) else None,
+        attempt=r.attempt if _small_int(r.attempt) else None,
+    )
+    return r if clean == r else clean

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from typing import Any
 
+from mitmproxy.http import Headers
 from prometheus_client.parser import text_string_to_metric_families
 
+from fisproxy.aws.identify import identify, warm
 from fisproxy.fis.faults import Fault, FaultSpec
 from fisproxy.httpdata import ApiRequest
 from fisproxy.metrics import Metrics, split_label
@@ -97,3 +101,50 @@ def test_handle_serves_only_get_metrics() -> None:
     assert post is not None and post.status == 405
     head = metrics.handle(ApiRequest("HEAD", "/metrics"))
     assert head is not None and head.status == 200 and head.body == b""
+
+
+# ---- labels come from the models, whatever clients send -------------------------------------
+
+def _hostile_request(i: int) -> tuple[str, str, str, Headers]:
+    """The i-th of a stream of requests with invented operations, services and regions, some
+    with bytes that are not UTF-8, as mitmproxy hands them to identify()."""
+    scope = f"AKID{i}/20240501/eu-west-{i}/{'dynamodb' if i % 2 else f'svc{i}'}/aws4_request"
+    auth = f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=00".encode()
+    kind = i % 3
+    if kind == 0:
+        target = b"DynamoDB_20120810.Op%d\xff" % i if i % 4 else b"DynamoDB_20120810.Op%d" % i
+        headers = Headers([(b"Authorization", auth), (b"X-Amz-Target", target)])
+        return "POST", "dynamodb.eu-west-1.amazonaws.com", "/", headers
+    if kind == 1:
+        return "GET", "sqs.eu-west-1.amazonaws.com", f"/?Action=Op{i}", Headers([(b"Authorization", auth)])
+    return ("POST", "monitoring.eu-west-1.amazonaws.com",
+            f"/service/GraniteServiceVersion20100801/operation/Op{i}", Headers([(b"Authorization", auth)]))
+
+
+def _observe_hostile(metrics: Metrics, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        call = identify(*_hostile_request(i))
+        assert call is not None
+        metrics.observe(rec(service=call.service, operation=call.operation, region=call.region))
+
+
+def test_invented_operations_make_one_label_and_memory_stays_flat() -> None:
+    warm()
+    metrics = Metrics()
+    _observe_hostile(metrics, 0, 300)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        _observe_hostile(metrics, 300, 3000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    samples = scrape(metrics)  # served: every label is valid text
+    series = {labels for (name, labels) in samples if name == "fisproxy_requests_total"}
+    assert series == {
+        (("operation", "unknown"), ("service", service)) for service in ("dynamodb", "sqs", "monitoring")
+    }
+    assert sum(v for (name, _), v in samples.items() if name == "fisproxy_requests_total") == 3300
+    assert grown < 256 * 1024, f"{grown} bytes kept after 3000 invented operations"

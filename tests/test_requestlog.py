@@ -243,3 +243,123 @@ async def test_run_flushes_in_the_background(store: Store) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# ---- nothing a client sends stops recording -------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    "x" * 129,  # longer than any SDK's UUID
+    "abc\x00def",  # control bytes
+    "caf\xe9",  # latin-1 decoded non-ASCII
+    "id\udcff",  # undecodable byte (mitmproxy's surrogateescape)
+])
+def test_parse_sdk_headers_refuses_invocation_ids_that_are_not_short_ascii(value: str) -> None:
+    assert parse_sdk_headers({"amz-sdk-invocation-id": value}) == (None, None)
+
+
+@pytest.mark.parametrize("value", ["attempt=" + "9" * 5000, "attempt=\u0663", "attempt=99999999"])
+def test_parse_sdk_headers_refuses_attempts_that_are_not_small_ascii_numbers(value: str) -> None:
+    assert parse_sdk_headers({"amz-sdk-request": value}) == (None, None)
+
+
+def test_a_record_with_undecodable_text_is_stored_without_it_and_the_batch_survives(store: Store) -> None:
+    recorder = Recorder(store, retention_seconds=None)
+    recorder.record(rec(T0))
+    recorder.record(rec(T0 + 1, operation="Put\udcffItem", region="eu-\udcff", invocation_id="\ud800"))
+    recorder.record(rec(T0 + 2, operation="X" * 5000))
+    recorder.record(rec(T0 + 3))
+    recorder.flush()
+    stored = store.requests_between(0, T0 + 10)
+    assert [(r.time, r.operation, r.region, r.invocation_id) for r in stored] == [
+        (T0, "PutItem", "us-east-1", None),
+        (T0 + 1, None, None, None),
+        (T0 + 2, None, "us-east-1", None),
+        (T0 + 3, "PutItem", "us-east-1", None),
+    ]
+    assert recorder.written == 4 and recorder.pending == 0
+
+
+def test_a_record_without_a_storable_service_is_dropped_and_counted(store: Store) -> None:
+    recorder = Recorder(store, retention_seconds=None)
+    recorder.record(rec(T0, service="dynamo\udcffdb"))
+    recorder.record(rec(T0 + 1))
+    recorder.flush()
+    assert [r.time for r in store.requests_between(0, T0 + 10)] == [T0 + 1]
+    assert recorder.rejected == 1 and recorder.pending == 0
+
+
+class PickyStore(FakeStore):
+    """Refuses (not a store failure) every batch holding a record of a given service."""
+
+    def __init__(self, bad_service: str) -> None:
+        super().__init__()
+        self.bad = bad_service
+        self.calls = 0
+
+    def append_requests(self, records: list[RequestRecord]) -> None:
+        self.calls += 1
+        if any(r.service == self.bad for r in records):
+            raise TypeError("cannot store this")
+        super().append_requests(records)
+
+
+def test_one_record_the_store_refuses_does_not_lose_the_rest_of_the_batch() -> None:
+    fake = PickyStore("poison")
+    recorder = Recorder(fake, retention_seconds=None)  # type: ignore[arg-type]
+    records = [rec(T0 + i, service="poison" if i == 37 else "dynamodb") for i in range(100)]
+    for r in records:
+        recorder.record(r)
+    recorder.flush()
+    written = [r for batch in fake.batches for r in batch]
+    assert written == records[:37] + records[38:]  # all the others, in order
+    assert recorder.rejected == 1 and recorder.written == 99 and recorder.pending == 0
+    assert fake.calls <= 2 * 7 + 1  # halving: about two writes per level, not one per record
+    recorder.record(rec(T0 + 200))
+    recorder.flush()  # and recording goes on
+    assert fake.batches[-1] == [rec(T0 + 200)]
+
+
+def test_a_store_failure_during_splitting_keeps_the_unwritten_rest() -> None:
+    fake = PickyStore("poison")
+    recorder = Recorder(fake, retention_seconds=None)  # type: ignore[arg-type]
+    for i in range(8):
+        recorder.record(rec(T0 + i, service="poison" if i == 0 else "dynamodb"))
+    original = fake.append_requests
+
+    def fail_after_the_first_write(records: list[RequestRecord]) -> None:
+        if fake.batches:
+            raise sqlite3.OperationalError("disk I/O error")
+        original(records)
+
+    fake.append_requests = fail_after_the_first_write  # type: ignore[method-assign]
+    recorder.flush()
+    assert recorder.pending == 8 - 1 - len(fake.batches[0])  # poison dropped, written gone
+    fake.append_requests = original  # type: ignore[method-assign]
+    recorder.flush()
+    assert sorted(r.time for b in fake.batches for r in b) == [T0 + i for i in range(1, 8)]
+
+
+async def test_the_background_task_survives_an_error_and_keeps_recording(store: Store) -> None:
+    recorder = Recorder(store, retention_seconds=None)
+    real_flush, failures = recorder.flush, []
+
+    def flush_failing_once() -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("anything at all")
+        real_flush()
+
+    recorder.flush = flush_failing_once  # type: ignore[method-assign]
+    task = asyncio.get_running_loop().create_task(recorder.run(interval=0.02))
+    try:
+        recorder.record(rec(T0))
+        for _ in range(250):
+            if recorder.written:
+                break
+            await asyncio.sleep(0.02)
+        assert failures and not task.done()
+        assert store.requests_between(0, T0 + 1) == [rec(T0)]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

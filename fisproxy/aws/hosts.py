@@ -147,6 +147,12 @@ def is_aws_host(host: str) -> bool:
     return _split_suffix(host.lower().rstrip(".")) is not None
 
 
+@cache
+def region_names() -> frozenset[str]:
+    """Every region botocore's partitions list."""
+    return frozenset(r for part in _partitions() for r in part.regions)
+
+
 def _region_partition(label: str) -> _Partition | None:
     for part in _partitions():
         if label in part.regions or part.region_re.match(label):
@@ -227,7 +233,7 @@ def _is_dualstack_name(hostname: str) -> bool:
 
 
 @cache
-def _endpoint_prefixes() -> frozenset[str]:
+def endpoint_prefixes() -> frozenset[str]:
     """Endpoint prefixes of every model, plus the service keys of endpoints.json."""
     keys = set(catalog.apis_by_endpoint_prefix())
     for part in catalog.loader().load_data("endpoints")["partitions"]:
@@ -237,7 +243,7 @@ def _endpoint_prefixes() -> frozenset[str]:
 
 def _service_label(label: str) -> tuple[str, str | None] | None:
     """(endpoint prefix, region in the label) for a single host label, or None."""
-    known = _endpoint_prefixes()
+    known = endpoint_prefixes()
     if label in known:
         return label, None
     if label in _LABEL_ALIASES:
@@ -290,7 +296,7 @@ def parse_host(host: str) -> HostInfo | None:
         fips = True
         labels[-1] = labels[-1][: -len("-fips")]
     # Multi-label endpoint prefixes first (`streams.dynamodb` before `dynamodb`).
-    known = _endpoint_prefixes()
+    known = endpoint_prefixes()
     for width in (3, 2):
         if len(labels) >= width and (joined := ".".join(labels[-width:])) in known:
             return HostInfo(
@@ -323,4 +329,4 @@ def warm() -> None:
     """Build the host indexes now rather than on the first request."""
     _suffixes()
     _explicit_hosts()
-    _endpoint_prefixes()
+    endpoint_prefixes()

@@ -10,12 +10,20 @@ Evidence, best first (reference/aws-protocols.md 1.1):
 - operation: `X-Amz-Target` suffix (json), `Action` (query/ec2, query string or form body),
   `/service/<X>/operation/<Op>` (rpc-v2-cbor), method + path (rest-json/rest-xml, restmatch).
 
+Everything taken from the wire is checked against botocore's data before it leaves here: a
+service is a known signing name (else the host decides, else the request is not identified),
+an operation is one of the model's operations (else None: unknown), a region and an access
+key id are short ASCII (else None). So the values that reach metric labels, the request log
+and the caches below form a set bounded by the models, whatever clients send (undecodable
+bytes arrive from mitmproxy as lone surrogates and never match).
+
 Everything per request is string splitting and dict lookups over indexes built once, lazily,
 from botocore's models (`warm()` builds them up front).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cache
 from urllib.parse import unquote, unquote_plus
@@ -29,6 +37,9 @@ _CBOR = "smithy-rpc-v2-cbor"
 _FORM = "application/x-www-form-urlencoded"
 # Signing names seen on the wire that no model declares, mapped to the model's signing name.
 _SIGNING_ALIASES = {"s3express": "s3", "s3-object-lambda": "s3"}
+# Regions botocore does not list yet, or that local upstreams accept (`local`): short,
+# lower-case ASCII letters, digits and dashes, like `us-gov-west-1`.
+_REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?", re.ASCII)
 # Services warmed by `warm()`: the ones FIS users target most.
 COMMON_APIS = (
     "s3", "dynamodb", "sqs", "sns", "lambda", "ec2", "kinesis", "sts", "iam", "cloudwatch",
@@ -37,15 +48,17 @@ COMMON_APIS = (
 
 
 class _Credential:
-    __slots__ = ("access_key", "region", "service", "sigv4a")
+    __slots__ = ("access_key", "region", "service", "sigv4a", "scoped")
 
     def __init__(
-        self, access_key: str | None, region: str | None, service: str | None, sigv4a: bool
+        self, access_key: str | None, region: str | None, service: str | None, sigv4a: bool,
+        scoped: bool = True,
     ) -> None:
         self.access_key = access_key
         self.region = region
-        self.service = service
+        self.service = service  # None: no scope (SigV2), or a name botocore does not know
         self.sigv4a = sigv4a
+        self.scoped = scoped  # a SigV4 credential scope, as opposed to a bare SigV2 key
 
 
 def _scope(credential: str) -> _Credential | None:
@@ -53,10 +66,33 @@ def _scope(credential: str) -> _Credential | None:
     # (SigV4a). Access key ids contain no "/".
     parts = credential.split("/")
     if len(parts) == 5:
-        return _Credential(parts[0], parts[2] or None, parts[3] or None, False)
+        return _Credential(_key(parts[0]), parts[2] or None, _known(parts[3]), False)
     if len(parts) == 4:
-        return _Credential(parts[0], None, parts[2] or None, True)
+        return _Credential(_key(parts[0]), None, _known(parts[2]), True)
     return None
+
+
+def _key(value: str) -> str | None:
+    # Printable ASCII, as short as real ids (str.isascii is O(1): cheaper than a regex).
+    return value if 0 < len(value) <= 128 and value.isascii() and value.isprintable() else None
+
+
+def _clean_region(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value if value in hosts.region_names() or _REGION.fullmatch(value) else None
+
+
+@cache
+def _signing_names() -> frozenset[str]:
+    # Every name a credential scope may carry: the models' signing names, the wire-only
+    # aliases, and endpoints.json's service keys (their own signing names).
+    return frozenset(catalog.apis_by_signing_name()) | frozenset(_SIGNING_ALIASES) | hosts.endpoint_prefixes()
+
+
+def _known(service: str) -> str | None:
+    """The credential scope's service if botocore knows it; None lets the host decide."""
+    return service if service in _signing_names() else None
 
 
 def _from_authorization(auth: str) -> _Credential | None:
@@ -70,7 +106,7 @@ def _from_authorization(auth: str) -> _Credential | None:
         end = params.find(",", start)
         return _scope(params[start:end].strip() if end >= 0 else params[start:].strip())
     if algorithm == "AWS" and ":" in params:  # SigV2 (S3 HmacV1): "AWS AKID:signature"
-        return _Credential(params.partition(":")[0].strip(), None, None, False)
+        return _Credential(_key(params.partition(":")[0].strip()), None, None, False, scoped=False)
     return None
 
 
@@ -80,7 +116,7 @@ def _from_query(query: Mapping[str, str]) -> _Credential | None:
         return _scope(unquote(credential))
     key = query.get("AWSAccessKeyId")
     if key is not None:
-        return _Credential(unquote(key), None, None, False)
+        return _Credential(_key(unquote(key)), None, None, False, scoped=False)
     return None
 
 
@@ -119,6 +155,14 @@ def _form_fields(body: bytes, names: tuple[bytes, ...]) -> dict[bytes, str]:
 @cache
 def _operations(api: str) -> frozenset[str]:
     return frozenset(catalog.service_model(api).operation_names)
+
+
+def _modelled(api: str | None, operation: str | None) -> str | None:
+    """`operation` if `api`'s model has it, else None (unknown): names invented by clients
+    never become metric labels, report rows or fault matches."""
+    if api is None or not operation or operation not in _operations(api):
+        return None
+    return operation
 
 
 @cache
@@ -191,10 +235,10 @@ def identify(
     if service is None and info is not None:
         service = _signing_name_for_host(info)
     if service is None:
-        if credential is None:
-            return None
+        if credential is None or credential.scoped:
+            return None  # no AWS host, and a scope naming no service botocore knows
         service = "s3"  # SigV2 without an AWS host: only S3 speaks SigV2 with a header key
-    region = _region(credential, info, headers, query, raw_query)
+    region = _clean_region(_region(credential, info, headers, query, raw_query))
     access_key = credential.access_key if credential is not None else None
     candidates = _candidates(service, info)
 
@@ -203,7 +247,7 @@ def identify(
         prefix, _, operation = target.rpartition(".")
         apis = catalog.apis_by_target_prefix().get(prefix)
         api = _pick(apis, candidates, operation) if apis else _first(candidates)
-        return AwsCall(service, region, operation or None, api, "json", access_key)
+        return AwsCall(service, region, _modelled(api, operation), api, "json", access_key)
 
     if "/operation/" in raw_path and (
         headers.get("smithy-protocol") == "rpc-v2-cbor" or "/service/" in raw_path
@@ -279,7 +323,7 @@ def _rpc_v2(
         if not cbor:
             return None
         api = cbor[0]
-    return AwsCall(service, region, operation, api, _CBOR, access_key)
+    return AwsCall(service, region, _modelled(api, operation), api, _CBOR, access_key)
 
 
 def complete(call: AwsCall, host: str, body: bytes) -> AwsCall:
@@ -316,7 +360,7 @@ def _query_call(
     if len(apis) > 1:  # elb/elbv2, rds/docdb/neptune: the Version, then the Action decide
         by_version = tuple(a for a in apis if catalog.api_version(a) == version)
         api = _pick(by_version or apis, apis, action)
-    return AwsCall(service, region, action or None, api, _query_protocol(api), access_key)
+    return AwsCall(service, region, _modelled(api, action), api, _query_protocol(api), access_key)
 
 
 @cache
@@ -386,6 +430,8 @@ def warm(apis: tuple[str, ...] = COMMON_APIS) -> None:
     catalog.apis_by_signing_name()
     catalog.apis_by_endpoint_prefix()
     catalog.apis_by_target_prefix()
+    _signing_names()
+    hosts.region_names()
     for api in apis:
         _operations(api)
         if catalog.resolved_protocol(api) in _REST_PROTOCOLS:

@@ -27,16 +27,17 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 from botocore import xform_name
-from botocore.model import OperationModel
+from botocore.model import OperationModel, Shape
 
 from fisproxy.aws import catalog, errors
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis import actions as action_catalog
-from fisproxy.fis import ids
+from fisproxy.fis import ids, jsonbody
 from fisproxy.fis.models import (
     Action,
     ActionParameter,
@@ -216,10 +217,48 @@ def _match(method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
         if m:
             allowed = True
             if route.method == method:
-                return route, {route.labels[k]: unquote(v) for k, v in m.groupdict().items()}
+                members = route.operation.input_shape.members
+                labels = {}
+                for wire, raw in m.groupdict().items():
+                    member = route.labels[wire]
+                    labels[member] = _checked_string(wire, unquote(raw), members[member])
+                return route, labels
     if allowed:
-        raise _invalid(f"{method} is not allowed on {path}")
+        raise _invalid(f"{method} is not allowed on {_shown(path)}")
     return None
+
+
+def _shown(value: str, limit: int = 64) -> str:
+    """`value` for an error message: at most `limit` characters, undecodable bytes escaped."""
+    short = value if len(value) <= limit else value[: limit - 3] + "..."
+    return short.encode("utf-8", "backslashreplace").decode()
+
+
+@cache
+def _pattern(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error:  # a Java-only construct: the length checks still hold
+        return None
+
+
+def _checked_string(wire: str, value: str, shape: Shape) -> str:
+    """A URI label or query value as the model constrains it: valid text, its length bounds,
+    its pattern; ValidationException naming `wire` otherwise."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # undecodable bytes on the wire (lone surrogates here)
+        raise _invalid(f"{wire}: must be valid UTF-8 text") from None
+    lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+    if lo is not None and len(value) < lo:
+        raise _invalid(f'{wire}: must be at least {lo} characters, got "{_shown(value)}"')
+    if hi is not None and len(value) > hi:
+        raise _invalid(f'{wire}: must be at most {hi} characters, got "{_shown(value)}"')
+    pattern = shape.metadata.get("pattern")
+    compiled = _pattern(pattern) if pattern else None
+    if compiled is not None and not compiled.fullmatch(value):
+        raise _invalid(f'{wire}: must match {pattern}, got "{_shown(value)}"')
+    return value
 
 
 def _typed_query(route: _Route, query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -231,19 +270,21 @@ def _typed_query(route: _Route, query: Mapping[str, Sequence[str]]) -> dict[str,
             continue
         shape = members[member]
         if shape.type_name == "list":
-            out[member] = values
+            out[member] = [_checked_string(wire, v, shape.member) for v in values]
         elif shape.type_name in ("integer", "long"):
-            try:
-                n = int(values[0])
-            except ValueError:
-                raise _invalid(f'{wire}: must be an integer, got "{values[0]}"') from None
+            if not _INTEGER.fullmatch(values[0]):
+                raise _invalid(f'{wire}: must be an integer, got "{_shown(values[0])}"')
+            n = int(values[0])
             lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
             if (lo is not None and n < lo) or (hi is not None and n > hi):
                 raise _invalid(f"{wire}: must be {lo}-{hi}, got {n}")
             out[member] = n
         else:
-            out[member] = values[0]
+            out[member] = _checked_string(wire, values[0], shape)
     return out
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only (int() also takes "1_0", "\u0663")
 
 
 # ---- pagination and idempotency helpers -----------------------------------------------------
@@ -253,15 +294,32 @@ def _page(items: Sequence[dict[str, Any]], inp: _Input, key: str) -> dict[str, A
     start = 0
     token = inp.query.get("nextToken")
     if token is not None:
-        try:
-            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise _invalid(f'nextToken: not a token this API issued: "{token[:64]}"') from None
+        start = _token_offset(token)
     size = inp.query.get("maxResults", DEFAULT_PAGE_SIZE)
     out: dict[str, Any] = {key: list(items[start:start + size])}
     if start + size < len(items):
-        out["nextToken"] = base64.urlsafe_b64encode(json.dumps({"offset": start + size}).encode()).decode()
+        out["nextToken"] = _token(start + size)
     return out
+
+
+# A page token is base64 of exactly `{"offset": <n>}`; read back by this pattern, never by a
+# JSON parser (a token is client input: it could decode to Infinity or deeply nested arrays).
+_TOKEN_BODY = re.compile(rb'\{"offset": (0|[1-9][0-9]{0,8})\}')
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _token_offset(token: str) -> int:
+    try:
+        decoded = base64.urlsafe_b64decode(token.encode("ascii"))
+    except (ValueError, binascii.Error):  # UnicodeEncodeError is a ValueError
+        decoded = b""
+    m = _TOKEN_BODY.fullmatch(decoded)
+    if m is None:
+        raise _invalid(f'nextToken: not a token this API issued: "{_shown(token)}"')
+    return int(m[1])
 
 
 def _fingerprint(data: Mapping[str, Any]) -> str:
@@ -311,8 +369,8 @@ class FisApi:
         body: dict[str, Any] = {}
         if route.body_members and request.body.strip():
             try:
-                body = json.loads(request.body)
-            except (ValueError, UnicodeDecodeError) as e:
+                body = jsonbody.loads(request.body)
+            except jsonbody.BodyError as e:
                 raise _invalid(f"The request body is not valid JSON: {e}") from None
             if not isinstance(body, dict):
                 raise _invalid("The request body must be a JSON object")
@@ -596,14 +654,8 @@ class FisApi:
         t.target_account_configurations_count = len(self.store.list_docs(_template_accounts_kind(template_id)))
         self.store.put_template(t)
 
-    @staticmethod
-    def _check_account_id(account_id: str) -> None:
-        if not 12 <= len(account_id) <= 48:
-            raise _invalid(f'accountId: must be 12-48 characters, got "{account_id}"')
-
     def _create_target_account_configuration(self, inp: _Input, region: str) -> dict[str, Any]:
         template_id, account_id = inp.uri["experimentTemplateId"], inp.uri["accountId"]
-        self._check_account_id(account_id)
         req = parse(CreateTargetAccountConfigurationRequest, inp.body)
         kind = _template_accounts_kind(template_id)
         key = f"{template_id}/{account_id}/{req.client_token}"

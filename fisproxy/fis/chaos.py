@@ -44,6 +44,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from fisproxy.aws.call import AwsCall
+from fisproxy.fis import jsonbody
 from fisproxy.fis.decide import decide
 from fisproxy.fis.faults import Fault, FaultSpec, RuleSpec
 from fisproxy.httpdata import ApiRequest, ApiResponse
@@ -91,7 +92,11 @@ ErrorCode = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9]+$")]
 Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Description = Annotated[str, StringConstraints(max_length=8192)]
 StatusCode = Annotated[int, BeforeValidator(_integral), Field(ge=400, le=599)]
-Latency = Annotated[int, BeforeValidator(_integral), Field(ge=0)]
+# An hour, as for fisproxy:api:latency's latencyMilliseconds: LocalStack's schema sets no
+# maximum, but a number past a float (10**400) or an asyncio timer (1e308) would break the
+# proxy at the first request it delays.
+MAX_LATENCY_MS = 3_600_000
+Latency = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_LATENCY_MS)]
 
 
 class _Echoed(BaseModel):
@@ -408,8 +413,10 @@ class ChaosApi:
         if method == "GET":
             return self._current(path)
         try:
-            data = json.loads(request.body)
-        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8/16/32
+            # NaN and Infinity parse, as in LocalStack (the schema then refuses them); nesting
+            # is bounded, where LocalStack's json.loads would raise RecursionError.
+            data = jsonbody.loads(request.body, finite=False)
+        except jsonbody.BodyError as e:  # not JSON, bytes that are not UTF-8/16/32, too deep
             return _message(400, f"Error decoding JSON: {e}")
         try:
             if path == EFFECTS_PATH:

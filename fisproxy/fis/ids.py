@@ -82,13 +82,21 @@ _DURATION = re.compile(
 )
 
 
+MAX_DURATION_TEXT = 64  # far longer than any real duration; bounds the regex's work
+
+
 def parse_duration(text: str) -> timedelta:
-    """An ISO 8601 duration (`PT5M`, `PT1H30M`, `PT2S`) as a timedelta; ValueError otherwise."""
-    m = _DURATION.match(text.strip().upper())
+    """An ISO 8601 duration (`PT5M`, `PT1H30M`, `PT2S`) as a timedelta; ValueError otherwise,
+    also for a duration too long for a timedelta (`P9999999999D`, 400 digits of seconds)."""
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    m = _DURATION.match(text.strip().upper()) if len(text) <= MAX_DURATION_TEXT else None
     if not m:
-        raise ValueError(f"not an ISO 8601 duration like PT5M: {text!r}")
+        raise ValueError(f"not an ISO 8601 duration like PT5M: {shown!r}")
     parts = {k: float(v) for k, v in m.groupdict().items() if v is not None}
-    return timedelta(**parts)
+    try:
+        return timedelta(**parts)
+    except OverflowError:  # more than timedelta's 999999999 days, or an infinite float
+        raise ValueError(f"duration too long: {shown!r}") from None
 
 
 def format_duration(d: timedelta) -> str:

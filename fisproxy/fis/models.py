@@ -51,7 +51,7 @@ class FieldError(ValueError):
         """The first problem pydantic found (and how many more), with its field path."""
         problems = error.errors()
         first = problems[0]
-        field = ".".join([prefix] * bool(prefix) + [str(part) for part in first["loc"]])
+        field = ".".join([prefix] * bool(prefix) + [_printable(str(part)) for part in first["loc"]])
         cause = (first.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             found = FieldError(".".join(p for p in (field, cause.field) if p), cause.problem)
@@ -63,14 +63,21 @@ class FieldError(ValueError):
         return found
 
 
+def _printable(text: str) -> str:
+    # Undecodable bytes (lone surrogates) shown escaped: messages must encode as UTF-8.
+    return text.encode("utf-8", "backslashreplace").decode()
+
+
 def _problem(err: Any) -> str:
     if err["type"] == "missing":
         return "required"
     if err["type"] == "extra_forbidden":
         return "unknown field"
     value = err.get("input")
-    if isinstance(value, str) and len(value) > 60:
-        value = value[:57] + "..."
+    if isinstance(value, str):
+        if len(value) > 60:
+            value = value[:57] + "..."
+        value = _printable(value)
     got = f', got "{value}"' if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
     return f"{err['msg']}{got}"
 

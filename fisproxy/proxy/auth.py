@@ -7,6 +7,11 @@ request when it carries a configured token (`Authorization: Bearer <token>` or
 `aws fis ...` CLI and boto3 work unchanged once given those credentials. The signature is
 recomputed with botocore's own signer, so the canonical request is exactly what clients compute.
 
+Who may do what is decided from the path the router will serve, exactly as it will serve it,
+never from a URL rebuilt from headers: a Host header is the client's to choose, so
+`Host: x/_fisproxy/health?` must not make `/experiments` look like the open health check.
+The Host header (or the HTTP/2 authority) only enters the signature check, as a signed value.
+
 Plain data in, plain data out (no mitmproxy), and secrets are never part of a message or repr.
 """
 
@@ -22,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -45,6 +49,11 @@ ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # Tokens travel in a header: printable ASCII, no spaces.
 TOKEN = re.compile(r"^[\x21-\x7e]+$")
 HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SIGNING_SERVICE = "fis"
+# AWS region names: `us-east-1`, `us-gov-west-1`, `eu-isoe-west-1`, `cn-north-1`.
+REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+# Where the canonical request's URL points: never used for anything but its path and query.
+_SIGNED_URL_HOST = "fisproxy.invalid"
 
 # AWS's own messages, so the CLI and SDKs show what people already know.
 BAD_SIGNATURE = (
@@ -117,34 +126,45 @@ class ControlAuth:
 
     def is_public(self, method: str, path: str) -> bool:
         """Requests answered without credentials: health (container health checks) and, when
-        configured, metrics. `path` is the raw path, compared exactly like the router does."""
+        configured, metrics. `path` is the path served, compared exactly like the router does
+        (no decoding, no normalising: `/_fisproxy/%68ealth` is not health, and not served as
+        health either)."""
         if method.upper() not in ("GET", "HEAD"):
             return False
         return path == HEALTH_PATH or (self.public_metrics and path == METRICS_PATH)
 
-    def check(self, method: str, url: str, headers: Mapping[str, str], body: bytes, *,
+    def check(self, method: str, path: str, headers: Mapping[str, str], body: bytes, *,
+              query: str = "", scheme: str = "http", authority: str | None = None,
               now: float | None = None) -> Refusal | None:
         """None when the request may be served, else why not (a `Refusal`, a str with `.code`).
 
-        `url` is the request as sent: scheme and host (used only when no Host header was sent),
-        then the raw path and query; `headers` a case-insensitive mapping (mitmproxy's Headers
-        works, as does a plain dict); `body` the raw bytes.
+        `path` is the path the router will serve (`urlsplit(target).path`, percent-encoded as
+        received) and `query` the raw query string: authorization is decided from `path`, and
+        a SigV4 signature is checked over both. `headers` is a case-insensitive mapping
+        (mitmproxy's Headers, or a plain dict); `body` the raw bytes; `scheme` how the request
+        arrived (UNSIGNED-PAYLOAD is accepted over https only); `authority` the HTTP/2
+        `:authority`, which stands for the Host header when none was sent.
         """
-        if not self.enabled or self.is_public(method, urlsplit(url).path):
+        if not self.enabled:
+            return None
+        if not path.startswith("/"):
+            return Refusal("fisproxy: the request target is not a path")
+        if self.is_public(method, path):
             return None
         authorization = _first(headers, "authorization") or ""
-        scheme, _, credentials = authorization.strip().partition(" ")
+        kind, _, credentials = authorization.strip().partition(" ")
         presented = _first(headers, TOKEN_HEADER)
-        if presented is None and scheme.lower() == "bearer":
+        if presented is None and kind.lower() == "bearer":
             presented = credentials.strip()
         if presented is not None and self.token is not None and _same(presented, self.token):
             return None
-        if scheme == SIGV4_ALGORITHM:
-            return self._check_sigv4(method, url, headers, body, credentials, now)
+        if kind == SIGV4_ALGORITHM:
+            request = _Signed(method, path, query, headers, body, scheme, authority)
+            return self._check_sigv4(request, credentials, now)
         return BAD_TOKEN if presented is not None else MISSING
 
-    def _check_sigv4(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
-                     params: str, now: float | None) -> Refusal | None:
+    def _check_sigv4(self, request: _Signed, params: str, now: float | None) -> Refusal | None:
+        headers = request.headers
         parts = _sigv4_parameters(params)
         if parts is None:
             return Refusal("Authorization header requires 'Credential', 'SignedHeaders' and "
@@ -153,6 +173,14 @@ class ControlAuth:
         secret = self.credentials.get(key_id)
         if secret is None:
             return Refusal(UNKNOWN_KEY, "UnrecognizedClientException")
+        if service != SIGNING_SERVICE:
+            return Refusal(f"Credential should be scoped to correct service: '{SIGNING_SERVICE}'.",
+                           "InvalidSignatureException")
+        if not REGION.match(region):
+            return Refusal("Credential should be scoped to a valid region.", "InvalidSignatureException")
+        if not HEX_SHA256.match(signature):
+            return Refusal("fisproxy: the signature is not 64 hexadecimal digits.",
+                           "IncompleteSignatureException")
         if "host" not in signed:
             return Refusal("'Host' must be a signed header.", "IncompleteSignatureException")
         amz_date = _first(headers, "x-amz-date")
@@ -171,17 +199,40 @@ class ControlAuth:
             return skew
         payload = _first(headers, "x-amz-content-sha256")
         if payload is not None:
-            refusal = _check_payload_hash(payload, url, body)
+            refusal = _check_payload_hash(payload, request.scheme, request.body)
             if refusal:
                 return refusal
         missing = [name for name in signed if name != "host" and not _values(headers, name)]
         if missing:
             return Refusal(f"fisproxy: signed header {missing[0]} is missing.", "InvalidSignatureException")
-        expected = _signature(method, url, headers, body, signed, amz_date,
-                              Credentials(key_id, secret), service, region)
+        covered = [request.method, request.path, request.query, request.authority or ""]
+        covered += [v for name in signed for v in _values(headers, name)]
+        if not all(_is_text(v) for v in covered):  # bytes that are not UTF-8: signed by no SDK
+            return Refusal(BAD_SIGNATURE, "InvalidSignatureException")
+        expected = _signature(request, signed, amz_date, Credentials(key_id, secret), service, region)
         if not hmac.compare_digest(expected.encode(), signature.encode()):
             return Refusal(BAD_SIGNATURE, "InvalidSignatureException")
         return None
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """What a SigV4 signature covers, as received: the served path and the raw query (never a
+    URL rebuilt from the Host header)."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+    scheme: str
+    authority: str | None
+
+    @property
+    def url(self) -> str:
+        # Only the path and query of this URL reach the canonical request; the host comes
+        # from the signed Host header (or the authority).
+        return f"{self.scheme}://{_SIGNED_URL_HOST}{self.path}" + (f"?{self.query}" if self.query else "")
 
 
 def denied_response(reason: str) -> ApiResponse:
@@ -203,19 +254,20 @@ class _Verifier(SigV4Auth):
         for name in self._signed:
             for value in request.headers.get_all(name) or []:
                 header_map[name] = value
-        if "host" not in header_map:  # HTTP/2: the authority, not a Host header
-            header_map["host"] = urlsplit(request.url).netloc
         return header_map
 
 
-def _signature(method: str, url: str, headers: Mapping[str, str], body: bytes,
-               signed: Sequence[str], amz_date: str, credentials: Credentials,
-               service: str, region: str) -> str:
+def _signature(signed_request: _Signed, signed: Sequence[str], amz_date: str,
+               credentials: Credentials, service: str, region: str) -> str:
     sent = HTTPHeaders()
     for name in signed:
-        for value in _values(headers, name):
+        values = _values(signed_request.headers, name)
+        if name == "host" and not values and signed_request.authority:
+            values = [signed_request.authority]  # HTTP/2: the authority, not a Host header
+        for value in values:
             sent[name] = value  # appends: repeated headers stay repeated, as signed
-    request = AWSRequest(method=method.upper(), url=url, headers=sent, data=body)
+    request = AWSRequest(method=signed_request.method.upper(), url=signed_request.url, headers=sent,
+                         data=signed_request.body)
     request.context["timestamp"] = amz_date
     signer = _Verifier(credentials, service, region, signed)
     canonical = signer.canonical_request(request)
@@ -255,7 +307,7 @@ def _skew(signed_at: datetime, now: float) -> Refusal | None:
     return None
 
 
-def _check_payload_hash(payload: str, url: str, body: bytes) -> Refusal | None:
+def _check_payload_hash(payload: str, scheme: str, body: bytes) -> Refusal | None:
     """The canonical request uses the x-amz-content-sha256 value, not the body: the body must
     match it. UNSIGNED-PAYLOAD leaves the body unprotected, so only over TLS (botocore never
     sends it over plain HTTP); streaming (chunk-signed) payloads are S3 uploads, not ours."""
@@ -264,7 +316,7 @@ def _check_payload_hash(payload: str, url: str, body: bytes) -> Refusal | None:
             return Refusal("The provided 'x-amz-content-sha256' header does not match what was "
                            "computed.", "InvalidSignatureException")
         return None
-    if payload == UNSIGNED_PAYLOAD and urlsplit(url).scheme == "https":
+    if payload == UNSIGNED_PAYLOAD and scheme == "https":
         return None
     return Refusal(f"fisproxy: x-amz-content-sha256 {payload[:40]!r} is not accepted here "
                    "(UNSIGNED-PAYLOAD only over HTTPS)", "InvalidSignatureException")
@@ -282,10 +334,23 @@ def _first(headers: Mapping[str, str], name: str) -> str | None:
     return values[0] if values else None
 
 
+def _is_text(value: str) -> bool:
+    """Valid Unicode: mitmproxy hands over undecodable bytes as lone surrogates."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _same(presented: str, expected: str) -> bool:
     # Digests of equal length, so not even the token's length leaks through timing.
+    # surrogatepass: undecodable bytes from the wire hash (and differ) instead of raising.
     digest = hashlib.sha256
-    return hmac.compare_digest(digest(presented.encode()).digest(), digest(expected.encode()).digest())
+    return hmac.compare_digest(digest(presented.encode("utf-8", "surrogatepass")).digest(),
+                               digest(expected.encode()).digest())
 
 
 # ---- exposure warnings -----------------------------------------------------------------

@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 # fis.<region>.amazonaws.com, fis-fips..., fis.<region>.api.aws: FIS API calls made through the proxy.
 FIS_HOST = re.compile(r"^fis(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)$")
-# A Host header as a client may send it: a DNS name or an IP literal, an optional port.
-_HOST = re.compile(r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
 HEALTH_PATH = "/_fisproxy/health"
 DEFAULT_REGION = "us-east-1"
 MAX_BODY_BYTES = 1 << 20  # FIS's own request limit is far below this
@@ -92,14 +90,13 @@ class ControlPlane:
     def _serve(self, req: ControlRequest) -> ApiResponse:
         if len(req.body) > MAX_BODY_BYTES:
             return too_large()
-        if not _HOST.match(req.host or "localhost"):
-            return render_error("ValidationException", 400, "The Host header is not a host name.")
         path, query = split_target(req.target)
         if not path.startswith("/"):
             return render_error("ValidationException", 400, "The request target is not a path.")
-        url = f"{req.scheme}://{req.host or 'localhost'}{path}" + (f"?{query}" if query else "")
         if not self.auth.is_public(req.method, path):
-            refusal = self.auth.check(req.method, url, req.headers, req.body)
+            # Authorized from the path that is served; the Host is read only for SigV4.
+            refusal = self.auth.check(req.method, path, req.headers, req.body, query=query,
+                                      scheme=req.scheme, authority=req.host or None)
             if refusal is not None:
                 log.info("fisproxy: control API request refused: %s %s: %s", req.method, path, refusal)
                 return denied_response(refusal)

@@ -116,19 +116,29 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # request lines can carry presigned credentials: never logged
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+    def __getattr__(self, name: str) -> Any:
+        # Every method is the control plane's to answer (a FIS error for those it has no
+        # route for), never http.server's own 501 page.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _serve(self) -> None:
         body = self._read_body()
         if body is None:
             return
         request = ControlRequest(
-            method=self.command, target=self.path, host=self.headers.get("host", ""),
+            # http.server read the request line as Latin-1; the control plane reads bytes that
+            # are not UTF-8 as mitmproxy does (surrogate escapes), and refuses them.
+            method=self.command, target=self._target().encode("latin-1").decode("utf-8", "surrogateescape"), host=self.headers.get("host", ""),
             headers=self.headers, body=body)  # case-insensitive, get_all
         self._send(self.server.plane.serve(request))
+
+    def _target(self) -> str:
+        # The request target exactly as sent: http.server collapses a leading `//` in
+        # `self.path`, and what is authorized must be what is routed.
+        parts = self.requestline.split(" ")
+        return parts[1] if len(parts) == 3 else self.path
 
     def _read_body(self) -> bytes | None:
         """The request body, or None when the request was answered already (too large,

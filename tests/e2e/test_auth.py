@@ -6,6 +6,7 @@ nothing; start-up warns exactly when the proxy is exposed without authentication
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import uuid
@@ -125,6 +126,32 @@ def test_bearer_token_on_the_chaos_api(secured: Proxy) -> None:
         assert denied.headers["x-amzn-ErrorType"] == "AccessDeniedException"
         assert "message" in denied.json() and TOKEN not in denied.text
     assert secured.control("POST", "/_localstack/chaos/faults", json=[], headers=bearer).status_code == 200
+
+
+def raw_get(port: int, target: str, host: str) -> tuple[int, bytes]:
+    """GET `target` with exactly this Host header, over a raw socket: (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize("target, host", [
+    ("/experiments", "x/_fisproxy/health?"),
+    ("/experimentTemplates", "x/_fisproxy/health#"),
+    ("/_localstack/chaos/faults", "x/_fisproxy/health?a="),
+    ("/_fisproxy/%68ealth", "x"),
+    ("//_fisproxy/health", "x"),
+    ("/_fisproxy/health/../../experiments", "x"),
+])
+def test_crafted_host_headers_and_paths_do_not_pass_for_the_health_check(
+        secured: Proxy, target: str, host: str) -> None:
+    status, body = raw_get(secured.control_port, target, host)
+    assert status == 403, body
+    assert raw_get(secured.control_port, "/_fisproxy/health", "anything/at/all?")[0] == 200
 
 
 def test_metrics_need_credentials(secured: Proxy) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import boto3
 import pytest
@@ -18,7 +18,9 @@ from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from mitmproxy import http
 from mitmproxy.http import Headers
+from mitmproxy.net.http.http1 import read_request_head
 
 from fisproxy.proxy.auth import ControlAuth, denied_response, exposure_warnings, is_loopback
 
@@ -31,6 +33,16 @@ AUTH = ControlAuth.from_options(TOKEN, [f"{KEY}:{SECRET}", f"{OTHER_KEY}:{OTHER_
 TEMPLATE_ARN = "arn:aws:fis:us-east-1:123456789012:experiment-template/EXTabc"
 
 
+def check_url(auth: ControlAuth, method: str, url: str, headers: Mapping[str, str], body: bytes,
+              **kw: Any) -> str | None:
+    """`auth.check` as the addon calls it for a request sent to `url`: the request target
+    (path and query) split like the router splits it, the scheme it arrived on."""
+    parts = urlsplit(url)
+    target = url[len(f"{parts.scheme}://{parts.netloc}"):]
+    served = urlsplit(target)
+    return auth.check(method, served.path, headers, body, query=served.query, scheme=parts.scheme, **kw)
+
+
 @dataclass
 class Sent:
     """One request as the client sends it: what the proxy's control router would see."""
@@ -41,7 +53,7 @@ class Sent:
     body: bytes
 
     def check(self, auth: ControlAuth = AUTH, **kw: Any) -> str | None:
-        return auth.check(self.method, self.url, self.headers, self.body, **kw)
+        return check_url(auth, self.method, self.url, self.headers, self.body, **kw)
 
     def replace(self, **changes: Any) -> Sent:
         return Sent(**{**self.__dict__, **changes})
@@ -153,7 +165,7 @@ def test_botocore_signed_requests_are_accepted(sent: Callable[[], Sent]) -> None
     assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
     assert request.check() is None
     # mitmproxy's Headers (what the addon passes) read the same way as a plain dict.
-    assert AUTH.check(request.method, request.url, Headers(**{k.replace("-", "_"): v for k, v in request.headers.items()}), request.body) is None
+    assert check_url(AUTH, request.method, request.url, Headers(**{k.replace("-", "_"): v for k, v in request.headers.items()}), request.body) is None
 
 
 def tamper_header(sent: Sent) -> Sent:
@@ -265,7 +277,7 @@ def test_headers_signed_but_not_sent_are_refused() -> None:
     ({}, False),
 ])
 def test_token(headers: dict[str, str], allowed: bool) -> None:
-    refusal = AUTH.check("POST", f"{CONTROL}/_localstack/chaos/faults", headers, b"[]")
+    refusal = check_url(AUTH, "POST", f"{CONTROL}/_localstack/chaos/faults", headers, b"[]")
     assert (refusal is None) == allowed, refusal
     if not allowed:
         assert refusal.code == "AccessDeniedException"
@@ -274,8 +286,8 @@ def test_token(headers: dict[str, str], allowed: bool) -> None:
 
 def test_a_bearer_token_means_nothing_without_a_configured_token() -> None:
     keys_only = ControlAuth.from_options(None, [f"{KEY}:{SECRET}"])
-    assert keys_only.check("GET", f"{CONTROL}/experiments", {"Authorization": "Bearer "}, b"") is not None
-    assert keys_only.check("GET", f"{CONTROL}/experiments", {"x-fisproxy-token": ""}, b"") is not None
+    assert check_url(keys_only, "GET", f"{CONTROL}/experiments", {"Authorization": "Bearer "}, b"") is not None
+    assert check_url(keys_only, "GET", f"{CONTROL}/experiments", {"x-fisproxy-token": ""}, b"") is not None
     assert signed("list_experiments").check(keys_only) is None
 
 
@@ -294,12 +306,12 @@ def test_a_bearer_token_means_nothing_without_a_configured_token() -> None:
 ])
 def test_public_paths(method: str, path: str, public_metrics: bool, open_: bool) -> None:
     auth = ControlAuth.from_options(TOKEN, [], public_metrics=public_metrics)
-    assert (auth.check(method, f"{CONTROL}{path}", {}, b"") is None) == open_
+    assert (check_url(auth, method, f"{CONTROL}{path}", {}, b"") is None) == open_
 
 
 def test_disabled_auth_lets_everything_through() -> None:
     auth = ControlAuth.from_options(None, [])
-    assert auth.check("POST", f"{CONTROL}/experiments", {}, b"{}") is None
+    assert check_url(auth, "POST", f"{CONTROL}/experiments", {}, b"{}") is None
     assert signed("list_experiments", secret="whatever").check(auth) is None
 
 
@@ -320,7 +332,7 @@ def guarded_client(auth: ControlAuth, key: str, secret: str) -> Any:
 
     def answer(request: Any, **_: Any) -> AWSResponse:
         sent = wire(request)
-        refusal = auth.check(sent.method, sent.url, sent.headers, sent.body)
+        refusal = sent.check(auth)
         response = denied_response(refusal) if refusal is not None else None
         if response is None:
             return AWSResponse(request.url, 200, {"content-type": "application/json"}, _Raw(b"{}"))
@@ -349,7 +361,7 @@ def test_botocore_parses_the_refusal(key: str, secret: str, code: str | None) ->
 
 
 def test_denied_response_shape() -> None:
-    response = denied_response(AUTH.check("GET", f"{CONTROL}/experiments", {}, b""))
+    response = denied_response(check_url(AUTH, "GET", f"{CONTROL}/experiments", {}, b""))
     assert response.status == 403
     headers = {k.lower(): v for k, v in response.headers.items()}
     assert headers["x-amzn-errortype"] == "AccessDeniedException"
@@ -409,3 +421,129 @@ def test_control_host_override() -> None:
 ])
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) == loopback
+
+
+# ---- attacks: authorization follows the path served, never the Host header -------------------
+
+
+def received(raw: bytes) -> tuple[http.Request, SplitResult]:
+    """A raw HTTP/1 request head parsed by mitmproxy's own parser, and the path and query the
+    control router serves for it (`urlsplit(request.path)`, as the addon splits it)."""
+    lines = [line + b"\r\n" for line in raw.split(b"\r\n")[:-2]]
+    request = read_request_head(lines)
+    return request, urlsplit(request.path)
+
+
+def check_received(raw: bytes, auth: ControlAuth = AUTH, body: bytes = b"") -> str | None:
+    """`auth.check` exactly as the addon calls it (the one-line wiring in `_serve_control`)."""
+    req, served = received(raw)
+    return auth.check(req.method, served.path, req.headers, body, query=served.query,
+                      scheme=req.scheme or "http", authority=req.authority or None)
+
+
+@pytest.mark.parametrize("raw", [
+    # The probe's bypass: a Host header that makes a rebuilt URL look like the health check.
+    b"GET /experiments HTTP/1.1\r\nHost: x/_fisproxy/health?\r\n\r\n",
+    b"GET /experimentTemplates HTTP/1.1\r\nHost: 127.0.0.1:8082/_fisproxy/health#\r\n\r\n",
+    b"GET /_localstack/chaos/faults HTTP/1.1\r\nHost: x/_fisproxy/health?a=\r\n\r\n",
+    b"GET http://fis.us-east-1.amazonaws.com/experiments HTTP/1.1\r\nHost: x/_fisproxy/health?\r\n\r\n",
+    b"GET /experiments?/_fisproxy/health HTTP/1.1\r\nHost: x\r\n\r\n",
+    # Spellings of the health path that are not the health path (nor served as it).
+    b"GET /_fisproxy/%68ealth HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET //_fisproxy/health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_fisproxy//health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_fisproxy/health/../../experiments HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_fisproxy/health%2F..%2F..%2Fexperiments HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_fisproxy/health;/experiments HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_FISPROXY/HEALTH HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_fisproxy/health%00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_fisproxy/health/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET * HTTP/1.1\r\nHost: x/_fisproxy/health\r\n\r\n",
+    # Absolute-form: the URL's own path counts, whatever its host.
+    b"GET http://x/_fisproxy/metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://_fisproxy/health/experiments HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST http://x/_fisproxy/health HTTP/1.1\r\nHost: x\r\n\r\n",
+])
+def test_attack_requests_are_refused(raw: bytes) -> None:
+    req, served = received(raw)
+    assert not (req.method == "GET" and served.path == "/_fisproxy/health")  # not health when served
+    refusal = check_received(raw)
+    assert refusal is not None and refusal.code == "AccessDeniedException", refusal
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /_fisproxy/health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /_fisproxy/health?verbose=1 HTTP/1.1\r\nHost: anything/at/all\r\n\r\n",
+    b"HEAD http://fis.us-east-1.amazonaws.com/_fisproxy/health HTTP/1.1\r\nHost: x\r\n\r\n",
+])
+def test_the_health_check_stays_open_as_served(raw: bytes) -> None:
+    assert received(raw)[1].path == "/_fisproxy/health"
+    assert check_received(raw) is None
+
+
+def test_a_request_target_that_is_not_a_path_is_refused() -> None:
+    assert AUTH.check("GET", "http://x/_fisproxy/health", {}, b"").code == "AccessDeniedException"
+    assert AUTH.check("GET", "", {}, b"") is not None
+
+
+def signed_for(service: str, region: str) -> Sent:
+    """A request to the control port signed with a configured key, for another service or region."""
+    request = AWSRequest(method="GET", url=f"{CONTROL}/experiments", headers={})
+    SigV4Auth(Credentials(KEY, SECRET), service, region).add_auth(request)
+    return wire(request.prepare())
+
+
+@pytest.mark.parametrize("service, region, problem", [
+    ("s3", "us-east-1", "correct service: 'fis'"),
+    ("execute-api", "us-east-1", "correct service: 'fis'"),
+    ("FIS", "us-east-1", "correct service: 'fis'"),
+    ("fis", "nowhere", "valid region"),
+    ("fis", "us-east-1-", "valid region"),
+    ("fis", "US-EAST-1", "valid region"),
+    ("fis", "us-east-1\x00", "valid region"),
+])
+def test_sigv4_scoped_to_another_service_or_no_region_is_refused(service: str, region: str,
+                                                                  problem: str) -> None:
+    refusal = signed_for(service, region).check()
+    assert refusal is not None and refusal.code == "InvalidSignatureException" and problem in refusal
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-3", "us-gov-west-1", "ap-southeast-5", "eu-isoe-west-1"])
+def test_sigv4_scoped_to_fis_in_a_region_is_accepted(region: str) -> None:
+    assert signed_for("fis", region).check() is None
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": "Bearer \udcff\udcfe"},
+    {"Authorization": f"Bearer {TOKEN}\udcff"},
+    {"x-fisproxy-token": TOKEN + "\udcff"},
+    {"x-fisproxy-token": "\ud800"},
+    {"Authorization": "AWS4-HMAC-SHA256 \udcff"},
+])
+def test_undecodable_bytes_in_a_token_are_refused_not_raised(headers: dict[str, str]) -> None:
+    refusal = check_url(AUTH, "GET", f"{CONTROL}/experiments", headers, b"")
+    assert refusal is not None and refusal.code.endswith("Exception")
+
+
+@pytest.mark.parametrize("change", [
+    lambda s: s.with_header("Authorization", s.headers["Authorization"][:-64] + "\udcff" * 64),
+    lambda s: s.with_header("Authorization", s.headers["Authorization"].replace(KEY, KEY + "\udcff")),
+    lambda s: s.with_header("Host", "127.0.0.1:8082\udcff"),
+    lambda s: s.with_header("X-Amz-Date", "2024\udcff0101T000000Z"),
+    lambda s: s.replace(url=s.url.replace("/experiments", "/experiments\udcff")),
+    lambda s: s.replace(method="G\udcffT"),
+])
+def test_undecodable_bytes_in_a_signed_request_are_refused_not_raised(change: Callable[[Sent], Sent]) -> None:
+    refusal = change(signed("list_experiments")).check()
+    assert refusal is not None and refusal.code.endswith("Exception")
+
+
+def test_http2_authority_stands_for_a_missing_host_header() -> None:
+    sent = signed("list_experiments")
+    host = sent.headers["Host"]
+    no_host = {k: v for k, v in sent.headers.items() if k != "Host"}
+    served = urlsplit(sent.url)
+    assert AUTH.check("GET", served.path, no_host, b"", query=served.query, authority=host) is None
+    # The authority is a signed value, never a URL: a crafted one only fails the signature.
+    refusal = AUTH.check("GET", served.path, no_host, b"", query=served.query, authority="x/_fisproxy/health?")
+    assert refusal is not None and refusal.code == "InvalidSignatureException"
