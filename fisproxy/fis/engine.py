@@ -48,7 +48,7 @@ from fisproxy.fis.models import (
     ExperimentTemplate,
 )
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
-from fisproxy.fis.ports import FisStore
+from fisproxy.fis.ports import FleetStore, StoreUnavailable
 from fisproxy.fis.resources import (
     ActionContext,
     ActionError,
@@ -79,6 +79,11 @@ REGIONAL_ACTION_PREFIXES = ("aws:", "localstack:")
 IDENTITY_DOC = "identity"
 LOG_DELIVERY_DOC = "log-delivery"  # ended experiments whose logs still have to go upstream
 HEARTBEAT_DOC = ("heartbeat", "engine")
+STOP_REQUEST_DOC = "stop-request"  # a stop asked on a proxy that does not run the schedule
+EXPERIMENT_CHANGES = "experiment"  # change-feed kinds
+IDENTITY_CHANGES = "identity"
+LEASE_TTL_SECONDS = 6.0  # a schedule holder that stops renewing is replaced after this
+LEASE_RENEW_SECONDS = 2.0
 
 # Reasons as real FIS words them; the rest follow the same style.
 INITIATING = "Experiment is initiating."
@@ -116,6 +121,10 @@ class _Run:
     session: Any = None  # the experiment role's clients (RoleSession), once assumed
     # Resource actions under way: action name -> (its worker, its context).
     workers: dict[str, tuple[concurrent.futures.Future[None], ActionContext]] = field(default_factory=dict)
+    # This proxy runs the experiment's schedule (holds its lease); otherwise it mirrors what
+    # the holder saves and applies the faults of the running actions.
+    owned: bool = False
+    lease_renewed: float = 0.0
 
     @property
     def id(self) -> str:
@@ -129,7 +138,7 @@ class _Run:
 class Engine:
     def __init__(
         self,
-        store: FisStore,
+        store: FleetStore,
         *,
         state_dir: Path,
         rng: random.Random,
@@ -141,8 +150,10 @@ class Engine:
         loop: asyncio.AbstractEventLoop | None = None,
         placement: Placement | None = None,
         max_action_workers: int = 16,
+        proxy_id: str = "fisproxy",
     ) -> None:
         self._store = store
+        self.proxy_id = proxy_id  # the lease holder name of this proxy
         self._rng = rng
         self._clock = clock
         self._endpoint = upstream_endpoint
@@ -185,28 +196,45 @@ class Engine:
             experiment.state = ExperimentState(status="initiating", reason=INITIATING)
             for action in experiment.actions.values():
                 action.state = ExperimentActionState(status="pending", reason=ACTION_INITIAL)
-            run = _Run(experiment, RunState(region=region))
+            run = _Run(experiment, RunState(region=region), owned=True, lease_renewed=now)
+            self._store.acquire_lease(_lease(exp_id), self.proxy_id, LEASE_TTL_SECONDS)
             self._save(run)  # not acknowledged (and not kept) unless saved
             self._runs[exp_id] = run
             return self._copy(run.experiment)
 
     def stop_experiment(self, experiment_id: str) -> Experiment:
-        """Ask an active experiment to stop: its faults end now; `stopping` now, `stopped` at
-        the next tick. KeyError if unknown; a terminal experiment is returned unchanged (the API
-        decides whether that is a conflict). SaveError if the stop could not be saved: the
-        faults have ended anyway, and asking again retries the save."""
+        """Ask an active experiment to stop: its faults end now on this proxy; `stopping` now,
+        `stopped` at the next step of whichever proxy runs its schedule (another proxy is asked
+        through the store and ends it within a second). KeyError if unknown; a terminal
+        experiment is returned unchanged (the API decides whether that is a conflict).
+        SaveError if the stop could not be saved: the faults have ended anyway, and asking
+        again retries the save."""
         with self._lock:
             run = self._runs.get(experiment_id)
-            if run is None:
-                stored = self._store.get_experiment(experiment_id)
-                if stored is None:
-                    raise KeyError(experiment_id)
-                return stored
+            if run is None or not run.owned:
+                return self._ask_owner_to_stop(experiment_id, run, StopRequest(status="stopped", reason=STOPPED))
             if run.status in ("initiating", "running"):
                 self._request_stop(run, STOPPING, StopRequest(status="stopped", reason=STOPPED))
             if run.unsaved:
                 self._save(run)
             return self._copy(run.experiment)
+
+    def _ask_owner_to_stop(self, experiment_id: str, run: _Run | None, final: StopRequest) -> Experiment:
+        stored = self._store.get_experiment(experiment_id)
+        if stored is None:
+            raise KeyError(experiment_id)
+        if stored.state.status not in ("initiating", "running", "stopping"):
+            return stored
+        try:
+            self._store.put_doc(STOP_REQUEST_DOC, experiment_id, final.model_dump())
+            self._store.publish_change(EXPERIMENT_CHANGES, experiment_id)
+        except Exception as e:
+            raise SaveError(f"could not save the stop of experiment {experiment_id}: {e}") from e
+        if run is not None:
+            self._deactivate(run)  # here, at once; the schedule's holder ends it everywhere
+            self._rebuild_index()
+        stored.state = ExperimentState(status="stopping", reason=STOPPING)
+        return stored
 
     def cancel_all(self, reason: str) -> None:
         """Safety lever: every active experiment ends `cancelled` at once."""
@@ -214,6 +242,12 @@ class Engine:
             now = self._clock()
             failed: list[str] = []
             for run in list(self._runs.values()):
+                if run.status in ACTIVE and not run.owned:
+                    try:
+                        self._ask_owner_to_stop(run.id, run, StopRequest(status="cancelled", reason=reason))
+                    except (KeyError, SaveError):
+                        failed.append(run.id)
+                    continue
                 if run.status in ACTIVE:
                     for _, ctx in run.workers.values():
                         ctx.cancelled.set()  # undone in the background; the lever acts now
@@ -270,8 +304,10 @@ class Engine:
     # ---- lifecycle (the engine's thread) -------------------------------------------------
 
     def resume(self) -> None:
-        """After a restart: reload active experiments; running actions keep the time they had
-        left; log deliveries that had not gone out yet are queued again."""
+        """At start-up: take in the active experiments of the store. Their faults apply at once;
+        the next tick claims the schedule of those no other proxy runs. If no proxy was running
+        (the heartbeat is old), running actions keep the time they had left. Log deliveries
+        that had not gone out yet are queued again."""
         with self._lock:
             now = self._clock()
             self._uploads.extend(
@@ -284,45 +320,36 @@ class Engine:
                 last_seen = max(float(beat.get("time", 0.0)), state.heartbeat or 0.0) or now
                 downtime = max(0.0, now - last_seen)
                 state.ends = {k: (None if v is None else v + downtime) for k, v in state.ends.items()}
+                state.action_deadlines = {k: (None if v is None else v + downtime)
+                                          for k, v in state.action_deadlines.items()}
                 state.heartbeat = None
                 run = _Run(experiment, state)
                 self._runs[experiment.id] = run
-                for name, action in experiment.actions.items():
-                    if action.state.status != "running":
-                        continue
-                    run.signals[name] = self._signal()
-                    spec = ACTIONS[action.action_id]
-                    if spec.kind == "resource":
-                        # Carried on from where it was: waited for, then undone; started
-                        # again only if it had not finished starting.
-                        deadline = run.state.action_deadlines.get(name)
-                        if deadline is not None:
-                            run.state.action_deadlines[name] = deadline + downtime
-                        self._perform(run, name, spec, resumed=name in run.state.action_state)
-                        if experiment.state.status != "running":
-                            run.workers[name][1].cancelled.set()
-                    elif experiment.state.status == "running":
-                        self._activate(run, name)
+                self._reconcile(run, now)
                 log.info("resumed experiment %s (%s, down %.1f s)", experiment.id,
                          experiment.state.status, downtime)
-                self._try_save(run)
             self._last_heartbeat = 0.0
             self._rebuild_index()
 
     def tick(self) -> None:
         """One lifecycle step at `clock()`: resolve targets of new experiments (outside the
-        lock: it may call the upstream), then move every experiment on."""
+        lock: it may call the upstream), keep or claim the schedules' leases, then move every
+        experiment whose schedule this proxy runs on; the others' faults end on time here too."""
         self._resolve_pending()
         with self._lock:
             now = self._clock()
-            changed = False
+            changed = self._claim_leases(now)
             for run in list(self._runs.values()):
+                if not run.owned:
+                    changed |= self._reconcile(run, now)
+                    continue
                 try:
                     changed |= self._step(run, now)
                 except SaveError as e:
                     log.error("experiment %s: %s; retrying", run.id, e)
-            for exp_id in [i for i, r in self._runs.items() if r.status in TERMINAL and not r.unsaved]:
-                del self._runs[exp_id]
+            for exp_id in [i for i, r in self._runs.items()
+                           if r.status in TERMINAL and not r.unsaved and not r.workers]:
+                self._forget(self._runs[exp_id])
             if changed:
                 self._rebuild_index()
             self._save_identities()
@@ -345,7 +372,8 @@ class Engine:
 
     def _resolve_pending(self) -> None:
         with self._lock:
-            waiting = [r for r in self._runs.values() if r.status == "initiating" and r.resolution is None]
+            waiting = [r for r in self._runs.values()
+                       if r.owned and r.status == "initiating" and r.resolution is None]
             rng_seed = [self._rng.random() for _ in waiting]  # one draw each, in a stable order
         for run, seed in zip(waiting, rng_seed, strict=True):
             run.resolution = self._resolve(run, random.Random(seed))
@@ -604,6 +632,159 @@ class Engine:
         self._end(run, now, "failed", f.reason,
                   {"code": f.code, "location": f.location, "accountId": self._account})
 
+    # ---- one FIS, many proxies: schedules by lease, faults everywhere ---------------------
+    #
+    # Every proxy on a store applies the faults of every running action. Exactly one proxy
+    # runs each experiment's schedule (durations, startAfter, stop conditions, resource
+    # actions): the holder of its lease, renewed every LEASE_RENEW_SECONDS. The others mirror
+    # what the holder saves (change feed, and a periodic resync); if the holder dies, its
+    # lease expires and another proxy takes the schedule over where it was.
+
+    def _claim_leases(self, now: float) -> bool:
+        changed = False
+        for run in list(self._runs.values()):
+            if run.status in TERMINAL:
+                continue
+            if run.owned and now - run.lease_renewed < LEASE_RENEW_SECONDS:
+                continue
+            try:
+                held = self._store.acquire_lease(_lease(run.id), self.proxy_id, LEASE_TTL_SECONDS)
+            except StoreUnavailable as e:
+                if run.owned:  # nobody can take it over either: carry on, loudly
+                    log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
+                continue
+            if held:
+                run.lease_renewed = now
+                if not run.owned:
+                    self._take_over(run, now)
+                    changed = True
+            elif run.owned:
+                log.warning("experiment %s: another proxy runs its schedule now", run.id)
+                self._give_up(run)
+                changed = True
+        return changed
+
+    def _take_over(self, run: _Run, now: float) -> None:
+        """Run the schedule of an experiment from where the store says it is."""
+        run.owned = True
+        log.info("experiment %s: this proxy runs its schedule", run.id)
+        for name, action in run.experiment.actions.items():
+            spec = ACTIONS.get(action.action_id)
+            if action.state.status == "running" and spec is not None and spec.kind == "resource":
+                if name not in run.workers:
+                    # Waited for, then undone; started again only if it had not finished starting.
+                    run.signals.setdefault(name, self._signal())
+                    self._perform(run, name, spec, resumed=name in run.state.action_state)
+                    if run.status != "running":
+                        run.workers[name][1].cancelled.set()
+        self._try_save(run)
+
+    def _give_up(self, run: _Run) -> None:
+        """Another proxy holds the lease now: stop acting (without undoing: it carries on)."""
+        run.owned = False
+        for _, ctx in run.workers.values():
+            ctx.abandoned.set()
+            ctx.cancelled.set()
+        run.workers.clear()
+
+    def _reconcile(self, run: _Run, now: float) -> bool:
+        """Make this proxy's rules for a mirrored experiment match its running actions (those
+        not past their planned end: a stale store cannot keep a fault on longer)."""
+        e = run.experiment
+        running = set()
+        if e.state.status == "running":
+            for name, action in e.actions.items():
+                end = run.state.ends.get(name)
+                if action.state.status == "running" and (end is None or end > now):
+                    running.add(name)
+        changed = False
+        for name in [n for n in run.signals if n not in running]:
+            self._rules.pop((run.id, name), None)
+            run.signals.pop(name).set()
+            changed = True
+        for name in running - run.signals.keys():
+            run.signals[name] = self._signal()
+            if ACTIONS[e.actions[name].action_id].kind != "resource":
+                self._activate(run, name)
+            changed = True
+        return changed
+
+    def _deactivate(self, run: _Run) -> None:
+        for name in list(run.signals):
+            self._rules.pop((run.id, name), None)
+            run.signals.pop(name).set()
+
+    def _forget(self, run: _Run) -> None:
+        self._deactivate(run)
+        self._runs.pop(run.id, None)
+        if run.owned:
+            try:
+                self._store.release_lease(_lease(run.id), self.proxy_id)
+                self._store.delete_doc(STOP_REQUEST_DOC, run.id)
+            except Exception as e:  # the lease expires anyway; the request names an ended run
+                log.debug("experiment %s: could not tidy up its lease: %s", run.id, e)
+
+    def subscribe(self) -> Any:
+        """Follow the store's change feed (experiments and identities changed by any proxy);
+        returns the subscription (close it to stop)."""
+        return self._store.subscribe((EXPERIMENT_CHANGES, IDENTITY_CHANGES), self._on_change)
+
+    def _on_change(self, kind: str, key: str | None) -> None:
+        try:
+            if kind == IDENTITY_CHANGES:
+                if key is None:
+                    self._load_identities()
+                elif (doc := self._store.get_doc(IDENTITY_DOC, key)) and doc.get("principalArn"):
+                    self._identities.learn(key, doc["principalArn"])
+            elif kind == EXPERIMENT_CHANGES:
+                self.sync(key)
+        except StoreUnavailable as e:
+            log.warning("change feed: the store is unavailable (%s); resyncing later", e)
+
+    def sync(self, experiment_id: str | None = None) -> None:
+        """Bring what other proxies changed into this one: one experiment, or (None) all
+        active ones (the periodic resync). Blocking reads, outside the lock."""
+        if experiment_id is None:
+            known = set(self._runs)
+            found = [e for e in self._store.list_experiments() if e.state.status in ACTIVE or e.id in known]
+        else:
+            one = self._store.get_experiment(experiment_id)
+            found = [one] if one is not None else []
+        loaded = [(e, RunState.model_validate(self._store.get_runtime(e.id) or {}),
+                   self._store.get_doc(STOP_REQUEST_DOC, e.id)) for e in found]
+        with self._lock:
+            now = self._clock()
+            changed = False
+            for experiment, state, stop in loaded:
+                changed |= self._apply_sync(experiment, state, stop, now)
+            if changed:
+                self._rebuild_index()
+
+    def _apply_sync(self, experiment: Experiment, state: RunState, stop: dict[str, Any] | None,
+                    now: float) -> bool:
+        run = self._runs.get(experiment.id)
+        if run is not None and run.owned:
+            if stop is not None and run.status in ("initiating", "running"):
+                try:
+                    self._request_stop(run, STOPPING, StopRequest.model_validate(stop))
+                except SaveError as e:  # the faults ended; the save is retried by tick
+                    log.error("%s; retrying", e)
+                return True
+            return False
+        if experiment.state.status in TERMINAL:
+            if run is not None:
+                self._forget(run)
+                return True
+            return False
+        if run is None:
+            run = self._runs[experiment.id] = _Run(experiment, state)
+        else:
+            run.experiment, run.state = experiment, state
+        if stop is not None:
+            self._deactivate(run)
+            return True
+        return self._reconcile(run, now)
+
     # ---- resource actions (their own worker threads) ------------------------------------
 
     def _perform(self, run: _Run, name: str, spec: ActionSpec, *, resumed: bool) -> None:
@@ -677,7 +858,7 @@ class Engine:
         with self._lock:
             return {
                 run.id: arns for run in self._runs.values()
-                if run.status in ("initiating", "running")
+                if run.owned and run.status in ("initiating", "running")
                 and (arns := alarm_arns(run.experiment.stop_conditions))
             }
 
@@ -751,6 +932,10 @@ class Engine:
             run.unsaved = True
             raise SaveError(f"could not save experiment {run.id}: {e}") from e
         run.unsaved = False
+        try:
+            self._store.publish_change(EXPERIMENT_CHANGES, run.id)
+        except Exception as e:  # saved: the others see it at their next resync
+            log.debug("experiment %s: change not announced: %s", run.id, e)
 
     def _try_save(self, run: _Run) -> None:
         try:
@@ -764,6 +949,7 @@ class Engine:
             key, arn = pending[0]
             try:
                 self._store.put_doc(IDENTITY_DOC, key, {"principalArn": arn})
+                self._store.publish_change(IDENTITY_CHANGES, key)
             except Exception:
                 log.exception("could not save a learned identity; retrying")
                 return
@@ -790,3 +976,7 @@ class Engine:
 def _needs_upstream(target: Any) -> bool:
     """Whether resolving a target asks the upstream (an IAM role given by ARN does not)."""
     return target.resource_type != targets.ROLE or bool(target.resource_tags or target.filters)
+
+
+def _lease(experiment_id: str) -> str:
+    return f"experiment/{experiment_id}"

@@ -16,7 +16,7 @@ OPTION_NAMES = frozenset({
     "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state", "fisproxy_templates",
     "fisproxy_seed", "fisproxy_account_id", "fisproxy_fault_header", "fisproxy_quiet",
     "fisproxy_control_token", "fisproxy_control_credentials", "fisproxy_metrics_public",
-    "fisproxy_placement", "fisproxy_max_active_experiments", "listen_host",
+    "fisproxy_placement", "fisproxy_max_active_experiments", "fisproxy_store", "listen_host",
 })
 
 
@@ -41,6 +41,11 @@ def declare_options(loader: Any) -> None:
     loader.add_option(
         "fisproxy_state", str, str(default_state_path()),
         "SQLite file holding templates, experiments and logs; survives restarts.",
+    )
+    loader.add_option(
+        "fisproxy_store", str | None, None,
+        "Where the state lives when shared: redis://[user:password@]host:port/db (or rediss://). "
+        "Every proxy on the same store is one FIS. Unset: the SQLite file of fisproxy_state.",
     )
     loader.add_option(
         "fisproxy_templates", Sequence[str], [],
@@ -92,6 +97,7 @@ class Settings:
     aws_endpoint: str | None
     aws_endpoint_parts: tuple[str, str, int] | None  # scheme, host, port
     state: Path
+    store_url: str | None
     templates: tuple[Path, ...]
     seed: int | None
     account_id: str
@@ -120,6 +126,7 @@ class Settings:
             aws_endpoint=endpoint,
             aws_endpoint_parts=parts,
             state=Path(options.fisproxy_state).expanduser(),
+            store_url=_store_url(options.fisproxy_store),
             templates=templates,
             seed=options.fisproxy_seed,
             account_id=account,
@@ -159,3 +166,15 @@ def parse_placement(spec: str | None) -> Placement:
             raise ValueError(f"fisproxy_placement: expected az=...,az-id=...,subnet=..., got {spec!r}")
         fields[key] = value.strip()
     return Placement(az=fields.get("az"), az_id=fields.get("az-id"), subnet=fields.get("subnet"))
+
+
+def _store_url(url: str | None) -> str | None:
+    """A usable --store URL or None; ValueError naming the option (never the password)."""
+    if not url or not url.strip():
+        return None
+    from fisproxy.store.url import redis_url
+
+    try:
+        return redis_url(url)
+    except ValueError as e:
+        raise ValueError(str(e).replace("--store", "fisproxy_store", 1)) from None
