@@ -30,7 +30,8 @@ pruned by time (`delete_requests_before`), proxies and leases expire, counters k
 MAX_COUNTER_SERIES label sets per metric.
 
 Writes: each method is one command, one Lua script or one MULTI/EXEC transaction, so it is
-applied whole or not at all, and returns once Redis has applied it. What survives a Redis
+applied whole or not at all (`append_requests` takes its write numbers first, then adds the
+records in one transaction), and returns once Redis has applied it. What survives a Redis
 restart is the server's persistence setting: with `appendonly yes` a restart (SIGTERM,
 SHUTDOWN) loses no acknowledged write, and with `appendfsync always` neither does a crash or
 power loss (the default `everysec` may lose the last second); RDB snapshots alone lose
@@ -88,7 +89,7 @@ HEALTH_CHECK_SECONDS = 10  # a connection idle this long is pinged before use
 SUBSCRIBE_WAIT_SECONDS = 2.0  # how long `subscribe` waits for the listener's first connection
 RECONNECT_MIN_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 1.0
-REQUEST_CHUNK = 2000  # request records per script call (all chunks in one MULTI/EXEC)
+REQUEST_CHUNK = 5000  # request records per ZADD (all of a batch in one MULTI/EXEC)
 RANGE_CHUNK = 10_000  # records per read in requests_between
 MIN_SERVER_VERSION = (5, 0)  # scripts replicated by effects (TIME before writes)
 
@@ -146,16 +147,6 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if doc then out[#out + 1] = id; out[#out + 1] = doc end
 end
 return out
-"""
-
-# KEYS: records, write counter; ARGV: time, record, time, record, ...
-_APPEND_REQUESTS = """
-local n = #ARGV / 2
-local first = redis.call('INCRBY', KEYS[2], n) - n
-for i = 1, n do
-  redis.call('ZADD', KEYS[1], ARGV[2 * i - 1], string.format('%016x', first + i) .. ARGV[2 * i])
-end
-return n
 """
 
 # KEYS: records; ARGV: time (exclusive), batch -> how many went
@@ -242,7 +233,6 @@ class RedisStore:
         script = self._redis.register_script
         self._put_ordered = script(_PUT_ORDERED)
         self._list_ordered = script(_LIST_ORDERED)
-        self._append_requests = script(_APPEND_REQUESTS)
         self._delete_before = script(_DELETE_BEFORE)
         self._acquire = script(_ACQUIRE)
         self._release = script(_RELEASE)
@@ -383,20 +373,22 @@ class RedisStore:
     # ---- request records ----
 
     def append_requests(self, records: list[RequestRecord]) -> None:
-        """Store `records` in one MULTI/EXEC transaction (all or none)."""
+        """Store `records` in one MULTI/EXEC transaction (all or none). Their write numbers are
+        taken first: a failure after that only leaves a gap in the numbering."""
         if not records:
             return
-        args: list[str] = []
-        for r in records:
-            args.append(repr(float(r.time)))
-            args.append(_dumps([r.time, r.duration_ms, r.service, r.operation, r.region,
-                                list(r.faults), r.status, r.invocation_id, r.attempt]))
+        first = int(self._do(lambda: self._redis.incrby(REQUESTS_SEQ, len(records)))) - len(records)
+        scored: dict[str, float] = {}
+        for i, r in enumerate(records, start=first + 1):
+            record = _dumps([r.time, r.duration_ms, r.service, r.operation, r.region, list(r.faults),
+                             r.status, r.invocation_id, r.attempt])
+            scored[f"{i:016x}{record}"] = float(r.time)
+        members = list(scored.items())
 
         def call() -> None:
             with self._redis.pipeline(transaction=True) as pipe:
-                step = 2 * REQUEST_CHUNK
-                for i in range(0, len(args), step):
-                    self._append_requests(keys=[REQUESTS, REQUESTS_SEQ], args=args[i:i + step], client=pipe)
+                for i in range(0, len(members), REQUEST_CHUNK):
+                    pipe.zadd(REQUESTS, dict(members[i:i + REQUEST_CHUNK]))
                 pipe.execute()
 
         self._do(call, repeatable=False)
@@ -406,14 +398,15 @@ class RedisStore:
         out: list[RequestRecord] = []
         low, skip = float(start), 0  # next read: scores >= low, skipping `skip` of them
         while True:
-            page: list[tuple[str, float]] = self._do(lambda low=low, skip=skip: self._redis.zrangebyscore(
-                REQUESTS, low, end, start=skip, num=RANGE_CHUNK, withscores=True))
-            out.extend(_record(member) for member, _ in page)
-            if len(page) < RANGE_CHUNK:
+            page: list[str] = self._do(lambda low=low, skip=skip: self._redis.zrangebyscore(
+                REQUESTS, low, end, start=skip, num=RANGE_CHUNK))
+            records = [_record(member) for member in page]
+            out.extend(records)
+            if len(records) < RANGE_CHUNK:
                 return out
-            last = page[-1][1]
-            ties = sum(1 for _, score in page if score == last)
-            low, skip = (low, skip + len(page)) if last == low else (last, ties)
+            last = float(records[-1].time)  # the member's score: the same float, written once
+            ties = sum(1 for r in records if r.time == last)
+            low, skip = (low, skip + len(records)) if last == low else (last, ties)
 
     def delete_requests_before(self, t: float, *, batch: int = 5000) -> int:
         """Drop records older than `t` (retention), `batch` per script call so that Redis never

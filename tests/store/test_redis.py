@@ -196,6 +196,9 @@ def test_stopped_redis_raises_store_unavailable_and_the_store_recovers_when_it_r
     try:
         store.subscribe(["experiment"], lambda kind, key: got.put((kind, key)))
         store.put_experiment(make_experiment("EXP1"), {"clock": 1})
+        store.publish_change("experiment", "EXP1")
+        while got.get(timeout=2) != ("experiment", "EXP1"):
+            pass  # the resync notices of subscribing come first; none is left after this
         server.stop()
         for call in (lambda: store.get_experiment("EXP1"), lambda: store.list_experiments(),
                      lambda: store.put_template(make_template("EXT1")),
