@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,17 +62,27 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path / "redis")
-    yield s
-    s.stop()
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Starts redis-servers with more options; every one is stopped after the test."""
+    started: list[Server] = []
+
+    def make(*options: str) -> Server:
+        started.append(Server(tmp_path / f"redis{len(started)}", *options))
+        return started[-1]
+
+    yield make
+    for s in started:
+        s.stop()
 
 
 @pytest.fixture
-def locked_server(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path / "redis", "--requirepass", PASSWORD)
-    yield s
-    s.stop()
+def server(make_server: Callable[..., Server]) -> Server:
+    return make_server()
+
+
+@pytest.fixture
+def locked_server(make_server: Callable[..., Server]) -> Server:
+    return make_server("--requirepass", PASSWORD)
 
 
 # ---- --store URLs ---------------------------------------------------------------------------
@@ -249,9 +259,9 @@ _WRITER = textwrap.dedent("""
     (signal.SIGKILL, ("--appendfsync", "always")),  # a crash: every write fsynced first
 ], ids=["restart", "kill-9-appendfsync-always"])
 def test_redis_restart_loses_no_acknowledged_write(
-    tmp_path: Path, how: signal.Signals, options: tuple[str, ...],
+    make_server: Callable[..., Server], how: signal.Signals, options: tuple[str, ...],
 ) -> None:
-    server = Server(tmp_path / "redis", *options)
+    server = make_server(*options)
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, server.url()], stdout=subprocess.PIPE,
                               text=True, cwd=ROOT, env=clean_env(PYTHONPATH=str(ROOT)))
     acked = [-1]
@@ -290,7 +300,6 @@ def test_redis_restart_loses_no_acknowledged_write(
         assert [t.id for t in store.list_templates()][: last + 1] == [f"EXT{i}" for i in range(last + 1)]
     finally:
         store.close()
-        server.stop()
 
 
 def _wait_for(check, what: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
@@ -301,15 +310,12 @@ def _wait_for(check, what: str, timeout: float = 30) -> None:  # type: ignore[no
 
 
 def test_opening_a_store_on_redis_without_appendonly_warns(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    make_server: Callable[..., Server], caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = Server(tmp_path / "redis", "--appendonly", "no")
-    try:
-        with caplog.at_level(logging.WARNING, logger="fisproxy.store.redis"):
-            RedisStore(server.url()).close()
-        assert "appendonly" in caplog.text
-    finally:
-        server.stop()
+    server = make_server("--appendonly", "no")
+    with caplog.at_level(logging.WARNING, logger="fisproxy.store.redis"):
+        RedisStore(server.url()).close()
+    assert "appendonly" in caplog.text
 
 
 def test_opening_a_store_on_redis_with_appendonly_does_not_warn(
@@ -322,23 +328,20 @@ def test_opening_a_store_on_redis_with_appendonly_does_not_warn(
 
 # ---- TLS ------------------------------------------------------------------------------------
 
-def test_rediss_url_talks_tls(tmp_path: Path) -> None:
+def test_rediss_url_talks_tls(make_server: Callable[..., Server], tmp_path: Path) -> None:
     ca, cert, key = _tls_files(tmp_path)
     port = free_port()
-    server = Server(tmp_path / "redis", "--tls-port", str(port),  # beside the plain port
-                    "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                    "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")
+    make_server("--tls-port", str(port),  # beside the plain port
+                "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")
+    store = RedisStore(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}")
     try:
-        store = RedisStore(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}")
-        try:
-            store.put_template(make_template("EXT1"))
-            assert [t.id for t in store.list_templates()] == ["EXT1"]
-        finally:
-            store.close()
-        with pytest.raises(StoreUnavailable):  # a plain client on the TLS port gets nowhere
-            RedisStore(f"redis://127.0.0.1:{port}/0")
+        store.put_template(make_template("EXT1"))
+        assert [t.id for t in store.list_templates()] == ["EXT1"]
     finally:
-        server.stop()
+        store.close()
+    with pytest.raises(StoreUnavailable):  # a plain client on the TLS port gets nowhere
+        RedisStore(f"redis://127.0.0.1:{port}/0")
 
 
 def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
