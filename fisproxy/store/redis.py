@@ -59,18 +59,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
+from redis import exceptions as rx  # (its ConnectionError and TimeoutError are not the builtins)
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    ClusterDownError,
-    ConnectionError,
-    NoPermissionError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TimeoutError,
-    TryAgainError,
-)
 from redis.retry import Retry
 
 from fisproxy.fis.models import Experiment, ExperimentTemplate
@@ -94,9 +84,9 @@ RANGE_CHUNK = 10_000  # records per read in requests_between
 MIN_SERVER_VERSION = (5, 0)  # scripts replicated by effects (TIME before writes)
 
 # Failures of the store rather than bugs: the server is gone, full, read-only or refuses.
-_UNAVAILABLE: tuple[type[RedisError], ...] = (
-    ConnectionError, TimeoutError, OutOfMemoryError, ReadOnlyError, NoPermissionError,
-    ClusterDownError, TryAgainError,
+_UNAVAILABLE: tuple[type[rx.RedisError], ...] = (
+    rx.ConnectionError, rx.TimeoutError, rx.OutOfMemoryError, rx.ReadOnlyError, rx.NoPermissionError,
+    rx.ClusterDownError, rx.TryAgainError,
 )
 _UNAVAILABLE_CODES = ("MISCONF", "BUSY", "NOREPLICAS")  # ResponseErrors redis-py does not map
 
@@ -262,7 +252,7 @@ class RedisStore:
                                    f"{'.'.join(map(str, MIN_SERVER_VERSION))} or later")
         try:
             aof = self._do(lambda: self._redis.info("persistence")).get("aof_enabled")
-        except ResponseError:  # INFO disabled by the provider: nothing to say
+        except rx.ResponseError:  # INFO disabled by the provider: nothing to say
             return
         if aof == 0:
             logger.warning(
@@ -274,21 +264,21 @@ class RedisStore:
         connection found closed is retried once if `repeatable` (applying it twice is harmless)."""
         try:
             return call()
-        except RedisError as e:
-            if not (repeatable and type(e) is ConnectionError):
+        except rx.RedisError as e:
+            if not (repeatable and type(e) is rx.ConnectionError):
                 self._raise_unavailable(e)
                 raise
         try:
             return call()
-        except RedisError as e:
+        except rx.RedisError as e:
             self._raise_unavailable(e)
             raise
 
-    def _raise_unavailable(self, e: RedisError) -> None:
+    def _raise_unavailable(self, e: rx.RedisError) -> None:
         """StoreUnavailable for a failure of the store; nothing for a bug (wrong type, bad
         script), which the caller re-raises as it is."""
         if isinstance(e, _UNAVAILABLE) or (
-            isinstance(e, ResponseError) and str(e).startswith(_UNAVAILABLE_CODES)
+            isinstance(e, rx.ResponseError) and str(e).startswith(_UNAVAILABLE_CODES)
         ):
             raise StoreUnavailable(f"Redis at {self.url} is unavailable: {e}") from e
 
@@ -534,7 +524,7 @@ class _Listener:
                     if message is not None:
                         self._handle(message)
                         delay = RECONNECT_MIN_SECONDS
-            except (RedisError, OSError) as e:
+            except (rx.RedisError, OSError) as e:
                 self._lost(e)
             except Exception:  # this thread's error boundary: log, reconnect, resync
                 logger.exception("fisproxy: the change listener failed; reconnecting")
@@ -542,7 +532,7 @@ class _Listener:
             finally:
                 try:
                     pubsub.close()
-                except (RedisError, OSError):
+                except (rx.RedisError, OSError):
                     pass
             self._stop.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)

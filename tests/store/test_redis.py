@@ -90,7 +90,7 @@ def locked_server(make_server: Callable[..., Server]) -> Server:
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:6379/0", "sqlite:///tmp/x.sqlite", "127.0.0.1:6379", "redis://",
     "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/zero", "redis://127.0.0.1:0/0",
-    f"redis://:{PASSWORD}@127.0.0.1:99999/0",
+    f"redis://:{PASSWORD}@127.0.0.1:99999/0", f"redis://:{PASSWORD}@127.0.0.1:1/0?socket_timeout=soon",
 ])
 def test_open_store_rejects_what_is_not_a_redis_url(url: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--store") as raised:
