@@ -32,7 +32,7 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @pytest.fixture
 def redis_url(redis_port: int) -> str:
-    with redis.Redis(port=redis_port) as r:
+    with redis.Redis(host="127.0.0.1", port=redis_port) as r:
         r.flushall()
     return f"redis://127.0.0.1:{redis_port}/0"
 

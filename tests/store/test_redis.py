@@ -383,7 +383,7 @@ def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
 
 def test_deleting_and_expiring_leaves_no_keys_behind(server: Server) -> None:
     store = RedisStore(server.url())
-    raw = redis.Redis(port=server.port, decode_responses=True)
+    raw = redis.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
     try:
         store.put_template(make_template("EXT1"))
         store.put_doc("client-token", "t1", {"id": "EXT1"})
