@@ -77,3 +77,42 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ---- redis-server (the shared store's tests) -------------------------------------------------
+
+def redis_server_binary() -> str | None:
+    import shutil
+
+    return shutil.which("redis-server")
+
+
+def start_redis(directory: Path, port: int | None = None, *options: str) -> tuple[subprocess.Popen, int]:
+    """A real redis-server on 127.0.0.1 keeping an append-only file in `directory` (so a restart
+    on the same directory and port loses no acknowledged write), no RDB snapshots. Waits until
+    it answers PING (after loading its AOF); stopped again if it does not. `options`: more
+    `--name value` server options. FileNotFoundError if redis-server is not installed."""
+    binary = redis_server_binary()
+    if binary is None:
+        raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+         "--dir", str(directory), "--logfile", str(directory / "redis.log"), *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=clean_env(),
+    )
+    try:
+        wait_until(lambda: redis_pong(port), 20, f"redis-server on port {port}", proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, port
+
+
+def redis_pong(port: int) -> bool:
+    """redis-server on `port` is up: PONG, or NOAUTH if it wants a password (not LOADING)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.sendall(b"PING\r\n")
+        answer = s.recv(64)
+    return answer.startswith(b"+PONG") or answer.startswith(b"-NOAUTH")

@@ -3,13 +3,21 @@
 The engine, the FIS API and the experiment log are written against these, never against a
 concrete store: `fisproxy/store/` provides them (SQLite embedded, Redis for a fleet). Every
 method is blocking and may raise on I/O errors; callers run them off the proxy's event loop.
+A networked store that cannot be reached raises `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from fisproxy.fis.models import Experiment, ExperimentTemplate
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached, or refuses writes (a Redis that is down, out of memory or
+    read-only). Callers keep enforcing what they already know and try again later; the control
+    API answers 503. The message names the store, never its password."""
 
 
 class DocStore(Protocol):
@@ -54,3 +62,55 @@ class LogStore(Protocol):
 
 class FisStore(DocStore, TemplateStore, ExperimentStore, LogStore, Protocol):
     """Everything the FIS domain stores."""
+
+
+class LeaseStore(Protocol):
+    """Named leases with expiry: at most one holder per name at a time, across every process
+    on the store (one experiment's schedule runs on one proxy). A holder that dies simply stops
+    renewing; its lease expires after `ttl_seconds`."""
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take `name` for `holder` until `ttl_seconds` from now, or renew it if `holder`
+        already has it. False if another holder's lease has not expired. Atomic."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give `name` up if `holder` holds it; a lease someone else took over is left alone."""
+        ...
+
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds `name` now; None if nobody (or the lease expired)."""
+        ...
+
+
+ChangeCallback = Callable[[str, str | None], None]
+"""Called as `callback(kind, key)` when (kind, key) changed; `key` None means "changes of
+this kind may have been missed (a reconnection, a subscriber that fell behind): read them all
+again"."""
+
+
+class Subscription(Protocol):
+    def close(self) -> None:
+        """No more callbacks after this returns (one already running may finish)."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """"Something changed" notices between the processes sharing a store. An optimisation on
+    top of reading the store: a subscriber that resyncs periodically (list_experiments...)
+    stays correct when a notice is lost."""
+
+    def publish_change(self, kind: str, key: str) -> None:
+        """Tell every subscriber of `kind` (in every process, this one included) that the
+        record `key` changed. Call it after the write is acknowledged."""
+        ...
+
+    def subscribe(self, kinds: Iterable[str], callback: ChangeCallback) -> Subscription:
+        """Call `callback` for each change of one of `kinds`, on a background thread (never
+        the event loop), one call at a time, in publication order. Right after subscribing,
+        and after a reconnection, it may be called with key None for each kind."""
+        ...
+
+
+class FleetStore(FisStore, LeaseStore, ChangeFeed, Protocol):
+    """What the engine needs to share experiments with other proxies on the same store."""

@@ -1,0 +1,27 @@
+"""Persistence behind one interface (`StoreBackend`, in `base.py`): SQLite embedded by default
+(`sqlite.py`), Redis for a fleet of proxies sharing one FIS (`redis.py`). `open_store` picks one
+from the `--store` option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fisproxy.store.base import STORE_ERRORS, StoreBackend, StoreUnavailable
+from fisproxy.store.sqlite import SqliteStore, Store
+from fisproxy.store.url import redacted, redis_url
+
+__all__ = [
+    "STORE_ERRORS", "SqliteStore", "Store", "StoreBackend", "StoreUnavailable", "open_store",
+    "redacted",
+]
+
+
+def open_store(url: str | None, state_path: Path) -> StoreBackend:
+    """The store `--store URL` names: None (or empty) is the SQLite file at `state_path`;
+    `redis://[user:password@]host:port/db` or `rediss://...` a Redis server (StoreUnavailable
+    if it cannot be reached). Anything else: ValueError naming `--store`."""
+    if url is None or not url.strip():
+        return SqliteStore(state_path)
+    from fisproxy.store.redis import RedisStore  # the client is imported only when used
+
+    return RedisStore(redis_url(url))
