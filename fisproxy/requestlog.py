@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from fisproxy.fis.ports import StoreUnavailable
+
 if TYPE_CHECKING:
-    from fisproxy.store import Store
+    from fisproxy.store.base import RequestStore
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ class Recorder:
 
     def __init__(
         self,
-        store: Store,
+        store: RequestStore,
         *,
         max_buffered: int = MAX_BUFFERED,
         retention_seconds: float | None = RETENTION_SECONDS,
@@ -236,7 +238,8 @@ class Recorder:
 def _store_unavailable(error: Exception) -> bool:
     """The store itself failed (disk full or I/O error, locked, read-only, corrupt), as opposed
     to refusing what it was given: retrying the same batch later may work."""
-    return isinstance(error, sqlite3.OperationalError) or type(error) is sqlite3.DatabaseError
+    return (isinstance(error, sqlite3.OperationalError | StoreUnavailable)
+            or type(error) is sqlite3.DatabaseError)
 
 
 def _text(value: object) -> bool:

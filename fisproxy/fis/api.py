@@ -66,8 +66,8 @@ from fisproxy.fis.models import (
     parse,
     validate_template,
 )
+from fisproxy.fis.ports import FisStore, SaveError, StoreUnavailable
 from fisproxy.httpdata import ApiRequest, ApiResponse
-from fisproxy.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ class FisApi:
     """FIS control API over a Store and an ExperimentRunner. Thread-safe: one lock serialises
     operations (they are few and fast), which also makes clientToken checks atomic."""
 
-    def __init__(self, store: Store, engine: ExperimentRunner, *, account_id: str = DEFAULT_ACCOUNT_ID,
+    def __init__(self, store: FisStore, engine: ExperimentRunner, *, account_id: str = DEFAULT_ACCOUNT_ID,
                  max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS) -> None:
         self.store = store
         self.engine = engine
@@ -355,6 +355,15 @@ class FisApi:
             return render_error("ValidationException", 400, str(e), request_id)
         except _UnknownOperation as e:
             return render_error("UnknownOperationException", 404, str(e), request_id)
+        except StoreUnavailable as e:
+            # The shared store is down: nothing was changed; the client may retry (SDKs do).
+            log.warning("FIS API: the store is unavailable: %s", e)
+            return render_error("ServiceUnavailableException", 503,
+                                f"fisproxy's store is unavailable: {e}", request_id)
+        except SaveError as e:
+            log.error("FIS API: %s", e)
+            return render_error("InternalServerException", 500, f"fisproxy could not save the change: {e}",
+                                request_id)
         return ApiResponse.json(200, data, {"x-amzn-RequestId": request_id})
 
     def _decode(self, request: ApiRequest) -> tuple[_Route, _Input]:

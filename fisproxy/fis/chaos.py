@@ -326,19 +326,26 @@ class ChaosState:
         load: Callable[[], dict[str, Any] | None] = lambda: None,
         save: Callable[[dict[str, Any]], None] = lambda doc: None,
     ) -> None:
+        self._load = load
         self._save = save
         self._lock = threading.Lock()
         self._snap = _Snapshot.build((), NetworkEffects(latency=0))
-        doc = load()
-        if doc:
-            try:
-                rules = parse_rules(doc.get("faults", []))
-                effects = parse_effects(doc.get("effects", {"latency": 0}))
-            except SchemaError as e:
-                # Not fatal: the proxy still works, and the log says why the rules are gone.
-                log.warning("ignoring the saved chaos configuration: %s", e)
-            else:
-                self._snap = _Snapshot.build(rules, effects)
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the saved configuration again (another proxy on the store changed it)."""
+        doc = self._load()
+        if not doc:
+            return
+        try:
+            rules = parse_rules(doc.get("faults", []))
+            effects = parse_effects(doc.get("effects", {"latency": 0}))
+        except SchemaError as e:
+            # Not fatal: the proxy still works, and the log says why the rules are gone.
+            log.warning("ignoring the saved chaos configuration: %s", e)
+            return
+        with self._lock:
+            self._snap = _Snapshot.build(rules, effects)
 
     @property
     def faults(self) -> list[FaultRule]:

@@ -48,7 +48,7 @@ from fisproxy.fis.models import (
     ExperimentTemplate,
 )
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
-from fisproxy.fis.ports import FleetStore, StoreUnavailable
+from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable
 from fisproxy.fis.resources import (
     ActionContext,
     ActionError,
@@ -83,7 +83,6 @@ STOP_REQUEST_DOC = "stop-request"  # a stop asked on a proxy that does not run t
 EXPERIMENT_CHANGES = "experiment"  # change-feed kinds
 IDENTITY_CHANGES = "identity"
 LEASE_TTL_SECONDS = 6.0  # a schedule holder that stops renewing is replaced after this
-LEASE_RENEW_SECONDS = 2.0
 
 # Reasons as real FIS words them; the rest follow the same style.
 INITIATING = "Experiment is initiating."
@@ -97,10 +96,6 @@ ACTION_STOPPED = "Action was stopped."
 ACTION_CANCELLED = "Action was cancelled."
 ACTION_SKIPPED = "Action was skipped."
 ACTION_NO_TARGETS = "Action was skipped: no targets were resolved."
-
-
-class SaveError(Exception):
-    """A change could not be saved; it holds in memory and is retried at the next tick."""
 
 
 class _Failure(Exception):
@@ -151,9 +146,11 @@ class Engine:
         placement: Placement | None = None,
         max_action_workers: int = 16,
         proxy_id: str = "fisproxy",
+        lease_ttl_seconds: float = LEASE_TTL_SECONDS,
     ) -> None:
         self._store = store
         self.proxy_id = proxy_id  # the lease holder name of this proxy
+        self._lease_ttl = lease_ttl_seconds
         self._rng = rng
         self._clock = clock
         self._endpoint = upstream_endpoint
@@ -197,7 +194,7 @@ class Engine:
             for action in experiment.actions.values():
                 action.state = ExperimentActionState(status="pending", reason=ACTION_INITIAL)
             run = _Run(experiment, RunState(region=region), owned=True, lease_renewed=now)
-            self._store.acquire_lease(_lease(exp_id), self.proxy_id, LEASE_TTL_SECONDS)
+            self._store.acquire_lease(_lease(exp_id), self.proxy_id, self._lease_ttl)
             self._save(run)  # not acknowledged (and not kept) unless saved
             self._runs[exp_id] = run
             return self._copy(run.experiment)
@@ -645,10 +642,10 @@ class Engine:
         for run in list(self._runs.values()):
             if run.status in TERMINAL:
                 continue
-            if run.owned and now - run.lease_renewed < LEASE_RENEW_SECONDS:
+            if run.owned and now - run.lease_renewed < self._lease_ttl / 3:
                 continue
             try:
-                held = self._store.acquire_lease(_lease(run.id), self.proxy_id, LEASE_TTL_SECONDS)
+                held = self._store.acquire_lease(_lease(run.id), self.proxy_id, self._lease_ttl)
             except StoreUnavailable as e:
                 if run.owned:  # nobody can take it over either: carry on, loudly
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
@@ -910,6 +907,11 @@ class Engine:
                     ctx.abandoned.set()
                     ctx.cancelled.set()
                 self._try_save(run)
+                if run.owned and not run.unsaved:
+                    try:  # another proxy on the store takes the schedule over at once
+                        self._store.release_lease(_lease(run.id), self.proxy_id)
+                    except Exception as e:
+                        log.debug("experiment %s: lease not released: %s", run.id, e)
             self._save_identities()
             self._heartbeat(self._clock(), force=True)
         self._workers.shutdown(wait=False, cancel_futures=True)

@@ -3,6 +3,8 @@
 - `fisproxy-engine`: `Engine.tick()` every 0.1 s (lifecycle steps, saves, the heartbeat).
 - `fisproxy-upstream`: the calls that wait on the upstream: stop-condition alarms every
   `alarm_poll_seconds`, and delivering the logs of ended experiments (CloudWatch Logs, S3).
+- `fisproxy-housekeeping`: every `HOUSEKEEPING_SECONDS`, the owner's `housekeeping` callback
+  (this proxy in the fleet listing, shared metrics, the periodic resync with the store).
 
 Each loop is its own error boundary: an exception is logged and the loop goes on. `stop()`
 asks both to end and waits for them; the engine is then closed by its owner.
@@ -21,18 +23,24 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.1
 UPSTREAM_SECONDS = 0.5  # how soon an ended experiment's logs start going out
+HOUSEKEEPING_SECONDS = 2.0
 
 
 class EngineLoops:
-    def __init__(self, engine: Engine, *, alarm_poll_seconds: float = 5.0) -> None:
+    def __init__(self, engine: Engine, *, alarm_poll_seconds: float = 5.0,
+                 housekeeping: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.alarm_poll_seconds = alarm_poll_seconds
+        self.housekeeping = housekeeping
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._next_poll = 0.0
 
     def start(self) -> None:
-        for name, body in (("fisproxy-engine", self._tick_loop), ("fisproxy-upstream", self._upstream_loop)):
+        loops = [("fisproxy-engine", self._tick_loop), ("fisproxy-upstream", self._upstream_loop)]
+        if self.housekeeping is not None:
+            loops.append(("fisproxy-housekeeping", self._housekeeping_loop))
+        for name, body in loops:
             thread = threading.Thread(target=self._guarded(body), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -56,6 +64,11 @@ class EngineLoops:
     def _tick_loop(self) -> None:
         self.engine.tick()
         self._stopping.wait(TICK_SECONDS)
+
+    def _housekeeping_loop(self) -> None:
+        assert self.housekeeping is not None
+        self.housekeeping()
+        self._stopping.wait(HOUSEKEEPING_SECONDS)
 
     def _upstream_loop(self) -> None:
         now = time.monotonic()

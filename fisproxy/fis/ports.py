@@ -20,6 +20,11 @@ class StoreUnavailable(Exception):
     API answers 503. The message names the store, never its password."""
 
 
+class SaveError(Exception):
+    """A change could not be saved (disk full, store down). Nothing was acknowledged; what the
+    engine already did in memory (faults ended by a stop) stands, and the save is retried."""
+
+
 class DocStore(Protocol):
     """Small JSON documents by (kind, key): client tokens, tags, levers, identities..."""
 

@@ -15,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
+import secrets
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
 from mitmproxy import ctx, exceptions
 
+from fisproxy import __version__
 from fisproxy.aws.identify import warm
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
@@ -36,11 +40,14 @@ from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
 from fisproxy.proxy.sink import FaultSink
 from fisproxy.report import ReportBuilder, report_handler
 from fisproxy.requestlog import Recorder
-from fisproxy.store import Store
+from fisproxy.store import StoreBackend, StoreUnavailable, open_store
 
 logger = logging.getLogger("fisproxy")
 
 STREAM_LARGE_BODIES = "1m"
+CHAOS_DOC = ("chaos", "config")
+CHAOS_CHANGES = "chaos"
+PROXY_TTL_SECONDS = 10.0  # a proxy not seen for this long leaves the fleet listing
 
 
 class Runtime:
@@ -49,7 +56,7 @@ class Runtime:
         self.rng = random.Random()
         self.ready = False
         self.failed: str | None = None  # why start-up failed (the process then exits)
-        self.store: Store | None = None
+        self.store: StoreBackend | None = None
         self.engine: Engine | None = None
         self.loops: EngineLoops | None = None
         self.chaos: ChaosState | None = None
@@ -60,6 +67,9 @@ class Runtime:
         self.sink: FaultSink | None = None
         self.reports: ReportBuilder | None = None
         self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
+        # This process among the proxies sharing a store: the name its leases carry.
+        self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._subscriptions: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
 
@@ -132,22 +142,23 @@ class Runtime:
         self.ready = True
 
     def _open(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
-        """Everything that touches disk at start-up, in a worker thread."""
-        self.store = store = Store(settings.state)
-        self.reports = ReportBuilder(None, str(settings.state))
+        """Everything that touches the store at start-up, in a worker thread."""
+        self.store = store = open_store(settings.store_url, settings.state)
+        self.reports = ReportBuilder(settings.store_url, str(settings.state))
         self.engine = Engine(
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
-            placement=settings.placement,
+            placement=settings.placement, proxy_id=self.proxy_id,
         )
-        self.chaos = ChaosState(
-            load=lambda: store.get_doc("chaos", "config"),
-            save=lambda doc: store.put_doc("chaos", "config", doc),
-        )
+        self.chaos = chaos = ChaosState(load=lambda: store.get_doc(*CHAOS_DOC), save=self._save_chaos)
+        self._subscriptions = [
+            self.engine.subscribe(),
+            store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
+        ]
         fis_api = FisApi(store, self.engine, account_id=settings.account_id,
                          max_active_experiments=settings.max_active_experiments)
         self.recorder = recorder = Recorder(store)
-        self.metrics = Metrics(self.engine.active_count)
+        self.metrics = Metrics(self.engine.active_count, shared=store)
         router = ControlRouter(
             fis=fis_api, chaos=ChaosApi(self.chaos),
             extra=(self.metrics.handle,
@@ -160,7 +171,7 @@ class Runtime:
                 apply_templates(path, fis_api)
             except ValueError as e:  # names the file and the field
                 logger.error("fisproxy: templates not applied: %s", e)
-        self.loops = EngineLoops(self.engine)
+        self.loops = EngineLoops(self.engine, housekeeping=self._housekeeping)
         self.sink = FaultSink()
         if settings.control_port:
             self.control = ControlServer(self.plane, settings.control_host, settings.control_port)
@@ -173,6 +184,39 @@ class Runtime:
             else:
                 logger.info("fisproxy: control API listening at http://%s:%d",
                             settings.control_host, settings.control_port)
+
+    def _save_chaos(self, doc: dict[str, Any]) -> None:
+        assert self.store is not None
+        self.store.put_doc(*CHAOS_DOC, doc)
+        self.store.publish_change(CHAOS_CHANGES, CHAOS_DOC[1])
+
+    def _housekeeping(self) -> None:
+        """Every few seconds, on the engine's upstream thread: say this proxy is alive (the
+        fleet listing), share the metrics, resync what a lost change notice may have missed."""
+        store, engine, settings = self.store, self.engine, self.settings
+        if store is None or engine is None or settings is None:
+            return
+        try:
+            store.register_proxy(self.proxy_id, self.describe(), PROXY_TTL_SECONDS)
+            if self.metrics is not None:
+                self.metrics.flush()
+            engine.sync()
+            if self.chaos is not None:
+                self.chaos.reload()
+        except StoreUnavailable as e:
+            # Traffic goes on; the experiments known here keep their faults until they end.
+            logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
+                           "already known until they end; retrying", e)
+
+    def describe(self) -> dict[str, Any]:
+        """This proxy, as `fisproxy proxies` and /_fisproxy/health show it."""
+        settings = self.settings
+        placement = settings.placement if settings is not None else None
+        return {
+            "id": self.proxy_id, "version": __version__, "pid": os.getpid(), "host": socket.gethostname(),
+            "placement": {k: v for k, v in vars(placement).items() if v} if placement else {},
+            "store": "redis" if settings is not None and settings.store_url else "sqlite",
+        }
 
     async def done(self) -> None:
         self.ready = False
@@ -190,6 +234,9 @@ class Runtime:
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
+        for sub in self._subscriptions:
+            sub.close()
+        self._subscriptions = []
         if self.control is not None:
             self.control.stop()
         if self.loops is not None:
@@ -198,6 +245,8 @@ class Runtime:
             self.engine.close()
         if self.recorder is not None:
             self.recorder.flush()  # what the background task had not written yet
+        if self.metrics is not None:
+            self.metrics.flush()
         if self.reports is not None:
             self.reports.close()
         if self.store is not None:

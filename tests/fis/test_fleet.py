@@ -1,0 +1,129 @@
+"""Several engines on one store are one FIS: each applies every running action's faults, one runs
+each experiment's schedule (its lease), a stop asked anywhere ends it everywhere, and when the
+schedule's holder dies another takes over. Real stores (the SQLite file shared by two
+connections, as `--workers` does; Redis where redis-server is installed), engines driven by
+their own `tick`/`sync` calls, real lease expiry."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fisproxy.aws.call import AwsCall
+from fisproxy.fis.engine import Engine
+from fisproxy.fis.models import ExperimentTemplate
+from fisproxy.store import SqliteStore
+from tests.helpers import wait_until
+
+ROLE = "arn:aws:iam::123456789012:role/fis"
+TTL = 0.6
+
+
+def template(*actions: tuple[str, dict[str, Any]]) -> ExperimentTemplate:
+    return ExperimentTemplate.model_validate({
+        "id": "EXTfleet", "description": "fleet", "roleArn": ROLE, "targets": {},
+        "stopConditions": [{"source": "none"}], "actions": dict(actions)})
+
+
+def throttle(duration: str | None = None, **extra: Any) -> tuple[str, dict[str, Any]]:
+    params = {"service": "dynamodb", **({"duration": duration} if duration else {})}
+    return "throttle", {"actionId": "aws:fis:inject-api-throttle-error", "parameters": params, **extra}
+
+
+CALL = AwsCall("dynamodb", "us-east-1", "PutItem", "dynamodb", "json", "AKIAX")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[list[Engine]]:
+    """Three engines, each with its own connection to one SQLite file."""
+    stores = [SqliteStore(tmp_path / "state.sqlite") for _ in range(3)]
+    engines = [Engine(s, state_dir=tmp_path, rng=random.Random(i), proxy_id=f"proxy-{'abc'[i]}",
+                      lease_ttl_seconds=TTL) for i, s in enumerate(stores)]
+    yield engines
+    for engine in engines:
+        engine.close()
+    for store in stores:
+        store.close()
+
+
+def step(*engines: Engine) -> None:
+    for engine in engines:
+        engine.sync()
+        engine.tick()
+
+
+def status(engine: Engine, experiment_id: str) -> str:
+    e = engine._store.get_experiment(experiment_id)
+    assert e is not None
+    return e.state.status
+
+
+def test_a_start_on_one_engine_faults_calls_on_every_engine(fleet: list[Engine]) -> None:
+    a, b, c = fleet
+    exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b, c)
+    assert status(a, exp.id) == "running"
+    for engine in fleet:
+        assert [f.source for f in engine.match(CALL)] == [f"{exp.id}/throttle"], engine.proxy_id
+
+
+def test_a_stop_on_any_engine_ends_the_faults_everywhere(fleet: list[Engine]) -> None:
+    a, b, c = fleet
+    exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b, c)
+    faults_on_a = a.match(CALL)
+    answer = c.stop_experiment(exp.id)  # c does not run the schedule: it asks a, through the store
+    assert answer.state.status == "stopping"
+    assert c.match(CALL) == []  # at once where it was asked
+    step(a)  # a's change feed would call sync; the tick ends it
+    assert status(a, exp.id) == "stopped" and a.match(CALL) == [] and faults_on_a[0].stopped.is_set()
+    step(b, c)
+    assert b.match(CALL) == [] and c.match(CALL) == []
+    assert b.active_count() == 0 and c.active_count() == 0
+
+
+def test_exactly_one_engine_runs_each_schedule(fleet: list[Engine]) -> None:
+    a, b, c = fleet
+    exp = a.start_experiment(template(throttle("PT1H")), region="us-east-1", tags={}, actions_mode="run-all")
+    for _ in range(3):
+        step(a, b, c)
+    owners = [e.proxy_id for e in fleet if e._runs[exp.id].owned]
+    assert owners == ["proxy-a"]
+    assert a._store.lease_holder(f"experiment/{exp.id}") == "proxy-a"
+
+
+def test_when_the_schedules_holder_dies_another_takes_over_and_finishes_on_time(fleet: list[Engine]) -> None:
+    a, b, c = fleet
+    exp = a.start_experiment(template(throttle("PT2S")), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b, c)
+    started = time.time()
+    assert status(a, exp.id) == "running"
+    # a dies: it neither ticks nor renews its lease any more. b and c go on.
+    wait_until(lambda: (step(b, c), any(e._runs.get(exp.id) and e._runs[exp.id].owned for e in (b, c)))[1],
+               10, "a takeover")
+    owner = next(e for e in (b, c) if e._runs[exp.id].owned)
+    assert owner.match(CALL)  # the faults never stopped on the survivors
+    wait_until(lambda: (step(b, c), status(owner, exp.id) == "completed")[1], 10, "completion")
+    took = time.time() - started
+    assert 1.5 <= took <= 3.5, took  # on time: the planned end, not restarted from the takeover
+    e = owner._store.get_experiment(exp.id)
+    assert e.actions["throttle"].state.status == "completed"
+    step(b, c)
+    assert b.match(CALL) == [] and c.match(CALL) == []
+
+
+def test_mirrors_end_faults_at_the_planned_end_even_if_the_store_says_nothing(fleet: list[Engine]) -> None:
+    a, b, _ = fleet
+    exp = a.start_experiment(template(throttle("PT1S")), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b)
+    assert b.match(CALL)
+    time.sleep(1.1)
+    a._store.acquire_lease(f"experiment/{exp.id}", "proxy-a", 60)  # a holds on, but says nothing
+    b.tick()  # no sync: the holder never said it ended (stuck, or the store is unreachable)
+    assert status(a, exp.id) == "running"  # nobody has ended it in the store
+    assert b.match(CALL) == []  # yet b ended its faults on time
