@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--endpoint-port", type=int, metavar="PORT",
                        help="also accept SDKs pointed at http://<listen-host>:PORT (endpoint_url / "
                             "AWS_ENDPOINT_URL) and forward them to --aws-endpoint (moto, LocalStack)")
+        p.add_argument("--store", metavar="URL", default=os.environ.get("FISPROXY_STORE") or None,
+                       help="a shared store: redis://[user:password@]host:port/db (or rediss://); "
+                            "every proxy on it is one FIS (default: $FISPROXY_STORE; unset: the "
+                            "SQLite file of --state)")
         p.add_argument("--state", type=Path, default=Path(os.environ.get("FISPROXY_STATE") or default_state_path()),
                        help="SQLite file for templates, experiments and logs")
         p.add_argument("--certs", type=Path, default=default_certs_dir(),
@@ -230,9 +234,12 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
             load_templates(path)  # validated now, so a bad file fails here with one line
         except ValueError as e:
             fail(f"--templates: {e}")
-    problem = state_problem(args.state)
-    if problem:
-        fail(f"--state {args.state}: {problem}")
+    if args.store:
+        check_store(args.store)
+    else:
+        problem = state_problem(args.state)
+        if problem:
+            fail(f"--state {args.state}: {problem}")
     try:
         ensure_ca(args.certs)
     except OSError as e:
@@ -247,6 +254,8 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     options += [f"fisproxy_templates={p}" for p in args.templates]
     if args.aws_endpoint:
         options.append(f"fisproxy_aws_endpoint={args.aws_endpoint}")
+    if args.store:
+        options.append(f"fisproxy_store={args.store}")
     if args.endpoint_port is not None:
         bind = f"[{host}]" if ":" in host else host
         options += ["mode=regular", f"mode=reverse:{args.aws_endpoint}@{bind}:{args.endpoint_port}"]
@@ -296,6 +305,21 @@ def unreachable(host: str, port: int) -> str | None:
         return f"{host}:{port}: {e.strerror or e}"
 
 
+def check_store(url: str) -> None:
+    """A --store that is not a usable URL, or does not answer: one line, exit 2."""
+    from fisproxy.store import StoreUnavailable, open_store, redacted
+    from fisproxy.store.url import redis_url
+
+    try:
+        redis_url(url)
+        store = open_store(url, Path("unused"))
+    except ValueError as e:
+        fail(str(e))
+    except StoreUnavailable as e:
+        fail(f"--store {redacted(url)}: {e}")
+    store.close()
+
+
 def control_credentials(args: argparse.Namespace) -> list[str]:
     """--control-credentials flags, else $FISPROXY_CONTROL_CREDENTIALS (comma separated)."""
     if args.control_credentials is not None:
@@ -310,7 +334,12 @@ def run_proxy(args: argparse.Namespace) -> None:
     if args.control_port:
         print(f"  control API (FIS, Chaos, health): http://{host}:{args.control_port}", file=sys.stderr)
     print(f"  CA certificate: {args.certs / CA_CERT}", file=sys.stderr)
-    print(f"  state: {args.state}", file=sys.stderr)
+    if args.store:
+        from fisproxy.store import redacted
+
+        print(f"  store: {redacted(args.store)} (shared: every proxy on it is one FIS)", file=sys.stderr)
+    else:
+        print(f"  state: {args.state}", file=sys.stderr)
     # --port picks this proxy's runtime file (its CA, its control port) when several run.
     print(f"  point SDKs at it:  eval \"$(fisproxy env --port {args.port})\"", file=sys.stderr)
     auth = ControlAuth.from_options(args.control_token, control_credentials(args),

@@ -1,4 +1,4 @@
-"""`fisproxy report` and `fisproxy experiments`: read results from a running proxy or a state file.
+"""`fisproxy report`, `experiments` and `proxies`: read results from a running proxy or a state file.
 
 Where from: `--control-url` (a running proxy's control API), `--state` (its SQLite file, also
 readable while the proxy runs), or by default the control API at `$AWS_ENDPOINT_URL_FIS` or
@@ -26,6 +26,7 @@ from fisproxy.report import (
     align_columns,
     build_report,
     experiment_row,
+    iso,
     render_html,
     render_table,
 )
@@ -45,6 +46,8 @@ class Source(Protocol):
 
     def experiments(self) -> list[Experiment]: ...
 
+    def proxies(self) -> list[dict[str, Any]]: ...
+
 
 # ---- argument parsing -----------------------------------------------------------------------
 
@@ -59,6 +62,9 @@ def register(subparsers: Any) -> None:
     experiments = subparsers.add_parser("experiments", help="list experiments: id, template, state, start, end")
     experiments.add_argument("--format", choices=("table", "json"), default="table")
     _source_args(experiments)
+    proxies = subparsers.add_parser("proxies", help="the proxies sharing this FIS: id, placement, version, last seen")
+    proxies.add_argument("--format", choices=("table", "json"), default="table")
+    _source_args(proxies)
 
 
 def _source_args(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +77,7 @@ def _source_args(parser: argparse.ArgumentParser) -> None:
 
 def dispatch(args: argparse.Namespace) -> bool:
     """Run `report` or `experiments`; False for any other command."""
-    commands = {"report": _report, "experiments": _experiments}
+    commands = {"report": _report, "experiments": _experiments, "proxies": _proxies}
     command = commands.get(args.command)
     if command is None:
         return False
@@ -100,6 +106,19 @@ def _experiments(args: argparse.Namespace) -> str:
         return "no experiments\n"
     header = ["id", "template", "state", "start", "end"]
     cells = [[r["id"], r["templateId"] or "-", r["state"], r["startTime"] or "-", r["endTime"] or "-"] for r in rows]
+    return "\n".join(align_columns([header, *cells])) + "\n"
+
+
+def _proxies(args: argparse.Namespace) -> str:
+    rows = _source(args).proxies()
+    if args.format == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    if not rows:
+        return "no proxies\n"
+    header = ["id", "placement", "version", "store", "last seen"]
+    cells = [[r.get("id", "-"), ",".join(f"{k}={v}" for k, v in (r.get("placement") or {}).items()) or "-",
+              r.get("version", "-"), r.get("store", "-"), iso(r["last_seen"]) if r.get("last_seen") else "-"]
+             for r in rows]
     return "\n".join(align_columns([header, *cells])) + "\n"
 
 
@@ -141,6 +160,13 @@ class StateFile:
         finally:
             store.close()
 
+    def proxies(self) -> list[dict[str, Any]]:
+        store = Store(self.path)
+        try:
+            return store.list_proxies()
+        finally:
+            store.close()
+
 
 class ControlApi:
     """A running proxy's control API, over plain HTTP (never through HTTP_PROXY)."""
@@ -172,6 +198,10 @@ class ControlApi:
                 break
         # ListExperiments has no start/end times: GetExperiment has.
         return [Experiment.model_validate(self._get(f"/experiments/{quote(i, safe='')}")["experiment"]) for i in ids]
+
+    def proxies(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._get("/_fisproxy/proxies")["proxies"]
+        return rows
 
     def _get(self, path: str, timeout: float = TIMEOUT_SECONDS) -> Any:
         try:

@@ -447,6 +447,7 @@ def _fp_rule(params: Mapping[str, str], fault: FaultSpec) -> RuleSpec:
         region=params.get("region"),
         percentage=_pct(params),
         faults=(fault,),
+        zones=_split(params.get("availabilityZones")),
     )
 
 

@@ -114,6 +114,8 @@ class RuleSpec:
     percentage: float
     faults: tuple[FaultSpec, ...]
     scope: Scope | None = None
+    # Only the proxies placed in one of these Availability Zones (names or ids) apply the rule.
+    zones: frozenset[str] | None = None
 
     def matches(self, names: frozenset[str], operation: str | None, region: str | None) -> bool:
         """Whether a call (its service names, operation, region) is one this rule targets.

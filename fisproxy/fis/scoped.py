@@ -44,6 +44,10 @@ class Placement:
     az_id: str | None = None
     subnet: str | None = None
 
+    def in_zones(self, zones: frozenset[str] | None) -> bool:
+        """Whether this proxy is in one of `zones` (names or ids); None means everywhere."""
+        return zones is None or bool({self.az, self.az_id} & zones)
+
     def in_subnets(self, target: ResolvedTarget | None) -> bool:
         if target is None or self.subnet is None:
             return False

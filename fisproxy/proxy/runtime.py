@@ -20,17 +20,20 @@ import random
 import secrets
 import socket
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions
 
 from fisproxy import __version__
 from fisproxy.aws.identify import warm
+from fisproxy.certs import CA_CERT
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.templates_file import apply_templates, load_templates
+from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
 from fisproxy.proxy.auth import exposure_warnings
 from fisproxy.proxy.control import ControlPlane, ControlRouter
@@ -162,7 +165,9 @@ class Runtime:
         router = ControlRouter(
             fis=fis_api, chaos=ChaosApi(self.chaos),
             extra=(self.metrics.handle,
-                   report_handler(store, flush=recorder.flush, builder=self.reports)),
+                   report_handler(store, flush=recorder.flush, builder=self.reports),
+                   self._proxies),
+            health=self.describe,
         )
         self.plane = ControlPlane(router, settings.control_auth)
         self.engine.resume()
@@ -208,6 +213,13 @@ class Runtime:
             logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
                            "already known until they end; retrying", e)
 
+    def _proxies(self, request: ApiRequest) -> ApiResponse | None:
+        """`GET /_fisproxy/proxies`: the proxies sharing this store (the fleet listing)."""
+        if request.path != "/_fisproxy/proxies":
+            return None
+        assert self.store is not None
+        return ApiResponse.json(200, {"proxies": self.store.list_proxies()})
+
     def describe(self) -> dict[str, Any]:
         """This proxy, as `fisproxy proxies` and /_fisproxy/health show it."""
         settings = self.settings
@@ -216,6 +228,8 @@ class Runtime:
             "id": self.proxy_id, "version": __version__, "pid": os.getpid(), "host": socket.gethostname(),
             "placement": {k: v for k, v in vars(placement).items() if v} if placement else {},
             "store": "redis" if settings is not None and settings.store_url else "sqlite",
+            "caCert": str(Path(ctx.options.confdir).expanduser() / CA_CERT),
+            "controlPort": settings.control_port if settings is not None else None,
         }
 
     async def done(self) -> None:

@@ -17,6 +17,7 @@ import pytest
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.models import ExperimentTemplate
+from fisproxy.fis.scoped import Placement
 from fisproxy.store import SqliteStore
 from tests.helpers import wait_until
 
@@ -127,3 +128,24 @@ def test_mirrors_end_faults_at_the_planned_end_even_if_the_store_says_nothing(fl
     b.tick()  # no sync: the holder never said it ended (stuck, or the store is unreachable)
     assert status(a, exp.id) == "running"  # nobody has ended it in the store
     assert b.match(CALL) == []  # yet b ended its faults on time
+
+
+def test_an_availability_zone_outage_hits_only_the_proxies_placed_there(tmp_path: Path) -> None:
+    stores = [SqliteStore(tmp_path / "az.sqlite") for _ in range(2)]
+    a = Engine(stores[0], state_dir=tmp_path, rng=random.Random(0), proxy_id="in-1a",
+               placement=Placement(az="us-east-1a", az_id="use1-az1"))
+    b = Engine(stores[1], state_dir=tmp_path, rng=random.Random(1), proxy_id="in-1b",
+               placement=Placement(az="us-east-1b", az_id="use1-az2"))
+    try:
+        outage = ("outage", {"actionId": "fisproxy:api:disconnect",
+                             "parameters": {"mode": "reset", "availabilityZones": "use1-az1"}})
+        exp = b.start_experiment(template(outage), region="us-east-1", tags={}, actions_mode="run-all")
+        step(b, a)
+        assert status(b, exp.id) == "running"
+        assert [f.spec.mode for f in a.match(CALL)] == ["reset"]  # placed in the zone
+        assert b.match(CALL) == []  # elsewhere: calls go through
+    finally:
+        for engine in (a, b):
+            engine.close()
+        for store in stores:
+            store.close()
