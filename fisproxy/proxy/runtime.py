@@ -13,6 +13,7 @@ attributes; nothing lives in module globals, so a script reload under `mitmdump 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -226,7 +227,7 @@ class Runtime:
         placement = settings.placement if settings is not None else None
         return {
             "id": self.proxy_id, "version": __version__, "pid": os.getpid(), "host": socket.gethostname(),
-            "placement": {k: v for k, v in vars(placement).items() if v} if placement else {},
+            "placement": {k: v for k, v in dataclasses.asdict(placement).items() if v} if placement else {},
             "store": "redis" if settings is not None and settings.store_url else "sqlite",
             "caCert": str(Path(ctx.options.confdir).expanduser() / CA_CERT),
             "controlPort": settings.control_port if settings is not None else None,

@@ -1,0 +1,215 @@
+"""A fleet end to end: three real `fisproxy run` processes on one real redis-server, in front
+of one moto server, driven by boto3. One FIS: a start on one proxy faults calls through the
+others within a second, a stop anywhere ends it everywhere, one report counts every proxy's
+requests, a killed schedule holder is replaced, Redis can restart, and an AZ outage hits only
+the proxies placed in that zone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from tests.e2e.conftest import Fisproxy, wait_for_state
+from tests.e2e.test_faults import make_table
+from tests.helpers import (
+    VENV_BIN,
+    clean_env,
+    free_port,
+    redis_server_binary,
+    start_redis,
+    stop,
+    wait_until,
+)
+
+pytestmark = pytest.mark.skipif(redis_server_binary() is None,
+                                reason="redis-server is not installed (.ci/run installs it with apt)")
+
+ROLE = "arn:aws:iam::123456789012:role/fis"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
+    directory = tmp_path / "redis"
+    proc, port = start_redis(directory, None, "--appendfsync", "always")
+    holder = [proc]
+    yield proc, port, directory
+    stop(holder[0])
+
+
+def start_fleet(tmp_path: Path, upstream: str, store: str, placements: list[str | None]) -> list[Fisproxy]:
+    proxies: list[Fisproxy] = []
+    try:
+        for i, placement in enumerate(placements):
+            extra = ("--store", store) + (("--placement", placement) if placement else ())
+            workdir = tmp_path / f"p{i}"
+            workdir.mkdir()
+            proxies.append(Fisproxy(workdir, upstream, extra_args=extra).start())
+    except BaseException:
+        for proxy in proxies:
+            proxy.stop()
+        raise
+    return proxies
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, moto: str, redis: tuple[subprocess.Popen, int, Path]) -> Iterator[list[Fisproxy]]:
+    _, port, _ = redis
+    proxies = start_fleet(tmp_path, moto, f"redis://127.0.0.1:{port}/0", [None, None, None])
+    yield proxies
+    for proxy in proxies:
+        proxy.stop()
+
+
+def start(proxy: Fisproxy, action: dict[str, Any]) -> str:
+    fis = proxy.fis()
+    template = fis.create_experiment_template(
+        description="fleet", roleArn=ROLE, stopConditions=[{"source": "none"}],
+        actions={"fault": action}, targets={})["experimentTemplate"]
+    return fis.start_experiment(experimentTemplateId=template["id"])["experiment"]["id"]
+
+
+FAULTED: dict[str, int] = {}  # GetItem calls throttled through each proxy (by control URL)
+
+
+def throttled(proxy: Fisproxy, table: str) -> bool:
+    try:
+        proxy.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1}).get_item(
+            TableName=table, Key={"pk": {"S": "x"}})
+    except botocore.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] == "ThrottlingException":
+            FAULTED[proxy.control_url] = FAULTED.get(proxy.control_url, 0) + 1
+            return True
+    return False
+
+
+def seconds_until(check: Any, timeout: float = 10) -> float:
+    began = time.monotonic()
+    wait_until(check, timeout, "the fleet to agree")
+    return time.monotonic() - began
+
+
+THROTTLE = {"actionId": "aws:fis:inject-api-throttle-error",
+            "parameters": {"service": "dynamodb", "operations": "GetItem", "percentage": "100"}}
+
+
+def test_a_start_on_one_proxy_faults_the_others_and_a_stop_anywhere_ends_it(fleet: list[Fisproxy]) -> None:
+    a, b, c = fleet
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(a, table)
+    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
+    wait_for_state(a.fis(), exp_id, "running")
+    took = seconds_until(lambda: throttled(b, table) and throttled(c, table))
+    print(f"\n[fleet] start on A faulted calls through B and C after {took:.2f} s")
+    assert took <= 1.5
+    assert c.fis().get_experiment(id=exp_id)["experiment"]["state"]["status"] == "running"  # one FIS
+    assert all(throttled(proxy, table) for proxy in fleet)
+    c.fis().stop_experiment(id=exp_id)
+    took = seconds_until(lambda: not throttled(a, table) and not throttled(b, table))
+    print(f"[fleet] stop on C ended it on A and B after {took:.2f} s")
+    assert took <= 1.5
+    wait_for_state(b.fis(), exp_id, "stopped")
+    # One report, from any proxy, counts the faults of all three (this fleet's store is this
+    # test's own). The other proxies' records arrive with their next write, a second later.
+    faulted = {proxy.control_url: FAULTED.get(proxy.control_url, 0) for proxy in fleet}
+    assert all(faulted.values()), faulted
+
+    def counted() -> int:
+        report = b.control("GET", f"/_fisproxy/experiments/{exp_id}/report").json()
+        return sum(r["faulted"] for r in report["actions"][0]["rows"])
+
+    wait_until(lambda: counted() == sum(faulted.values()), 10, f"the report to count {faulted}")
+    listing = subprocess.run([str(VENV_BIN / "fisproxy"), "proxies", "--control-url", a.control_url,
+                              "--format", "json"], capture_output=True, text=True, env=clean_env(),
+                             timeout=30, check=True).stdout
+    assert len(json.loads(listing)) == 3
+
+
+def test_the_schedule_holder_killed_mid_experiment_is_replaced_and_it_ends_on_time(fleet: list[Fisproxy]) -> None:
+    a, b, c = fleet
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(a, table)
+    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT12S"}})
+    wait_for_state(a.fis(), exp_id, "running")
+    began = time.monotonic()
+    a.kill9()
+    assert throttled(b, table)  # the survivors go on faulting
+    exp = wait_for_state(b.fis(), exp_id, "completed", timeout=40)
+    took = time.monotonic() - began
+    print(f"\n[fleet] holder killed; experiment completed {took:.1f} s later (planned: 12 s)")
+    assert 9 <= took <= 20
+    assert exp["actions"]["fault"]["state"]["status"] == "completed"
+    assert not throttled(b, table) and not throttled(c, table)
+
+
+def test_redis_stopped_and_restarted_mid_experiment(
+    fleet: list[Fisproxy], redis: tuple[subprocess.Popen, int, Path]
+) -> None:
+    a, b, _ = fleet
+    proc, port, directory = redis
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(a, table)
+    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
+    wait_for_state(a.fis(), exp_id, "running")
+    wait_until(lambda: throttled(b, table), 10, "the fault on B")
+    stop(proc)
+    # Traffic passes and the known experiment keeps its faults; control calls answer 503.
+    assert throttled(b, table) and throttled(a, table)
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        b.fis().list_experiments()
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    proc2, _ = start_redis(directory, port, "--appendfsync", "always")
+    try:
+        wait_until(lambda: b.fis().get_experiment(id=exp_id)["experiment"]["state"]["status"] == "running",
+                   20, "the fleet to resync")
+        b.fis().stop_experiment(id=exp_id)
+        wait_until(lambda: not throttled(a, table) and not throttled(b, table), 10, "the stop everywhere")
+    finally:
+        stop(proc2)
+
+
+def test_an_availability_zone_outage_hits_only_the_proxy_placed_there(
+    tmp_path: Path, moto: str, redis: tuple[subprocess.Popen, int, Path]
+) -> None:
+    _, port, _ = redis
+    one_a, one_b = start_fleet(tmp_path, moto, f"redis://127.0.0.1:{port}/1",
+                               ["az=us-east-1a,az-id=use1-az1", "az=us-east-1b,az-id=use1-az2"])
+    try:
+        table = f"t-{uuid.uuid4().hex[:8]}"
+        make_table(one_a, table)
+        start(one_b, {"actionId": "fisproxy:api:disconnect",
+                      "parameters": {"service": "dynamodb", "mode": "reset", "availabilityZones": "us-east-1a"}})
+        ddb_a = one_a.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1})
+        ddb_b = one_b.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1})
+
+        def dropped_in_a() -> bool:
+            try:
+                ddb_a.describe_table(TableName=table)
+            except botocore.exceptions.BotoCoreError:
+                return True
+            return False
+
+        wait_until(dropped_in_a, 10, "the outage in us-east-1a")
+        ddb_b.describe_table(TableName=table)  # us-east-1b: fine
+        health = one_a.control("GET", "/_fisproxy/health").json()
+        assert health["placement"] == {"az": "us-east-1a", "az_id": "use1-az1"}
+    finally:
+        one_a.stop()
+        one_b.stop()
+
+
+def test_an_unreachable_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(VENV_BIN / "fisproxy"), "run", "--port", str(free_port()), "--control-port", str(free_port()),
+         "--certs", str(tmp_path / "c"), "--store", f"redis://:s3cret@127.0.0.1:{free_port()}/0"],
+        capture_output=True, text=True, timeout=60, env=clean_env())
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--store" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
