@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "for faults targeted at an Availability Zone or subnet "
                             "(default: $FISPROXY_PLACEMENT)")
         p.add_argument("--quiet", action="store_true", help="no log line per injected fault")
+        p.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="N proxy processes behind the same ports (SO_REUSEPORT), sharing the "
+                            "store: one core each (default 1; `run` only)")
         p.add_argument("--control-token", metavar="TOKEN",
                        default=os.environ.get("FISPROXY_CONTROL_TOKEN") or None,
                        help="require this token (Authorization: Bearer, or x-fisproxy-token) on the "
@@ -201,6 +204,10 @@ def check_port(host: str, port: int, what: str) -> None:
 def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     """Check the flags and translate them into mitmproxy arguments."""
     host = args.listen_host
+    if not 1 <= args.workers <= 64:
+        fail(f"--workers {args.workers}: expected 1 to 64")
+    if args.workers > 1 and args.command == "web":
+        fail("--workers: mitmweb runs as one process (use `fisproxy run --workers N`)")
     check_port(host, args.port, "proxy port")
     if args.control_port:
         check_port(host, args.control_port, "control port")
@@ -350,6 +357,13 @@ def run_proxy(args: argparse.Namespace) -> None:
     from mitmproxy.tools import cmdline
     from mitmproxy.tools import main as mitm_main
 
+    if args.workers > 1:
+        from fisproxy.workers import supervise
+
+        print(f"  workers: {args.workers} processes on the same ports", file=sys.stderr)
+        with recorded(args):
+            code = supervise(argv, args.workers)
+        sys.exit(code)
     with recorded(args):
         if args.command == "web":
             from mitmproxy.tools.web.master import WebMaster

@@ -32,10 +32,11 @@ IDLE_TIMEOUT = 30.0
 class ControlServer:
     """Serves `plane` on (host, port) until `stop()`. `start()` binds (OSError if it cannot)."""
 
-    def __init__(self, plane: ControlPlane, host: str, port: int) -> None:
+    def __init__(self, plane: ControlPlane, host: str, port: int, *, reuse_port: bool = False) -> None:
         self.plane = plane
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port  # workers of `--workers N` share the port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -47,7 +48,7 @@ class ControlServer:
         return str(host), int(port)
 
     def start(self) -> None:
-        server = _Server((self.host, self.port), _Handler, ipv6=":" in self.host)
+        server = _Server((self.host, self.port), _Handler, ipv6=":" in self.host, reuse_port=self.reuse_port)
         server.plane = self.plane
         self._server = server
         self._thread = threading.Thread(
@@ -72,9 +73,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     plane: ControlPlane
 
-    def __init__(self, address: tuple[str, int], handler: Any, *, ipv6: bool) -> None:
+    def __init__(self, address: tuple[str, int], handler: Any, *, ipv6: bool, reuse_port: bool) -> None:
         if ipv6:
             self.address_family = socket.AF_INET6
+        self.allow_reuse_port = reuse_port
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, handler)
 

@@ -180,7 +180,8 @@ class Runtime:
         self.loops = EngineLoops(self.engine, housekeeping=self._housekeeping)
         self.sink = FaultSink()
         if settings.control_port:
-            self.control = ControlServer(self.plane, settings.control_host, settings.control_port)
+            self.control = ControlServer(self.plane, settings.control_host, settings.control_port,
+                                         reuse_port=settings.reuse_port)
             try:
                 self.control.start()
             except OSError as e:

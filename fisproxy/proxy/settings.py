@@ -16,7 +16,8 @@ OPTION_NAMES = frozenset({
     "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state", "fisproxy_templates",
     "fisproxy_seed", "fisproxy_account_id", "fisproxy_fault_header", "fisproxy_quiet",
     "fisproxy_control_token", "fisproxy_control_credentials", "fisproxy_metrics_public",
-    "fisproxy_placement", "fisproxy_max_active_experiments", "fisproxy_store", "listen_host",
+    "fisproxy_placement", "fisproxy_max_active_experiments", "fisproxy_store", "fisproxy_reuse_port",
+    "listen_host",
 })
 
 
@@ -85,6 +86,11 @@ def declare_options(loader: Any) -> None:
         "How many experiments may be active at once (FIS's quota: 5 by default, adjustable).",
     )
     loader.add_option(
+        "fisproxy_reuse_port", bool, False,
+        "Open the control port with SO_REUSEPORT (set by `fisproxy run --workers N`, whose "
+        "workers share their ports).",
+    )
+    loader.add_option(
         "fisproxy_metrics_public", bool, False,
         "Serve /metrics without credentials even when control API authentication is on.",
     )
@@ -106,6 +112,7 @@ class Settings:
     control_auth: ControlAuth
     placement: Placement
     max_active_experiments: int = 5
+    reuse_port: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -138,6 +145,7 @@ class Settings:
             ),
             placement=parse_placement(options.fisproxy_placement),
             max_active_experiments=max(1, options.fisproxy_max_active_experiments),
+            reuse_port=options.fisproxy_reuse_port,
         )
 
 

@@ -213,3 +213,27 @@ def test_an_unreachable_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--store" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_workers_share_the_ports_and_the_experiments(tmp_path: Path, moto: str) -> None:
+    """`--workers 2` on the SQLite file of --state: two processes behind the same ports, one FIS."""
+    workdir = tmp_path / "workers"
+    workdir.mkdir()
+    proxy = Fisproxy(workdir, moto, extra_args=("--workers", "2")).start()
+    try:
+        pids: set[int] = set()
+        wait_until(lambda: (pids.add(proxy.control("GET", "/_fisproxy/health").json()["pid"]), len(pids) == 2)[1],
+                   20, "both workers answering the control port")
+        table = f"t-{uuid.uuid4().hex[:8]}"
+        make_table(proxy, table)
+        exp_id = start(proxy, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
+        wait_for_state(proxy.fis(), exp_id, "running")
+        # New connections land on either worker: every one of them must be throttled.
+        wait_until(lambda: throttled(proxy, table), 10, "the fault")
+        assert all(throttled(proxy, table) for _ in range(10))
+        assert len(json.loads(subprocess.run(
+            [str(VENV_BIN / "fisproxy"), "proxies", "--control-url", proxy.control_url, "--format", "json"],
+            capture_output=True, text=True, env=clean_env(), timeout=30, check=True).stdout)) == 2
+    finally:
+        proxy.stop()
+    assert proxy.proc is not None and proxy.proc.returncode == 0
