@@ -288,7 +288,7 @@ def test_entrypoint_and_healthcheck_work_outside_docker(dockerfile: Dockerfile, 
 
 def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
-    services = compose["services"]
+    services = {n: s for n, s in compose["services"].items() if "profiles" not in s}
     assert set(services) == {"app", "fisproxy", "moto"}
     argv = dockerfile.command()
     proxy_port, control_port = flag(argv, "--port"), flag(argv, "--control-port")
@@ -323,8 +323,27 @@ def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
     assert str(app.get("user", "0")).split(":")[0] not in ("0", "root"), (
         "the shared volume holds the CA key: the app must not read it as root")
     assert app["depends_on"]["fisproxy"]["condition"] == "service_healthy"
-    for service in services.values():
+    for service in compose["services"].values():
         deps = service.get("depends_on", [])
-        assert set(deps) <= set(services)
+        assert set(deps) <= set(compose["services"])
         for mount in service.get("volumes", []):
             assert mount.split(":")[0] in compose["volumes"]
+
+
+def test_compose_fleet_example_is_two_pods_on_one_store() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    fleet = {n: s for n, s in compose["services"].items() if "fleet" in s.get("profiles", [])}
+    assert set(fleet) == {"redis", "fisproxy-a", "app-a", "fisproxy-b", "app-b"}
+    stores, zones = set(), set()
+    for pod in ("a", "b"):
+        proxy, app = fleet[f"fisproxy-{pod}"], fleet[f"app-{pod}"]
+        stores.add(flag(proxy["command"], "--store"))
+        zones.add(flag(proxy["command"], "--placement"))
+        env = app["environment"]
+        assert urlsplit(env["HTTPS_PROXY"]).hostname == f"fisproxy-{pod}"  # each app its own sidecar
+        assert urlsplit(env["AWS_ENDPOINT_URL_FIS"]).hostname == f"fisproxy-{pod}"
+        certs = next(m.split(":")[0] for m in proxy["volumes"] if m.split(":")[1] == "/certs")
+        assert f"{certs}:/certs:ro" in app["volumes"]
+    assert len(stores) == 1 and urlsplit(stores.pop()).hostname == "redis"  # one FIS
+    assert zones == {"az=us-east-1a", "az=us-east-1b"}
+    assert "--appendonly" in fleet["redis"]["command"]

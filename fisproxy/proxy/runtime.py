@@ -26,13 +26,14 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions
 
-from fisproxy import __version__
+from fisproxy import __version__, placement
 from fisproxy.aws.identify import warm
 from fisproxy.certs import CA_CERT
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
+from fisproxy.fis.scoped import Placement
 from fisproxy.fis.templates_file import apply_templates, load_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
@@ -147,6 +148,10 @@ class Runtime:
 
     def _open(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         """Everything that touches the store at start-up, in a worker thread."""
+        if settings.placement == Placement():  # not given: ask the platform (ECS, EC2)
+            settings = self.settings = dataclasses.replace(settings, placement=placement.discover())
+            if settings.placement != Placement():
+                logger.info("fisproxy: placed in %s (from the platform's metadata)", settings.placement)
         self.store = store = open_store(settings.store_url, settings.state)
         self.reports = ReportBuilder(settings.store_url, str(settings.state))
         self.engine = Engine(
