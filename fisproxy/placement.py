@@ -21,7 +21,7 @@ import os
 import urllib.request
 from collections.abc import Mapping
 
-from fisproxy.fis.scoped import Placement
+from fisproxy.fis.proxyfaults import Placement
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fisproxy.fis.scoped import Placement
+from fisproxy.fis.proxyfaults import Placement
 from fisproxy.placement import discover
 
 IMDS = {

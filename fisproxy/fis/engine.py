@@ -49,6 +49,7 @@ from fisproxy.fis.models import (
 )
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable
+from fisproxy.fis.proxyfaults import Placement, compile_rule
 from fisproxy.fis.resources import (
     ActionContext,
     ActionError,
@@ -60,7 +61,6 @@ from fisproxy.fis.resources import (
 from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.rules import EMPTY, ActiveRule, CallerFilter, RuleIndex
 from fisproxy.fis.runstate import ResolvedSet, RunState, StopRequest
-from fisproxy.fis.scoped import Placement, compile_rule
 from fisproxy.fis.stopconditions import HALTED_REASON, AlarmPoller, alarm_arns
 from fisproxy.fis.upstream import RoleError, RoleSessions
 

@@ -33,7 +33,7 @@ from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
-from fisproxy.fis.scoped import Placement
+from fisproxy.fis.proxyfaults import Placement
 from fisproxy.fis.templates_file import apply_templates, load_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fisproxy.fis.scoped import Placement
+from fisproxy.fis.proxyfaults import Placement
 from fisproxy.proxy.auth import ControlAuth
 
 OPTION_NAMES = frozenset({

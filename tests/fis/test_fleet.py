@@ -17,7 +17,7 @@ import pytest
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.models import ExperimentTemplate
-from fisproxy.fis.scoped import Placement
+from fisproxy.fis.proxyfaults import Placement
 from fisproxy.store import SqliteStore
 from tests.helpers import wait_until
 

@@ -1,4 +1,4 @@
-"""Proxy-fault actions compiled into scoped rules (`fis/scoped.py`): which calls each admits."""
+"""Proxy-fault actions compiled into scoped rules (`fis/proxyfaults.py`): which calls each admits."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import pytest
 
 from fisproxy.aws.call import AwsCall, RequestParts
+from fisproxy.fis.proxyfaults import Placement, compile_rule
 from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
-from fisproxy.fis.scoped import Placement, compile_rule
 from fisproxy.proxy.settings import parse_placement
 
 FN = "arn:aws:lambda:us-east-1:123456789012:function:orders"
