@@ -1,6 +1,7 @@
 """Which AWS API call a proxied HTTP request is: service, region, operation, caller key.
 
-Evidence, best first (reference/aws-protocols.md 1.1):
+Evidence, best first (how SDKs sign and address calls: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html,
+https://smithy.io/2.0/aws/protocols/index.html):
 - caller key: SigV4 `Authorization` Credential, presigned `X-Amz-Credential`, SigV2
   `AWS AKID:sig` header or presigned `AWSAccessKeyId`;
 - signing service and region: the SigV4 credential scope `AKID/date/region/service/aws4_request`

@@ -1,6 +1,7 @@
 """The LocalStack Chaos API: `/_localstack/chaos/faults` and `/_localstack/chaos/effects`.
 
-Shapes and semantics follow LocalStack (reference/fis-spec.md section 9):
+Shapes and semantics follow LocalStack's Chaos API
+(https://docs.localstack.cloud/user-guide/chaos-engineering/chaos-api/):
 
 - faults: a JSON array of `FaultRule`s. GET reads, POST replaces, PATCH appends, DELETE removes
   the rules exactly equal to the given ones; each answers 200 with the whole current list, echoed

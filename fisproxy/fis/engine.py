@@ -120,6 +120,9 @@ class _Run:
     # the holder saves and applies the faults of the running actions.
     owned: bool = False
     lease_renewed: float = 0.0
+    # Seconds no proxy ran at all (found at start-up): added to the planned ends when this
+    # proxy takes the schedule over, so running actions keep the time they had left.
+    shift: float = 0.0
 
     @property
     def id(self) -> str:
@@ -316,11 +319,8 @@ class Engine:
                 state = RunState.model_validate(self._store.get_runtime(experiment.id) or {})
                 last_seen = max(float(beat.get("time", 0.0)), state.heartbeat or 0.0) or now
                 downtime = max(0.0, now - last_seen)
-                state.ends = {k: (None if v is None else v + downtime) for k, v in state.ends.items()}
-                state.action_deadlines = {k: (None if v is None else v + downtime)
-                                          for k, v in state.action_deadlines.items()}
-                state.heartbeat = None
-                run = _Run(experiment, state)
+                # Another proxy alive (a fresh heartbeat) kept the faults on: nothing to add.
+                run = _Run(experiment, state, shift=downtime if downtime > 2 * HEARTBEAT_SECONDS else 0.0)
                 self._runs[experiment.id] = run
                 self._reconcile(run, now)
                 log.info("resumed experiment %s (%s, down %.1f s)", experiment.id,
@@ -664,6 +664,13 @@ class Engine:
     def _take_over(self, run: _Run, now: float) -> None:
         """Run the schedule of an experiment from where the store says it is."""
         run.owned = True
+        if run.shift:
+            state, shift = run.state, run.shift
+            state.ends = {k: (None if v is None else v + shift) for k, v in state.ends.items()}
+            state.action_deadlines = {k: (None if v is None else v + shift)
+                                      for k, v in state.action_deadlines.items()}
+            state.heartbeat = None
+            run.shift = 0.0
         log.info("experiment %s: this proxy runs its schedule", run.id)
         for name, action in run.experiment.actions.items():
             spec = ACTIONS.get(action.action_id)
@@ -692,7 +699,7 @@ class Engine:
         if e.state.status == "running":
             for name, action in e.actions.items():
                 end = run.state.ends.get(name)
-                if action.state.status == "running" and (end is None or end > now):
+                if action.state.status == "running" and (end is None or end + run.shift > now):
                     running.add(name)
         changed = False
         for name in [n for n in run.signals if n not in running]:

@@ -606,10 +606,18 @@ def test_is_aws_host() -> None:
         assert not is_aws_host(host), host
 
 
-def test_warm_builds_indexes() -> None:
+def test_warm_builds_the_indexes_identification_uses() -> None:
+    from fisproxy.aws import catalog
+
+    indexes = (catalog.apis_by_signing_name, catalog.apis_by_endpoint_prefix, catalog.apis_by_target_prefix)
+    for index in indexes:
+        index.cache_clear()
     warm()
+    assert all(index.cache_info().currsize == 1 for index in indexes)
+    misses = [index.cache_info().misses for index in indexes]
     headers = Headers(x_amz_target="DynamoDB_20120810.GetItem")
     assert identify("POST", "dynamodb.us-east-1.amazonaws.com", "/", headers).operation == "GetItem"
+    assert [index.cache_info().misses for index in indexes] == misses  # nothing built per request
 
 
 def test_complete_reads_the_action_from_the_form_body() -> None:

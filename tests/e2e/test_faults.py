@@ -106,10 +106,12 @@ def test_latency_only_on_matching_calls(proxy: Fisproxy) -> None:
                  {"service": "sqs", "operations": "ListQueues", "latencyMilliseconds": "800"})
     sqs = proxy.client("sqs")
     t0 = time.monotonic()
-    sqs.list_queues()
+    matching = sqs.list_queues()
     delayed = time.monotonic() - t0
     assert delayed >= 0.8
-    sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")  # not ListQueues: not delayed (no bound asserted)
+    assert matching["ResponseMetadata"]["HTTPHeaders"]["x-fisproxy-fault"].endswith("/fault/latency")
+    other = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")  # not ListQueues
+    assert "x-fisproxy-fault" not in other["ResponseMetadata"]["HTTPHeaders"]  # no fault applied
 
 
 @pytest.mark.parametrize(("mode", "exc"), [

@@ -8,7 +8,9 @@ import json
 import os
 import secrets
 import shutil
+import struct
 import subprocess
+import zlib
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -103,9 +105,27 @@ def test_screenshot_of_a_marked_flow(web: tuple[Fisproxy, str], tmp_path: Path) 
     shot = tmp_path / "mitmweb.png"
     token = f"?token={PASSWORD}" if MITMPROXY_12 else ""
     screenshot(f"{url}/{token}#/flows/{flow['id']}/response", shot)
-    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+    width, height, colours = png_summary(shot.read_bytes())
+    assert (width, height) == (1400, 800)  # the page as rendered, not an error stub
+    assert colours > 20, "a blank page, not mitmweb with a flow"
     if os.environ.get("FISPROXY_SCREENSHOT"):  # how docs/mitmweb.png is made
         shutil.copy(shot, os.environ["FISPROXY_SCREENSHOT"])
+
+
+def png_summary(data: bytes) -> tuple[int, int, int]:
+    """(width, height, distinct byte values of the pixel data) of an 8-bit RGB(A) PNG."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", chunk[:8])
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    pixels = zlib.decompress(idat)
+    return width, height, len(set(pixels))
 
 
 def screenshot(page: str, out: Path) -> None:

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -25,6 +22,7 @@ from botocore.exceptions import ClientError
 from fisproxy.aws import catalog
 from fisproxy.fis import ids
 from fisproxy.fis.api import MAX_ACTIVE_EXPERIMENTS, FisApi
+from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.models import (
     Experiment,
     ExperimentState,
@@ -32,6 +30,9 @@ from fisproxy.fis.models import (
     ResolvedTarget,
 )
 from fisproxy.httpdata import ApiRequest
+from fisproxy.proxy.auth import ControlAuth
+from fisproxy.proxy.control import ControlPlane, ControlRouter
+from fisproxy.proxy.controlserver import ControlServer
 from fisproxy.store import Store
 
 ACCOUNT = "111122223333"
@@ -85,34 +86,6 @@ class FakeRunner:
         ]
 
 
-_CREDENTIAL_REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
-
-
-class _Adapter(BaseHTTPRequestHandler):
-    """HTTP -> ApiRequest -> FisApi.handle -> HTTP. The region comes from the SigV4 scope."""
-
-    api: FisApi
-
-    def _serve(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        split = urlsplit(self.path)
-        m = _CREDENTIAL_REGION.search(self.headers.get("authorization", ""))
-        request = ApiRequest(self.command, split.path, parse_qs(split.query, keep_blank_values=True),
-                             {k.lower(): v for k, v in self.headers.items()}, body)
-        response = self.api.handle(request, m.group(1) if m else "us-east-1")
-        self.send_response(response.status)
-        for k, v in response.headers.items():
-            self.send_header(k, v)
-        self.send_header("content-length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "state.sqlite")
@@ -132,13 +105,14 @@ def api(store: Store, runner: FakeRunner) -> FisApi:
 
 @pytest.fixture
 def endpoint(api: FisApi) -> Iterator[str]:
-    handler = type("Handler", (_Adapter,), {"api": api})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    """The API served as fisproxy serves it: its control server and control plane (which take
+    the region from the request's SigV4 scope)."""
+    router = ControlRouter(fis=api, chaos=ChaosApi(ChaosState()))
+    server = ControlServer(ControlPlane(router, ControlAuth.from_options(None, [])), "127.0.0.1", 0)
+    server.start()
+    assert server.address is not None
+    yield f"http://127.0.0.1:{server.address[1]}"
+    server.stop()
 
 
 def make_client(endpoint: str, region: str = "us-east-1") -> Any:
