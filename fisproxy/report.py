@@ -22,6 +22,7 @@ what tells whether it recovered), up to `FOLLOW_SECONDS` around the experiment.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import html
 import json
 import multiprocessing
@@ -180,19 +181,14 @@ def _seen(r: RequestRecord, rule: RuleSpec | None, interval: tuple[float, float]
 
 
 def _matches(rule: RuleSpec, r: RequestRecord) -> bool:
-    if rule.services is not None and r.service not in _signing_names(rule.services):
-        return False
-    if rule.operations is not None and r.operation not in rule.operations:
-        return False
-    return rule.region is None or r.region == rule.region
+    """The live path's matcher (`RuleSpec.matches`), on a record: records keep the signing name
+    (`monitoring`), templates may use the botocore name (`cloudwatch`)."""
+    return rule.matches(_names(r.service), r.operation, r.region)
 
 
-def _signing_names(names: frozenset[str]) -> frozenset[str]:
-    # Records hold the signing name (`monitoring`); templates may use the botocore name (`cloudwatch`).
-    out = set(names)
-    for name in names:
-        out.update(catalog.signing_name(api) for api in catalog.apis_for_service(name))
-    return frozenset(out)
+@functools.cache
+def _names(service: str) -> frozenset[str]:
+    return frozenset((service, *catalog.apis_by_signing_name().get(service, ())))
 
 
 def _faulted_by(r: RequestRecord, label_prefix: str) -> bool:

@@ -1,7 +1,7 @@
 """JSON request bodies for the control APIs, parsed so that no body can break the handler.
 
 `json.loads` alone raises RecursionError on deeply nested input (a few kilobytes of `[`),
-turns `1e999` into infinity, accepts `NaN`, and decodes `"\ud800"` to a lone surrogate, a str
+turns `1e999` into infinity, accepts `NaN`, and decodes `"\\ud800"` to a lone surrogate, a str
 that cannot be encoded (SQLite, pydantic's error locations and UTF-8 output all raise on it).
 None of these belongs in a FIS or Chaos API body: `loads` turns them into a `BodyError` (a
 ValueError with a message for the client), and refuses nesting deeper than any modelled shape
