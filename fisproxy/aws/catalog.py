@@ -12,14 +12,25 @@ import gzip
 import json
 import os
 from collections import defaultdict
-from collections.abc import Callable
 from functools import cache
-from typing import IO
+from typing import Any, TypedDict, cast
 
 from botocore.exceptions import DataNotFoundError
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
 from botocore.utils import PRIORITY_ORDERED_SUPPORTED_PROTOCOLS
+
+
+class ModelMetadata(TypedDict, total=False):
+    """The fields of a model's `metadata` block that fisproxy reads (a JSON object: more keys)."""
+
+    apiVersion: str
+    endpointPrefix: str
+    signingName: str
+    protocol: str
+    protocols: list[str]
+    targetPrefix: str
+    awsQueryCompatible: dict[str, Any]
 
 
 @cache
@@ -40,28 +51,27 @@ def service_model(api: str) -> ServiceModel:
 
 
 @cache
-def _metadata() -> dict[str, dict]:
+def _metadata() -> dict[str, ModelMetadata]:
     # Every model's `metadata` block, read without parsing whole models (~50 ms for 445 files
     # instead of ~3.5 s): see `_read_metadata`.
     return {api: _read_metadata(api) for api in api_names()}
 
 
-def _model_file(api: str) -> tuple[str, Callable[..., IO[bytes]]] | None:
+def _model_file(api: str) -> str | None:
     # The file `Loader.load_service_model` would read: latest version, first search path.
     version = loader().determine_latest_version(api, "service-2")
     for base in loader().search_paths:
         stem = os.path.join(base, api, version, "service-2")
-        if os.path.isfile(stem + ".json"):
-            return stem + ".json", open
-        if os.path.isfile(stem + ".json.gz"):
-            return stem + ".json.gz", gzip.open
+        for path in (stem + ".json", stem + ".json.gz"):
+            if os.path.isfile(path):
+                return path
     return None
 
 
 _DECODER = json.JSONDecoder()
 
 
-def _read_metadata(api: str) -> dict:
+def _read_metadata(api: str) -> ModelMetadata:
     """The model's `metadata`, decoded from the head of the (gzipped) model file.
 
     botocore writes `metadata` before `operations`, so a few KiB suffice. Anything unexpected
@@ -69,9 +79,9 @@ def _read_metadata(api: str) -> dict:
     botocore applies to metadata (a `serviceId` for eks and secretsmanager) is applied too.
     """
     found = _model_file(api)
-    metadata = _metadata_from_head(*found) if found else None
+    metadata = _metadata_from_head(found) if found else None
     if metadata is None:
-        return dict(loader().load_service_model(api, "service-2")["metadata"])
+        return cast(ModelMetadata, dict(loader().load_service_model(api, "service-2")["metadata"]))
     version = loader().determine_latest_version(api, "service-2")
     try:
         extras = loader().load_data(os.path.join(api, version, "service-2.sdk-extras"))
@@ -82,9 +92,9 @@ def _read_metadata(api: str) -> dict:
     return metadata
 
 
-def _metadata_from_head(path: str, opener: Callable[..., IO[bytes]]) -> dict | None:
+def _metadata_from_head(path: str) -> ModelMetadata | None:
     buf = b""
-    with opener(path, "rb") as fp:
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as fp:
         while chunk := fp.read(8192):
             buf += chunk
             start = buf.find(b'"metadata"')
@@ -95,7 +105,7 @@ def _metadata_from_head(path: str, opener: Callable[..., IO[bytes]]) -> dict | N
                 value, _ = _DECODER.raw_decode(buf[colon + 1 :].decode("utf-8").lstrip())
             except ValueError:  # incomplete object (or a split UTF-8 sequence): read more
                 continue
-            return value if isinstance(value, dict) else None
+            return cast(ModelMetadata, value) if isinstance(value, dict) else None
     return None
 
 
@@ -147,7 +157,7 @@ def operation_names(service: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def metadata(api: str) -> dict:
+def metadata(api: str) -> ModelMetadata:
     """The model's `metadata` block (read-only; cheap, no full model load)."""
     return _metadata()[api]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Literal, cast
 
 from botocore.model import ServiceModel, StructureShape
 
@@ -129,7 +129,8 @@ def _shape_info(shape: StructureShape) -> _Shape:
 @cache
 def _error_index(api: str) -> dict[str, _Shape]:
     """Modelled errors of `api` by shape name and by error code (names win on a clash)."""
-    shapes = [_shape_info(s) for s in catalog.service_model(api).error_shapes]
+    # botocore types error_shapes as Shape; every model's error shapes are structures
+    shapes = [_shape_info(cast(StructureShape, s)) for s in catalog.service_model(api).error_shapes]
     index = {s.code: s for s in shapes}
     index.update({s.name: s for s in shapes})
     return index

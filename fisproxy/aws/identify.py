@@ -245,10 +245,10 @@ def identify(
 
     target = headers.get("x-amz-target")
     if target:
-        prefix, _, operation = target.rpartition(".")
+        prefix, _, target_operation = target.rpartition(".")
         apis = catalog.apis_by_target_prefix().get(prefix)
-        api = _pick(apis, candidates, operation) if apis else _first(candidates)
-        return AwsCall(service, region, _modelled(api, operation), api, "json", access_key)
+        api = _pick(apis, candidates, target_operation) if apis else _first(candidates)
+        return AwsCall(service, region, _modelled(api, target_operation), api, "json", access_key)
 
     if "/operation/" in raw_path and (
         headers.get("smithy-protocol") == "rpc-v2-cbor" or "/service/" in raw_path
@@ -332,7 +332,9 @@ def complete(call: AwsCall, host: str, body: bytes) -> AwsCall:
     credential scope and the host are not parsed again (identify already did)."""
     if not call.needs_body:
         return call
-    apis = _query_apis(_candidates(call.service, hosts.parse_host(host))) or (call.api,)
+    apis = _query_apis(_candidates(call.service, hosts.parse_host(host)))
+    if not apis and call.api is not None:  # always set on a needs_body call (_query_call)
+        apis = (call.api,)
     return _query_call(call.service, call.region, {}, body, "POST", apis, call.access_key)
 
 
