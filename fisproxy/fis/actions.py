@@ -108,8 +108,8 @@ class ActionSpec:
     def validate(self, parameters: Mapping[str, str]) -> None:
         """Raise ParameterError for the first bad parameter: a missing required one, an unknown
         one (unless this action ignores unknown parameters), a value its check refuses."""
-        for name, doc in self.parameters.items():
-            if doc.required and name not in parameters:
+        for name, param in self.parameters.items():
+            if param.required and name not in parameters:
                 raise ParameterError(name, f"required by {self.action_id}")
         for name, value in parameters.items():
             doc = self.parameters.get(name)

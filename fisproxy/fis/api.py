@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 from botocore import xform_name
-from botocore.model import OperationModel, Shape
+from botocore.model import ListShape, OperationModel, Shape
 
 from fisproxy.aws import catalog, errors
 from fisproxy.aws.call import AwsCall
@@ -158,6 +158,7 @@ class _Route:
     labels: Mapping[str, str]  # URI label -> input member name
     query: Mapping[str, str]  # query parameter -> input member name
     body_members: frozenset[str]
+    members: Mapping[str, Shape]  # the input's members (none when the operation takes no input)
 
 
 @dataclass
@@ -197,7 +198,7 @@ def _routes() -> list[_Route]:
                 elif where is None:
                     body.add(member)
             routes.append(_Route(op, op.http["method"], re.compile(f"^{pattern}/?$"), labels, query,
-                                 frozenset(body)))
+                                 frozenset(body), members))
         _cached_routes = routes
     return _cached_routes
 
@@ -217,11 +218,10 @@ def _match(method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
         if m:
             allowed = True
             if route.method == method:
-                members = route.operation.input_shape.members
                 labels = {}
                 for wire, raw in m.groupdict().items():
                     member = route.labels[wire]
-                    labels[member] = _checked_string(wire, unquote(raw), members[member])
+                    labels[member] = _checked_string(wire, unquote(raw), route.members[member])
                 return route, labels
     if allowed:
         raise _invalid(f"{method} is not allowed on {_shown(path)}")
@@ -263,13 +263,12 @@ def _checked_string(wire: str, value: str, shape: Shape) -> str:
 
 def _typed_query(route: _Route, query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    members = route.operation.input_shape.members
     for wire, member in route.query.items():
         values = list(query.get(wire, []))
         if not values:
             continue
-        shape = members[member]
-        if shape.type_name == "list":
+        shape = route.members[member]
+        if isinstance(shape, ListShape):
             out[member] = [_checked_string(wire, v, shape.member) for v in values]
         elif shape.type_name in ("integer", "long"):
             if not _INTEGER.fullmatch(values[0]):
@@ -552,7 +551,7 @@ class FisApi:
 
     def _action(self, spec: action_catalog.ActionSpec, region: str, *, full: bool) -> dict[str, Any]:
         cls = Action if full else ActionSummary
-        extra = {"parameters": {
+        extra: dict[str, Any] = {"parameters": {
             name: ActionParameter(description=doc.description, required=doc.required)
             for name, doc in spec.parameters.items()
         }} if full else {}

@@ -38,7 +38,7 @@ def timestamp(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def record(experiment_id: str, log_type: LogType, t: float, details: dict[str, Any]) -> dict:
+def record(experiment_id: str, log_type: LogType, t: float, details: dict[str, Any]) -> dict[str, Any]:
     """One schema-v2 record; `details` keeps only fields that have a value."""
     return {
         "id": experiment_id,
@@ -59,7 +59,7 @@ class ExperimentLog:
     def path(self, experiment_id: str) -> Path:
         return self._dir / f"{experiment_id}.jsonl"
 
-    def write(self, experiment_id: str, log_type: LogType, t: float, **details: Any) -> dict:
+    def write(self, experiment_id: str, log_type: LogType, t: float, **details: Any) -> dict[str, Any]:
         rec = record(experiment_id, log_type, t, details)
         self._store.append_log(experiment_id, rec)
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def s3_key(prefix: str | None, account_id: str, region: str, experiment_id: str,
 
 
 def upload(
-    records: Sequence[dict],
+    records: Sequence[dict[str, Any]],
     *,
     experiment_id: str,
     log_configuration: Any,
@@ -131,7 +131,7 @@ def upload(
     return failures
 
 
-def _to_cloudwatch(records: Sequence[dict], group_arn: str, experiment_id: str, region: str,
+def _to_cloudwatch(records: Sequence[dict[str, Any]], group_arn: str, experiment_id: str, region: str,
                    endpoint: str | None) -> None:
     logs = upstream.client("logs", upstream.arn_region(group_arn, region), endpoint)
     group = log_group_name(group_arn)
@@ -140,7 +140,7 @@ def _to_cloudwatch(records: Sequence[dict], group_arn: str, experiment_id: str, 
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
     except logs.exceptions.ResourceAlreadyExistsException:
         pass
-    events = [
+    events: list[dict[str, Any]] = [
         {"timestamp": int(_parse_ts(r["event_timestamp"]) * 1000),
          "message": json.dumps(r, separators=(",", ":"))}
         for r in records

@@ -94,7 +94,8 @@ class Scope(Protocol):
     in some Availability Zones): whether one call names one of them. `needs_body`: the call's
     body must be read to tell (a small JSON or form body)."""
 
-    needs_body: bool
+    @property
+    def needs_body(self) -> bool: ...  # read-only: scopes are frozen
 
     def admits(self, call: AwsCall, request: RequestParts | None) -> bool: ...
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fisproxy.aws.call import AwsCall, RequestParts
-from fisproxy.fis.faults import FaultSpec, RuleSpec
+from fisproxy.fis.faults import FaultSpec, Phase, RuleSpec
 from fisproxy.fis.resources import scoped as helpers
 from fisproxy.fis.resources.targets import ResolvedTarget
 
@@ -139,7 +139,7 @@ def compile_rule(
             return None
         scope = LambdaScope(helpers.FunctionTargets.from_target(functions))
         pct = _pct(params, "invocationPercentage")
-        phase = "request" if _flag(params, "preventExecution") else "response"
+        phase: Phase = "request" if _flag(params, "preventExecution") else "response"
         if action_id == "aws:lambda:invocation-add-delay":
             fault = FaultSpec(kind="latency", latency_ms=float(params.get("startupDelayMilliseconds") or 1000))
         elif action_id == "aws:lambda:invocation-error":

@@ -74,9 +74,9 @@ class AlarmPoller:
                         AlarmNames=wanted[i : i + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
                     )
                     for alarm in resp.get("MetricAlarms", []) + resp.get("CompositeAlarms", []):
-                        arn = names.get(alarm.get("AlarmName", ""))
-                        if arn and alarm.get("StateValue") == "ALARM":
-                            out.add(arn)
+                        alarm_arn = names.get(alarm.get("AlarmName", ""))
+                        if alarm_arn and alarm.get("StateValue") == "ALARM":
+                            out.add(alarm_arn)
             except Exception as e:  # network or upstream error: report, keep experiments running
                 log.warning("stop conditions in %s: DescribeAlarms failed: %s", region, e)
         return out
