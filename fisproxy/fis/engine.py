@@ -44,6 +44,7 @@ from fisproxy.fis.identities import Identities, RoleRef, role_ref
 from fisproxy.fis.models import (
     Experiment,
     ExperimentActionState,
+    ExperimentOptions,
     ExperimentState,
     ExperimentTemplate,
 )
@@ -131,6 +132,19 @@ class _Run:
     @property
     def status(self) -> str:
         return self.experiment.state.status
+
+    @property
+    def options(self) -> ExperimentOptions:
+        # Set on every experiment (Experiment.from_template); optional in the FIS shape.
+        return self.experiment.experiment_options or ExperimentOptions()
+
+    @property
+    def role_arn(self) -> str:
+        # Every template has one (CreateExperimentTemplate requires roleArn); optional in the
+        # FIS shape.
+        role_arn = self.experiment.role_arn
+        assert role_arn is not None, f"experiment {self.id} has no role"
+        return role_arn
 
 
 class Engine:
@@ -379,12 +393,12 @@ class Engine:
         """Assume the experiment role if the experiment needs the upstream, then resolve every
         target with it. Blocking (upstream calls): outside the lock."""
         e = run.experiment
-        if e.experiment_options.actions_mode != "skip-all" and any(
+        if run.options.actions_mode != "skip-all" and any(
             ACTIONS.get(a.action_id) is not None and ACTIONS[a.action_id].kind == "resource"
             for a in e.actions.values()
         ) or any(_needs_upstream(t) for t in (e.targets or {}).values()):
             try:
-                run.session = self._sessions.session(e.role_arn, run.state.region, e.id)
+                run.session = self._sessions.session(run.role_arn, run.state.region, e.id)
             except RoleError as err:
                 return _Failure(err.reason, err.code, "roleArn")
         out: dict[str, ResolvedTarget] = {}
@@ -399,7 +413,7 @@ class Engine:
         e = run.experiment
         self._write(run, "experiment-start", now, experiment_template_id=e.experiment_template_id,
                     experiment_start_time=explog.timestamp(now))
-        skip_all = e.experiment_options.actions_mode == "skip-all"
+        skip_all = run.options.actions_mode == "skip-all"
         try:
             if not skip_all:
                 self._check_actions(run)
@@ -450,7 +464,7 @@ class Engine:
         """Log what the targets resolved to; _Failure for a target that failed or came out
         empty where that is not allowed."""
         e = run.experiment
-        empty_mode = e.experiment_options.empty_target_resolution_mode or "fail"
+        empty_mode = run.options.empty_target_resolution_mode or "fail"
         resolution = run.resolution
         resolved: dict[str, ResolvedSet] = {}
         for name, target in (e.targets or {}).items():
@@ -806,7 +820,7 @@ class Engine:
             rng=random.Random(self._rng.random()),
             state=dict(run.state.action_state.get(name, {})),
         )
-        future = self._workers.submit(self._run_action, run.id, run.experiment.role_arn, name, ctx, resumed)
+        future = self._workers.submit(self._run_action, run.id, run.role_arn, name, ctx, resumed)
         run.workers[name] = (future, ctx)
 
     def _run_action(self, run_id: str, role_arn: str, name: str, ctx: ActionContext, resumed: bool) -> None:
