@@ -76,9 +76,17 @@ class ActionContext:
     clock: Callable[[], float] = time.monotonic
 
     def client(self, service: str, region: str | None = None) -> Any:
+        return self._session().client(service, region or self.region)
+
+    @property
+    def account_id(self) -> str:
+        """The experiment role's account."""
+        return self._session().account_id
+
+    def _session(self) -> Clients:
         if self.clients is None:
             raise ActionError(f"{self.action_id}: no experiment role session", "ConfigurationFailure")
-        return self.clients.client(service, region or self.region)
+        return self.clients
 
     def target(self, key: str) -> ResolvedTarget:
         """The resolved target under `key`; ActionError if the action has none there."""

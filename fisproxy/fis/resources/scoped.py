@@ -202,7 +202,7 @@ def decode_body(body: bytes, content_type: str | None) -> Mapping[str, Any] | No
         try:
             from botocore.parsers import BaseCBORParser  # botocore's decoder, not a public API
 
-            value = BaseCBORParser().parse_data_item(io.BufferedReader(io.BytesIO(body)))  # type: ignore[no-untyped-call]
+            value = BaseCBORParser().parse_data_item(io.BufferedReader(io.BytesIO(body)))
         except (ResponseParserError, ValueError, IndexError, KeyError, struct.error):
             return None  # malformed traffic passes through untouched
     else:

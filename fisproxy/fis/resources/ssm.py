@@ -36,7 +36,7 @@ def document_name(ctx: ActionContext) -> str:
     arn = ctx.parameters["documentArn"]
     parts = arn.split(":", 5)
     if len(parts) == 6 and parts[5].startswith("document/"):
-        if not parts[4] or parts[4] == ctx.clients.account_id:
+        if not parts[4] or parts[4] == ctx.account_id:
             return parts[5].split("/", 1)[1]
     return arn
 

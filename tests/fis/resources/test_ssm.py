@@ -8,6 +8,8 @@ import time
 import pytest
 
 from fisproxy.fis.resources import ActionError, implementation, perform
+from fisproxy.fis.resources.base import ActionContext
+from fisproxy.fis.resources.ssm import document_name
 from tests.fis.resources.conftest import Target, boto, run_instances
 
 DOC = "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"
@@ -104,3 +106,16 @@ def test_a_failed_command_fails_the_action(context, action_id, reason):
     with pytest.raises(ActionError) as err:
         perform(implementation(action_id), _ctx(context, fake, action_id, 30.0))
     assert err.value.reason == reason and fake.cancelled == []
+
+
+def test_document_name_without_a_role_session_is_a_configuration_failure():
+    """Whose document it is depends on the role's account: without a session, the action
+    fails as it does on its first call (not with an AttributeError)."""
+    ctx = ActionContext(
+        experiment_id="EXP", action_name="a", action_id="aws:ssm:send-command", clients=None, targets={},
+        parameters={"documentArn": "arn:aws:ssm:us-east-1:111122223333:document/Shared"}, region="us-east-1",
+        log=lambda _: None,
+    )
+    with pytest.raises(ActionError) as err:
+        document_name(ctx)
+    assert (err.value.code, err.value.reason) == ("ConfigurationFailure", "aws:ssm:send-command: no experiment role session")
