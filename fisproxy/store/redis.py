@@ -56,7 +56,7 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis import exceptions as rx  # (its ConnectionError and TimeoutError are not the builtins)
@@ -388,8 +388,11 @@ class RedisStore:
         out: list[RequestRecord] = []
         low, skip = float(start), 0  # next read: scores >= low, skipping `skip` of them
         while True:
-            page: list[str] = self._do(lambda low=low, skip=skip: self._redis.zrangebyscore(
-                REQUESTS, low, end, start=skip, num=RANGE_CHUNK))
+            def read(low: float = low, skip: int = skip) -> list[str]:  # str: decode_responses
+                return cast(list[str], self._redis.zrangebyscore(
+                    REQUESTS, low, end, start=skip, num=RANGE_CHUNK))
+
+            page = self._do(read)
             records = [_record(member) for member in page]
             out.extend(records)
             if len(records) < RANGE_CHUNK:
@@ -418,7 +421,7 @@ class RedisStore:
         self._do(lambda: self._release(keys=[lease_key(name)], args=[holder]))
 
     def lease_holder(self, name: str) -> str | None:
-        return self._do(lambda: self._redis.get(lease_key(name)))
+        return self._do(lambda: cast(str | None, self._redis.get(lease_key(name))))  # decode_responses
 
     # ---- change notices ----
 
@@ -470,7 +473,7 @@ class RedisStore:
 
     def read_counters(self) -> dict[CounterKey, int]:
         def call() -> dict[CounterKey, int]:
-            metrics = sorted(self._redis.smembers(COUNTERS))
+            metrics = sorted(cast(set[str], self._redis.smembers(COUNTERS)))  # decode_responses
             with self._redis.pipeline(transaction=False) as pipe:
                 for metric in metrics:
                     pipe.hgetall(counter_key(metric))
