@@ -38,6 +38,7 @@ from mitmproxy import http
 from mitmproxy.net.http import status_codes
 
 from fisproxy.proxy.connection import (
+    Stop,
     drop,
     hang,
     has_body,
@@ -72,7 +73,7 @@ _SINK = "fisproxy_sink"  # flow.metadata: where the flow went before the sink to
 
 
 async def wait(
-    delay_ms: float, stopped: asyncio.Event | None, *, flow: http.HTTPFlow | None = None
+    delay_ms: float, stopped: Stop | None, *, flow: http.HTTPFlow | None = None
 ) -> None:
     """Sleep `delay_ms`, returning early as soon as `stopped` is set (or at once if it is).
 

@@ -266,8 +266,10 @@ def _signature(signed_request: _Signed, signed: Sequence[str], amz_date: str,
             values = [signed_request.authority]  # HTTP/2: the authority, not a Host header
         for value in values:
             sent[name] = value  # appends: repeated headers stay repeated, as signed
-    request = AWSRequest(method=signed_request.method.upper(), url=signed_request.url, headers=sent,
-                         data=signed_request.body)
+    # botocore copies `headers` by items() into its own HTTPHeaders (a Message, not the Mapping
+    # its stubs name): repeated headers stay repeated
+    request = AWSRequest(method=signed_request.method.upper(), url=signed_request.url,
+                         headers=sent, data=signed_request.body)  # type: ignore[arg-type]
     request.context["timestamp"] = amz_date
     signer = _Verifier(credentials, service, region, signed)
     canonical = signer.canonical_request(request)

@@ -34,7 +34,7 @@ import select
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, Protocol
 
 from mitmproxy import ctx, http
 from mitmproxy.connection import Client, ConnectionState
@@ -50,6 +50,14 @@ _POLL_GONE = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0x20
 _lingering: set[asyncio.Task[None]] = set()
 # client id -> events of the hangs waiting on that client (set by on_client_disconnected).
 _hanging: dict[str, set[asyncio.Event]] = {}
+
+
+class Stop(Protocol):
+    """What ends a wait or a hang early: an action's `StopSignal` (or an asyncio.Event)."""
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> object: ...
 
 
 def drop(flow: http.HTTPFlow, mode: Literal["close", "reset"]) -> None:
@@ -69,7 +77,7 @@ def drop(flow: http.HTTPFlow, mode: Literal["close", "reset"]) -> None:
 
 
 async def hang(
-    flow: http.HTTPFlow, stopped: asyncio.Event | None, *, max_seconds: float = 900
+    flow: http.HTTPFlow, stopped: Stop | None, *, max_seconds: float = 900
 ) -> None:
     """Send nothing until the client gives up, the action stops, or `max_seconds` pass.
 
@@ -147,7 +155,7 @@ def paused_reading(flow: http.HTTPFlow) -> Iterator[None]:
         # asyncio's StreamReader resumes a transport it paused itself (buffer full) as soon as
         # mitmproxy reads on: take its pause over so that only we resume (CPython 3.11-3.13).
         if isinstance(io.reader, asyncio.StreamReader) and getattr(io.reader, "_paused", False):
-            io.reader._paused = False
+            io.reader._paused = False  # type: ignore[attr-defined]  # private, read just above
         if transport.is_reading():
             transport.pause_reading()
         paused.append(transport)
@@ -275,7 +283,7 @@ async def _discard(sock: socket.socket, gone: asyncio.Event, count: list[int]) -
         sock.close()
 
 
-async def _wait_any(events: tuple[asyncio.Event | None, ...], timeout: float) -> None:
+async def _wait_any(events: tuple[Stop | None, ...], timeout: float) -> None:
     waiters = [asyncio.ensure_future(e.wait()) for e in events if e is not None]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

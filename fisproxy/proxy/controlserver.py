@@ -133,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
             # http.server read the request line as Latin-1; the control plane reads bytes that
             # are not UTF-8 as mitmproxy does (surrogate escapes), and refuses them.
             method=self.command, target=self._target().encode("latin-1").decode("utf-8", "surrogateescape"), host=self.headers.get("host", ""),
-            headers=self.headers, body=body)  # case-insensitive, get_all
+            # A Message, not a Mapping: case-insensitive get, get_all (as mitmproxy's Headers)
+            headers=self.headers, body=body)  # type: ignore[arg-type]
         self._send(self.server.plane.serve(request))
 
     def _target(self) -> str:
