@@ -33,7 +33,7 @@ def share_listening_ports() -> None:
         kwargs.setdefault("reuse_port", True)
         return await real(*args, **kwargs)
 
-    asyncio.start_server = start_server  # type: ignore[assignment]
+    asyncio.start_server = start_server
 
 
 def run_worker(argv: Sequence[str]) -> int:
