@@ -34,10 +34,13 @@ import select
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from mitmproxy import ctx, http
 from mitmproxy.connection import Client, ConnectionState
+
+if TYPE_CHECKING:
+    from mitmproxy.proxy.server import ConnectionHandler
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +226,7 @@ def _kill(flow: http.HTTPFlow) -> None:
         flow.resume()
 
 
-def _handler(flow: http.HTTPFlow):  # -> mitmproxy.proxy.server.ConnectionHandler | None
+def _handler(flow: http.HTTPFlow) -> ConnectionHandler | None:
     master = getattr(ctx, "master", None)  # unset outside a running mitmproxy
     proxyserver = master.addons.get("proxyserver") if master is not None else None
     if proxyserver is None:
