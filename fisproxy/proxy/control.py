@@ -21,6 +21,7 @@ from fisproxy import __version__
 from fisproxy.aws.identify import identify
 from fisproxy.fis.api import FisApi, render_error
 from fisproxy.fis.chaos import ChaosApi
+from fisproxy.fis.ports import StoreUnavailable
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.proxy.auth import ControlAuth, denied_response
 
@@ -83,6 +84,9 @@ class ControlPlane:
     def serve(self, req: ControlRequest) -> ApiResponse:
         try:
             return self._serve(req)
+        except StoreUnavailable as e:  # the shared store is down: nothing changed, try again
+            log.warning("fisproxy: control API: the store is unavailable: %s", e)
+            return render_error("ServiceUnavailableException", 503, f"fisproxy's store is unavailable: {e}")
         except Exception:
             log.exception("fisproxy: control API error")
             return render_error("InternalServerException", 500, "internal error in fisproxy; see its log")

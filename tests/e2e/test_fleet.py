@@ -165,6 +165,8 @@ def test_redis_stopped_and_restarted_mid_experiment(
     with pytest.raises(botocore.exceptions.ClientError) as err:
         b.fis().list_experiments()
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    chaos = b.control("POST", "/_localstack/chaos/faults", json=[{"service": "s3"}])
+    assert chaos.status_code == 503 and chaos.headers["x-amzn-ErrorType"] == "ServiceUnavailableException"
     proc2, _ = start_redis(directory, port, "--appendfsync", "always")
     try:
         wait_until(lambda: b.fis().get_experiment(id=exp_id)["experiment"]["state"]["status"] == "running",
