@@ -360,7 +360,16 @@ def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(minutes=5))
                    .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   # Python 3.13 verifies strictly (VERIFY_X509_STRICT): key identifiers and
+                   # key usage are required, as in any real certificate.
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                                  critical=False)
+                   .add_extension(x509.KeyUsage(
+                       digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, content_commitment=False,
+                       key_encipherment=False, data_encipherment=False, key_agreement=not ca,
+                       encipher_only=False, decipher_only=False), critical=True))
         if not ca:
             import ipaddress
             builder = builder.add_extension(
