@@ -91,17 +91,21 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise TimeoutError(f"port {port} not listening")
 
 
-def start(cmd: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env())
+def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or clean_env())
     wait_port(port)
     return proc
 
 
-def start_fisproxy(workdir: Path, port: int) -> tuple[subprocess.Popen, int]:
+def start_fisproxy(workdir: Path, port: int, source: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """`fisproxy run`; `source`: another checkout's package instead of this venv's (a baseline)."""
     control = free_port()
+    env = clean_env()
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     proc = start([str(VENV_BIN / "fisproxy"), "run", "--quiet", "--port", str(port),
                   "--control-port", str(control), "--state", str(workdir / "state.sqlite"),
-                  "--certs", str(workdir / "certs")], port)
+                  "--certs", str(workdir / "certs")], port, env)
     wait_port(control)
     return proc, control
 
@@ -168,6 +172,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500, help="requests per configuration per round")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run fisproxy from another checkout (e.g. a git worktree of an "
+                             "earlier commit), measured in the same rounds")
     args = parser.parse_args()
 
     procs: list[subprocess.Popen] = []
@@ -186,6 +193,12 @@ def main() -> None:
             load(control)
             configs = {"direct": None, "mitmdump": dump, "fisproxy": plain, "fisproxy-loaded": loaded}
             pids = {"mitmdump": procs[1].pid, "fisproxy": procs[2].pid, "fisproxy-loaded": procs[3].pid}
+            if args.baseline is not None:
+                base = free_port()
+                proc, _ = start_fisproxy(Path(tmp) / "baseline", base, args.baseline.resolve())
+                procs.append(proc)
+                configs["baseline"] = base
+                pids["baseline"] = proc.pid
             results: dict[str, list[float]] = {name: [] for name in configs}
             cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
             for r in range(args.rounds):
@@ -222,6 +235,9 @@ def main() -> None:
     print(f"  fisproxy / mitmdump          {ratio('fisproxy', 'mitmdump')}")
     print(f"  fisproxy-loaded / mitmdump   {ratio('fisproxy-loaded', 'mitmdump')}")
     print(f"  mitmdump / direct            {ratio('mitmdump', 'direct')}")
+    if args.baseline is not None:
+        print(f"  baseline / mitmdump          {ratio('baseline', 'mitmdump')}")
+        print(f"  fisproxy / baseline          {ratio('fisproxy', 'baseline')}")
     print(f"  fisproxy / direct            {ratio('fisproxy', 'direct')}")
 
 if __name__ == "__main__":

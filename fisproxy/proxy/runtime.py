@@ -20,6 +20,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ STREAM_LARGE_BODIES = "1m"
 CHAOS_DOC = ("chaos", "config")
 CHAOS_CHANGES = "chaos"
 PROXY_TTL_SECONDS = 10.0  # a proxy not seen for this long leaves the fleet listing
+RESYNC_SECONDS = 10.0  # a change notice lost is made up for within this
 
 
 class Runtime:
@@ -75,6 +77,7 @@ class Runtime:
         # This process among the proxies sharing a store: the name its leases carry.
         self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._subscriptions: list[Any] = []
+        self._next_resync = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
 
@@ -212,9 +215,13 @@ class Runtime:
             store.register_proxy(self.proxy_id, self.describe(), PROXY_TTL_SECONDS)
             if self.metrics is not None:
                 self.metrics.flush()
-            engine.sync()
-            if self.chaos is not None:
-                self.chaos.reload()
+            now = time.monotonic()
+            if now >= self._next_resync:
+                # The safety net under the change feed: it reads every experiment, so not often.
+                self._next_resync = now + RESYNC_SECONDS
+                engine.sync()
+                if self.chaos is not None:
+                    self.chaos.reload()
         except StoreUnavailable as e:
             # Traffic goes on; the experiments known here keep their faults until they end.
             logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
