@@ -1,40 +1,103 @@
-# fisproxy: `make run` starts the proxy, `make test` runs the whole suite.
-# Both create .venv from the machine's python3 when it is missing, and are idempotent.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-ARGS   ?=
+# fisproxy: `make run` starts the proxy, `make test` runs the whole suite on every supported Python.
+#
+#   make run [ARGS=...]           the proxy with the machine's python3; its CA (certs/) and state
+#   make web [ARGS=...]           (state/fisproxy.sqlite) live in this clone, both git-ignored
+#   make test [ARGS=...]          lint + pytest on Python 3.11, 3.12 and 3.13, one after the other;
+#                                 a version that is not installed is skipped with a line saying
+#                                 so; each version's result and wall time are printed at the end
+#   make test PYTHON=python3.12   only that interpreter (every target honours PYTHON)
+#   make lint                     ruff, import contracts (import-linter), mypy: scripts/lint
+#   make bench | clean
+#
+# One venv per Python minor version, created when missing and re-created when its Python no
+# longer matches: `.venv` for the version of `python3` (what `make run` uses), `.venv-X.Y` for
+# any other. Stamp files in each venv re-install the package when pyproject.toml changes.
+# Interpreters are found as given (python3.X on PATH) or, failing that, under pyenv: its shims
+# answer "command not found" for versions that are installed but not selected.
 
-.PHONY: run web test lint bench clean
+PYTHON    ?= python3
+SUPPORTED := 3.11 3.12 3.13
+ARGS      ?=
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+VERSION_PY  := import sys; print(*sys.version_info[:2], sep=".")
+# $(call find_python,NAME): NAME if it runs, else pyenv's newest install of that version; or nothing.
+find_python = $(shell p='$(1)'; if "$$p" -c '' 2>/dev/null; then echo "$$p"; else \
+	r=$$(pyenv root 2>/dev/null) && ls -d "$$r"/versions/$(patsubst python%,%,$(notdir $(1))).*/bin/$(notdir $(1)) \
+	2>/dev/null | sort -V | tail -n 1; fi)
+version_of  = $(if $(1),$(shell '$(1)' -c '$(VERSION_PY)' 2>/dev/null))
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+PY              := $(call find_python,$(PYTHON))
+PY_VERSION      := $(call version_of,$(PY))
+DEFAULT_VERSION := $(if $(filter python3,$(PYTHON)),$(PY_VERSION),$(call version_of,$(call find_python,python3)))
+VENV            := $(if $(filter $(DEFAULT_VERSION),$(PY_VERSION)),.venv,.venv-$(PY_VERSION))
+BIN             := $(VENV)/bin
+CLEAN_ENV       := env -u AWS_CA_BUNDLE -u REQUESTS_CA_BUNDLE -u SSL_CERT_FILE -u CURL_CA_BUNDLE -u NODE_EXTRA_CA_CERTS
+
+.PHONY: run web test test-one lint bench clean
+
+$(VENV)/.python-$(PY_VERSION):
+	@[ -n "$(PY_VERSION)" ] || { echo "make: no working '$(PYTHON)' here; name another with PYTHON=..." >&2; exit 2; }
+	@if [ "$$($(BIN)/python -c '$(VERSION_PY)' 2>/dev/null)" != "$(PY_VERSION)" ]; then \
+		echo "$(PY) -m venv --clear $(VENV)"; \
+		$(PY) -m venv --clear $(VENV) && $(BIN)/pip install -q --upgrade pip; \
+	fi
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.python-$(PY_VERSION)
 	$(BIN)/pip install -q -e .
-	touch $@
+	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+	@touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/fisproxy run --certs certs $(ARGS)
+	$(BIN)/fisproxy run --certs certs --state state/fisproxy.sqlite $(ARGS)
 
 web: $(VENV)/.installed
-	$(BIN)/fisproxy web --certs certs $(ARGS)
+	$(BIN)/fisproxy web --certs certs --state state/fisproxy.sqlite $(ARGS)
 
+# ruff, the import contracts (import-linter) and mypy: scripts/lint.
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check fisproxy addons tests bench
+	VENV=$(VENV) scripts/lint
 
-test: $(VENV)/.installed-test
-	$(BIN)/ruff check fisproxy addons tests bench
-	env -u AWS_CA_BUNDLE -u REQUESTS_CA_BUNDLE -u SSL_CERT_FILE -u CURL_CA_BUNDLE -u NODE_EXTRA_CA_CERTS \
-		$(BIN)/python -m pytest -q $(ARGS)
+# One Python: lint and pytest in its venv (what `make test` runs for each version).
+test-one: lint
+	$(CLEAN_ENV) $(BIN)/python -m pytest -q $(ARGS)
+
+# $(call python_for,X.Y): python3 when it is X.Y (its venv is .venv), else python3.X found as above.
+python_for = $(if $(filter $(1),$(DEFAULT_VERSION)),python3,$(call find_python,python$(1)))
+
+# $(call run_tests,VERSION=INTERPRETER ...): test-one for each, in turn; "-" for "not installed".
+define run_tests
+	summary=; failed=; ran=0; \
+	for run in $(1); do \
+		v=$${run%%=*}; py=$${run#*=}; \
+		if [ "$$py" = - ]; then \
+			line="Python $$v: not installed (no python$$v on PATH or under pyenv), skipped"; \
+		else \
+			echo "== Python $$v: $$py"; start=$$(date +%s); ran=$$((ran + 1)); \
+			if $(MAKE) --no-print-directory test-one PYTHON="$$py"; then r=passed; else r=FAILED; failed="$$failed $$v"; fi; \
+			line="Python $$v ($$py): $$r in $$(( $$(date +%s) - start )) s"; \
+		fi; \
+		echo "== $$line"; summary="$$summary\n   $$line"; \
+	done; \
+	printf '== make test:%b\n' "$$summary"; \
+	[ $$ran -gt 0 ] || { echo "== no supported Python ($(SUPPORTED)) found" >&2; exit 1; }; \
+	[ -z "$$failed" ] || { echo "== failed on Python$$failed" >&2; exit 1; }
+endef
+
+ifeq ($(origin PYTHON),file)
+test:
+	@+$(call run_tests,$(foreach v,$(SUPPORTED),$(v)=$(or $(call python_for,$(v)),-)))
+else
+test:
+	@echo "== PYTHON=$(PYTHON) given: testing that one only (without it: $(SUPPORTED))"
+	@+$(call run_tests,$(or $(PY_VERSION),?)=$(PYTHON))
+endif
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/overhead.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf .venv .venv-* .pytest_cache .mypy_cache .import_linter_cache .grimp_cache build *.egg-info

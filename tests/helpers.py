@@ -1,16 +1,20 @@
 """Test helpers shared by the end-to-end and CLI tests: clean environments, free ports,
-starting and stopping real processes (moto's server, fisproxy)."""
+starting and stopping real processes (moto's server, fisproxy), and finding the ones a test
+session left running."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
+import psutil
 import requests
 
 VENV_BIN = Path(sys.executable).parent
@@ -58,14 +62,32 @@ def http_ok(url: str) -> bool:
     return requests.get(url, timeout=2, proxies={"http": None, "https": None}).status_code == 200
 
 
-def start_moto(log: Path) -> tuple[subprocess.Popen, str]:
+def start_process(argv: Sequence[str], log: Path, ready: Callable[[], bool], what: str, *,
+                  timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `argv` with its output appended to `log` and wait until `ready()`. If it exits or
+    does not get ready in time, it is stopped before the error rises: a failed start leaves
+    nothing running."""
+    with log.open("ab") as out:  # the child has its own copy of the descriptor
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env or clean_env())
+    try:
+        wait_until(ready, timeout, what, proc)
+    except BaseException as e:
+        stop(proc)
+        if isinstance(e, (RuntimeError, TimeoutError)):
+            raise type(e)(f"{e}\n{what}'s log ({log}):\n{tail(log)}") from None
+        raise
+    return proc
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    return path.read_bytes()[-chars:].decode(errors="replace") if path.exists() else ""
+
+
+def start_moto(log: Path, timeout: float = 60) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=clean_env(),
-    )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{url}/moto-api/"), 60, "moto server", proc)
+    proc = start_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                         log, lambda: http_ok(f"{url}/moto-api/"), "moto server", timeout=timeout)
     return proc, url
 
 
@@ -116,3 +138,56 @@ def redis_pong(port: int) -> bool:
         s.sendall(b"PING\r\n")
         answer = s.recv(64)
     return answer.startswith(b"+PONG") or answer.startswith(b"-NOAUTH")
+
+
+def run_group(argv: Sequence[str], timeout: float, **kw: Any) -> subprocess.CompletedProcess:
+    """`subprocess.run` for programs that start helpers of their own (a browser, npm): the
+    program gets its own process group, and whatever of that group is still alive when it
+    exits or times out is killed."""
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+
+
+# ---- the session's leftovers ------------------------------------------------------------------
+
+SESSION_MARK = "FISPROXY_TEST_SESSION"  # set in os.environ by tests/conftest.py
+
+
+def leftover_processes(mark: str, spared: Collection[int] = ()) -> list[psutil.Process]:
+    """Live processes started by this test session: descendants of this process, and orphans
+    anywhere that carry `SESSION_MARK=mark` in their environment (every subprocess inherits it,
+    clean_env included), except the pids in `spared` (children that predate the session)."""
+    me = psutil.Process()
+    found = {p.pid: p for p in me.children(recursive=True)}
+    for p in psutil.process_iter():
+        if p.pid in found or p.pid == me.pid:
+            continue
+        try:
+            if p.environ().get(SESSION_MARK) == mark:
+                found[p.pid] = p
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+            continue
+    alive = []
+    for pid, p in sorted(found.items()):
+        try:
+            if pid not in spared and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def describe(p: psutil.Process) -> str:
+    try:
+        return f"pid {p.pid}: {' '.join(p.cmdline()) or p.name()}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return f"pid {p.pid}: (gone)"

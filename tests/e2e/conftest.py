@@ -3,6 +3,7 @@ boto3 clients that reach AWS hostnames through HTTPS_PROXY-style proxying with T
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -16,7 +17,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, start_moto, stop, wait_until
+from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, start_moto, start_process, stop
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -67,16 +68,30 @@ class Fisproxy:
             "--certs", str(self.certs), "--seed", "7", *self.extra_args,
         ]
 
-    def start(self) -> Fisproxy:
-        self.proc = subprocess.Popen(
-            self.command(), stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=clean_env(**self.env_extra),
-        )
-        wait_until(lambda: http_ok(f"{self.control_url}/_fisproxy/health"), 60, "fisproxy", self.proc)
+    def start(self, timeout: float = 60) -> Fisproxy:
+        """Start and wait for GET /_fisproxy/health; a proxy that does not get healthy in
+        `timeout` seconds is stopped and the error names its log."""
+        self.proc = None  # a failed start leaves nothing to stop
+        self.proc = start_process(self.command(), self.log, self.healthy, "fisproxy", timeout=timeout,
+                                  env=clean_env(**self.env_extra))
         return self
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.control_url}/_fisproxy/health")
 
     def stop(self) -> None:
         if self.proc:
             stop(self.proc)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Fisproxy]:
+        """Started for the `with` block, stopped after it however it ends (a fixture's
+        `with proxy.running() as p: yield p` stops it even when the test fails)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -123,15 +138,16 @@ class Fisproxy:
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
-    yield url
-    stop(proc)
+    try:
+        yield url
+    finally:
+        stop(proc)
 
 
 @pytest.fixture(scope="session")
 def fisproxy(tmp_path_factory: pytest.TempPathFactory, moto: str) -> Iterator[Fisproxy]:
-    proxy = Fisproxy(tmp_path_factory.mktemp("fisproxy"), moto).start()
-    yield proxy
-    proxy.stop()
+    with Fisproxy(tmp_path_factory.mktemp("fisproxy"), moto).running() as proxy:
+        yield proxy
 
 
 @pytest.fixture

@@ -49,9 +49,8 @@ class Proxy(Fisproxy):
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory, moto: str) -> Iterator[Proxy]:
-    proxy = Proxy(tmp_path_factory.mktemp("fisproxy-auth"), moto, extra_args=AUTH_ARGS).start()
-    yield proxy
-    proxy.stop()
+    with Proxy(tmp_path_factory.mktemp("fisproxy-auth"), moto, extra_args=AUTH_ARGS).running() as proxy:
+        yield proxy
 
 
 def refusal(call: Any) -> tuple[int, str, str]:

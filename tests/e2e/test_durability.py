@@ -14,9 +14,8 @@ from tests.e2e.conftest import Fisproxy, wait_for_state
 
 @pytest.fixture
 def own_proxy(tmp_path: Path, moto: str) -> Iterator[Fisproxy]:
-    proxy = Fisproxy(tmp_path, moto).start()
-    yield proxy
-    proxy.stop()
+    with Fisproxy(tmp_path, moto).running() as proxy:
+        yield proxy
 
 
 def test_kill_9_and_restart(own_proxy: Fisproxy) -> None:

@@ -18,9 +18,8 @@ from tests.helpers import free_port
 @pytest.fixture
 def endpoint(tmp_path: Path, moto: str) -> Iterator[tuple[Fisproxy, str]]:
     port = free_port()
-    proxy = Fisproxy(tmp_path, moto, extra_args=("--endpoint-port", str(port))).start()
-    yield proxy, f"http://127.0.0.1:{port}"
-    proxy.stop()
+    with Fisproxy(tmp_path, moto, extra_args=("--endpoint-port", str(port))).running() as proxy:
+        yield proxy, f"http://127.0.0.1:{port}"
 
 
 def test_sdk_with_endpoint_url(endpoint: tuple[Fisproxy, str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Fisproxy, start_action
+from tests.helpers import run_group
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 NEEDED = ("@aws-sdk/client-dynamodb", "@smithy/node-http-handler", "hpagent")
@@ -34,8 +35,8 @@ def node() -> str:
         # The machine's own environment: npm talks to the registry, not to fisproxy. Tried
         # three times: a registry hiccup should not fail the suite.
         for _ in range(3):
-            result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
-                                    env=dict(os.environ), capture_output=True, text=True, timeout=600)
+            result = run_group([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
+                               env=dict(os.environ), text=True, timeout=600)
             if result.returncode == 0:
                 break
         assert result.returncode == 0, f"npm ci failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"

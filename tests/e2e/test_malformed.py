@@ -154,9 +154,8 @@ FIS_400 = {"label not UTF-8", "query not UTF-8", "body nested deep", "body not U
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory, moto: str) -> Iterator[Fisproxy]:
     """A fisproxy of its own, so its log holds only this module's traffic."""
-    proxy = Fisproxy(tmp_path_factory.mktemp("fisproxy-malformed"), moto).start()
-    yield proxy
-    proxy.stop()
+    with Fisproxy(tmp_path_factory.mktemp("fisproxy-malformed"), moto).running() as proxy:
+        yield proxy
 
 
 def assert_still_fine(proxy: Fisproxy) -> None:

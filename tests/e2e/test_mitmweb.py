@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import struct
-import subprocess
 import zlib
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import Fisproxy, start_action
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, run_group, wait_until
 
 PASSWORD = "fisproxy-test"
 MITMPROXY_12 = int(version("mitmproxy").split(".")[0]) >= 12
@@ -34,9 +33,8 @@ def web(tmp_path: Path, moto: str) -> Iterator[tuple[Fisproxy, str]]:
     extra: tuple[str, ...] = ("--web-port", str(web_port))
     if MITMPROXY_12:
         extra += ("--set", f"web_password={PASSWORD}")
-    proxy = Fisproxy(tmp_path, moto, extra_args=extra, subcommand="web").start()
-    yield proxy, f"http://127.0.0.1:{web_port}"
-    proxy.stop()
+    with Fisproxy(tmp_path, moto, extra_args=extra, subcommand="web").running() as proxy:
+        yield proxy, f"http://127.0.0.1:{web_port}"
 
 
 def web_session() -> requests.Session:
@@ -130,10 +128,11 @@ def png_summary(data: bytes) -> tuple[int, int, int]:
 
 def screenshot(page: str, out: Path) -> None:
     assert CHROMIUM
-    subprocess.run(
+    result = run_group(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={out.parent / 'chromium-profile'}", "--window-size=1400,800",
          "--virtual-time-budget=5000", f"--screenshot={out}", page],
-        check=True, capture_output=True, timeout=90,
+        timeout=90,
     )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-3000:]
