@@ -41,26 +41,6 @@ def learn_credentials(call: AwsCall, status: int, body: bytes) -> tuple[str, str
     return None
 
 
-def role_arn_of(principal_arn: str) -> str | None:
-    """The IAM role ARN behind a principal ARN, or None if it is not a role.
-
-    `arn:aws:sts::123456789012:assumed-role/app-role/session` -> `arn:aws:iam::123456789012:role/app-role`
-    (an assumed-role ARN drops the role's path, so the result has none either);
-    `arn:aws:iam::123456789012:role/path/app-role` is returned unchanged.
-    """
-    parts = principal_arn.split(":", 5)
-    if len(parts) != 6 or parts[0] != "arn":
-        return None
-    _, partition, service, _, account, resource = parts
-    if service == "iam" and resource.startswith("role/"):
-        return principal_arn
-    if service == "sts" and resource.startswith("assumed-role/"):
-        role = resource.split("/")[1]
-        if role:
-            return f"arn:{partition}:iam::{account}:role/{role}"
-    return None
-
-
 def _read(body: bytes, paths: tuple[tuple[str, ...], ...]) -> list[str | None]:
     """The text at each path (relative to the result element), from XML or JSON."""
     text = body.lstrip()

@@ -116,10 +116,6 @@ def _stringify(value: Any) -> Any:
     return value
 
 
-def _name(max_length: int) -> Any:
-    return Annotated[str, StringConstraints(min_length=1, max_length=max_length)]
-
-
 ParameterMap = Annotated[dict[str, str], BeforeValidator(_stringify)]
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 TagValue = Annotated[str, StringConstraints(max_length=256)]

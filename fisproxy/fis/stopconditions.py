@@ -18,7 +18,6 @@ from fisproxy.fis import upstream
 log = logging.getLogger(__name__)
 
 ALARM_SOURCE = "aws:cloudwatch:alarm"
-NONE_SOURCE = "none"
 HALTED_REASON = "Experiment halted by stop condition."
 
 

@@ -1,4 +1,4 @@
-"""learn_credentials / role_arn_of: STS responses as AWS (reference 1.10) and moto write them."""
+"""learn_credentials: STS responses as AWS documents them and as moto writes them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from moto import mock_aws
 
 from fisproxy.aws.call import AwsCall
-from fisproxy.aws.sts import learn_credentials, role_arn_of
+from fisproxy.aws.sts import learn_credentials
+from fisproxy.fis.identities import role_arn
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 TOKEN = "FQoGZXIvYXdzEBYaDIOG9fR5YipfSYQko2iI"
@@ -136,25 +137,5 @@ def test_moto_sts_responses() -> None:
             assert learned == ("AKIDEXAMPLE", result["Arn"])
         else:  # what botocore itself parsed from the same bytes
             assert learned == (result["Credentials"]["AccessKeyId"], result["AssumedRoleUser"]["Arn"])
-            assert role_arn_of(learned[1]) == role
+            assert role_arn(learned[1]) == role  # the role the engine's targeting compares
             assert result["Credentials"]["SecretAccessKey"] not in repr(learned)
-
-
-@pytest.mark.parametrize(
-    ("principal", "role"),
-    [
-        ("arn:aws:sts::123456789012:assumed-role/app-role/my-session", "arn:aws:iam::123456789012:role/app-role"),
-        ("arn:aws-cn:sts::123456789012:assumed-role/r/s", "arn:aws-cn:iam::123456789012:role/r"),
-        ("arn:aws:sts::123456789012:assumed-role/r/s@example.com", "arn:aws:iam::123456789012:role/r"),
-        ("arn:aws:iam::123456789012:role/app-role", "arn:aws:iam::123456789012:role/app-role"),
-        ("arn:aws:iam::123456789012:role/path/to/app-role", "arn:aws:iam::123456789012:role/path/to/app-role"),
-        ("arn:aws:iam::123456789012:user/alice", None),
-        ("arn:aws:iam::123456789012:root", None),
-        ("arn:aws:sts::123456789012:federated-user/bob", None),
-        ("arn:aws:sts::123456789012:assumed-role/", None),
-        ("not an arn", None),
-        ("", None),
-    ],
-)
-def test_role_arn_of(principal: str, role: str | None) -> None:
-    assert role_arn_of(principal) == role
