@@ -13,10 +13,11 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import botocore.endpoint
 import psutil
 import pytest
 
-from tests.helpers import SESSION_MARK, describe, leftover_processes
+from tests.helpers import SESSION_MARK, SkippedBackoff, describe, leftover_processes
 
 GRACE_SECONDS = 5  # for processes that were told to stop and are still exiting
 
@@ -40,3 +41,13 @@ def no_leftover_processes() -> Iterator[None]:
                 pass
         pytest.fail(f"the tests left {len(leftovers)} process(es) running (now killed):\n{report}",
                     pytrace=False)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> SkippedBackoff:
+    """boto3 clients in this test retry without sleeping: for tests that check which attempts an
+    SDK makes, not how long it waits between them. `.delays` lists the back-off each retry would
+    have slept. (test_dynamodb_throttle_retried_like_a_real_one keeps the real back-off.)"""
+    skipped = SkippedBackoff()
+    monkeypatch.setattr(botocore.endpoint, "time", skipped)
+    return skipped

@@ -18,6 +18,7 @@ import psutil
 import requests
 
 VENV_BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 CA_VARS = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY")
 
@@ -99,6 +100,30 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ---- SDK back-off, skipped where only the attempts matter ---------------------------------------
+
+class SkippedBackoff:
+    """Stands in for the `time` module in `botocore.endpoint`, which sleeps the delay its retry
+    handler (legacy or standard mode) returns before each retry (`Endpoint._needs_retry`): the
+    delays are recorded instead of slept. Every attempt, its count and its headers stay the SDK's
+    own; only the wait between attempts is skipped. Used by the `no_backoff` fixture."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []  # one per retry the SDK decided on, in seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def no_backoff_env() -> dict[str, str]:
+    """Environment for a Python subprocess (the AWS CLI) whose retry sleeps are skipped the same
+    way: `tests/nobackoff/sitecustomize.py` installs a SkippedBackoff at interpreter start."""
+    return {"PYTHONPATH": str(ROOT / "tests" / "nobackoff")}
 
 
 # ---- redis-server (the shared store's tests) -------------------------------------------------
