@@ -13,11 +13,16 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import botocore.endpoint
 import psutil
 import pytest
 
-from tests.helpers import SESSION_MARK, SkippedBackoff, describe, leftover_processes
+from tests.helpers import (
+    SESSION_MARK,
+    SkippedBackoff,
+    backoff_skipped,
+    describe,
+    leftover_processes,
+)
 
 GRACE_SECONDS = 5  # for processes that were told to stop and are still exiting
 
@@ -44,10 +49,9 @@ def no_leftover_processes() -> Iterator[None]:
 
 
 @pytest.fixture
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> SkippedBackoff:
+def no_backoff() -> Iterator[SkippedBackoff]:
     """boto3 clients in this test retry without sleeping: for tests that check which attempts an
     SDK makes, not how long it waits between them. `.delays` lists the back-off each retry would
     have slept. (test_dynamodb_throttle_retried_like_a_real_one keeps the real back-off.)"""
-    skipped = SkippedBackoff()
-    monkeypatch.setattr(botocore.endpoint, "time", skipped)
-    return skipped
+    with backoff_skipped() as skipped:
+        yield skipped

@@ -4,17 +4,20 @@ session left running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import botocore.endpoint
 import psutil
+import pytest
 import requests
 
 VENV_BIN = Path(sys.executable).parent
@@ -120,10 +123,19 @@ class SkippedBackoff:
         return getattr(time, name)
 
 
-def no_backoff_env() -> dict[str, str]:
-    """Environment for a Python subprocess (the AWS CLI) whose retry sleeps are skipped the same
-    way: `tests/nobackoff/sitecustomize.py` installs a SkippedBackoff at interpreter start."""
-    return {"PYTHONPATH": str(ROOT / "tests" / "nobackoff")}
+@contextlib.contextmanager
+def backoff_skipped() -> Iterator[SkippedBackoff]:
+    """In the block, boto3 clients retry without sleeping (the `no_backoff` fixture, for part
+    of a test)."""
+    with pytest.MonkeyPatch.context() as mp:
+        skipped = SkippedBackoff()
+        mp.setattr(botocore.endpoint, "time", skipped)
+        yield skipped
+
+
+# PYTHONPATH for an AWS CLI process whose retry sleeps are skipped the same way:
+# `tests/nobackoff/sitecustomize.py` installs a SkippedBackoff in it at interpreter start.
+AWS_CLI_NO_BACKOFF = ROOT / "tests" / "nobackoff"
 
 
 # ---- redis-server (the shared store's tests) -------------------------------------------------

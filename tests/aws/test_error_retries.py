@@ -22,7 +22,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
-import botocore.endpoint
 import pytest
 from botocore import xform_name
 from botocore.config import Config
@@ -31,7 +30,7 @@ from botocore.exceptions import ClientError
 from fisproxy.aws import catalog
 from fisproxy.aws.call import AwsCall
 from fisproxy.aws.errors import ErrorKind, ErrorResponse, render_error, standard_error
-from tests.helpers import CA_VARS, PROXY_VARS, SkippedBackoff
+from tests.helpers import CA_VARS, PROXY_VARS, SkippedBackoff, backoff_skipped
 
 LEGACY_ATTEMPTS = {"dynamodb": 10}
 STANDARD_ATTEMPTS = {"dynamodb": 4}
@@ -219,15 +218,13 @@ def _run_all(skipped: SkippedBackoff) -> dict[str, Outcome]:
 
 @pytest.fixture(scope="module")
 def outcomes() -> dict[str, Outcome]:
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, backoff_skipped() as skipped:
         for name in list(os.environ):
             if name in CA_VARS or name in PROXY_VARS or name.startswith("AWS_"):
                 mp.delenv(name)
         mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
         mp.setenv("AWS_CONFIG_FILE", os.devnull)
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        skipped = SkippedBackoff()
-        mp.setattr(botocore.endpoint, "time", skipped)
         return _run_all(skipped)
 
 
