@@ -1,9 +1,12 @@
-"""Suite-wide guard: a test session leaves no process running.
+"""Suite-wide: a test session leaves no process running; tests marked `slow` run with `--slow`;
+the `no_backoff` fixture.
 
 Every subprocess a test starts inherits a mark in its environment (clean_env copies it too), so
 a process that outlives the session is found even after its parent died and it was re-parented.
 At the end of the session, after every other fixture has stopped what it started, anything
-still alive is listed with its command line, killed, and reported as an error.
+still alive is listed with its command line, killed, and reported as an error. Under
+pytest-xdist each worker is a session of its own, with its own mark: a worker checks what it
+started, never what another worker is still running.
 """
 
 from __future__ import annotations
@@ -27,6 +30,21 @@ from tests.helpers import (
 GRACE_SECONDS = 5  # for processes that were told to stop and are still exiting
 
 os.environ[SESSION_MARK] = uuid.uuid4().hex  # at import, before any test module starts anything
+
+SLOW_REASON = "slow (memory peaks, 200 MiB bodies): run with --slow (make test SLOW=1; CI does)"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (memory peaks, 200 MiB bodies)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=SLOW_REASON))
 
 
 @pytest.fixture(scope="session", autouse=True)
