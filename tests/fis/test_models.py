@@ -177,9 +177,10 @@ def test_ids_arns_and_durations() -> None:
     assert ids.now().microsecond % 1000 == 0 and ids.now().tzinfo is UTC
     for text, delta in [("PT2S", timedelta(seconds=2)), ("PT1H30M", timedelta(minutes=90)),
                         ("PT0.5S", timedelta(milliseconds=500)), ("P1D", timedelta(days=1)),
-                        ("pt5m", timedelta(minutes=5))]:
+                        ("pt5m", timedelta(minutes=5)), (" PT1M30.5S ", timedelta(seconds=90.5))]:
         assert ids.parse_duration(text) == delta
-    for bad in ("", "P", "PT", "PT5", "5M", "P1Y", "P1M", "PT-1S"):
+    # pydantic reads these too (a clock time, seconds, a sign, 365 or 30 days): not FIS durations.
+    for bad in ("", "P", "PT", "PT5", "5M", "P1Y", "P1M", "PT-1S", "-PT1S", "10:00:00", "300", "P1Y2M"):
         with pytest.raises(ValueError):
             ids.parse_duration(bad)
     assert ids.format_duration(timedelta(minutes=90, seconds=3)) == "PT1H30M3S"
