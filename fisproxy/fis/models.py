@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from fisproxy.fis import actions as action_catalog
+from fisproxy.fis.targets import SelectionModeError, parse_selection_mode
 
 MAX_ACTIONS = 20
 MAX_STOP_CONDITIONS = 5
@@ -161,12 +162,24 @@ class ExperimentTemplateTargetFilter(FisModel):
     values: list[Annotated[str, StringConstraints(max_length=128)]]
 
 
+def _selection_mode(mode: str) -> str:
+    try:
+        parse_selection_mode(mode)
+    except SelectionModeError as e:
+        raise FieldError("", e.problem) from None
+    return mode
+
+
+# `ALL`, `COUNT(n)` or `PERCENT(n)`: the grammar of `targets.py`.
+SelectionMode = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_selection_mode)]
+
+
 class ExperimentTemplateTarget(FisModel):
     resource_type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     resource_arns: Annotated[list[Arn], Field(max_length=5)] = Field(default_factory=list)
     resource_tags: TagMap = Field(default_factory=dict)
     filters: list[ExperimentTemplateTargetFilter] = Field(default_factory=list)
-    selection_mode: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    selection_mode: SelectionMode
     parameters: ParameterMap = Field(default_factory=dict)
 
 
@@ -595,7 +608,6 @@ class TargetResourceType(TargetResourceTypeSummary):
 # (`arn:aws:iam:000000000000:role/ExperimentRole`), which is accepted too.
 _ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::?\d{12}:role/\S+$")
 _ALARM_ARN = re.compile(r"^arn:aws[\w-]*:cloudwatch:[a-z0-9-]+:\d{12}:alarm:\S+$")
-_SELECTION_MODE = re.compile(r"^(ALL|COUNT\((?P<count>\d+)\)|PERCENT\((?P<percent>\d+)\))$")
 STOP_CONDITION_SOURCES = ("none", "aws:cloudwatch:alarm")
 
 
@@ -628,14 +640,6 @@ def _validate_targets(targets: Mapping[str, ExperimentTemplateTarget]) -> None:
     for name, target in targets.items():
         _check_name("targets", name)
         where = f"targets.{name}"
-        m = _SELECTION_MODE.match(target.selection_mode)
-        if not m:
-            raise FieldError(f"{where}.selectionMode",
-                             f'must be ALL, COUNT(n) or PERCENT(n), got "{target.selection_mode}"')
-        if m["count"] is not None and int(m["count"]) < 1:
-            raise FieldError(f"{where}.selectionMode", f'COUNT needs at least 1, got "{target.selection_mode}"')
-        if m["percent"] is not None and not 1 <= int(m["percent"]) <= 100:
-            raise FieldError(f"{where}.selectionMode", f'PERCENT takes 1-100, got "{target.selection_mode}"')
         if target.resource_arns and (target.resource_tags or target.filters):
             raise FieldError(f"{where}.resourceArns", "cannot be combined with resourceTags or filters")
         if not (target.resource_arns or target.resource_tags or target.parameters):
