@@ -13,16 +13,10 @@ from botocore.parsers import create_parser
 
 from fisproxy.aws import catalog
 from fisproxy.fis import ids, targets
-from fisproxy.fis.models import (
-    CreateExperimentTemplateRequest,
-    Experiment,
-    ExperimentTemplate,
-    ExperimentTemplateTarget,
-    FieldError,
-    UpdateExperimentTemplateRequest,
-    parse,
-    validate_template,
-)
+from fisproxy.fis.fielderror import FieldError, parse
+from fisproxy.fis.inputs import CreateExperimentTemplateRequest, UpdateExperimentTemplateRequest
+from fisproxy.fis.models import Experiment, ExperimentTemplate, ExperimentTemplateTarget
+from fisproxy.fis.templaterules import validate_template
 
 ROLE = "arn:aws:iam::123456789012:role/fis"
 
