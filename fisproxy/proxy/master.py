@@ -24,12 +24,13 @@ them, without the script loader's file watcher.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mitmproxy import addonmanager, options
+from mitmproxy import addonmanager, exceptions, hooks, options
 from mitmproxy.tools import cmdline
 from mitmproxy.tools import main as mitm_main
 from mitmproxy.tools.dump import DumpMaster
@@ -105,12 +106,63 @@ def unknown_options(opts: options.Options) -> list[str]:
     return sorted(opts.deferred)
 
 
+class HookDispatch:
+    """`AddonManager.trigger_event` with the handlers of each event looked up once.
+
+    mitmproxy's own walks every addon (and its sub-addons) for every event, looking for a
+    method of the event's name, inside a context manager per addon, then does it again for the
+    `update` event that follows each flow event; most addons have no handler for most events.
+    This keeps, per event name, the list of (addon, handler) found in the chain, and calls only
+    those, each inside mitmproxy's own error boundary (`safecall`); an `AddonHalt` stops the
+    event as in mitmproxy. The lists are rebuilt when the chain changes (mitmproxy appends to
+    it or replaces it). A chain with nested addons (scripts, which reload) is not cached.
+    """
+
+    def __init__(self, manager: addonmanager.AddonManager) -> None:
+        self._manager = manager
+        self._original = manager.trigger_event
+        self._key: tuple[int, int] = (0, -1)
+        self._handlers: dict[str, list[tuple[Any, Callable[..., Any]]]] = {}
+
+    def install(self) -> None:
+        self._manager.trigger_event = self.trigger_event  # type: ignore[method-assign]
+
+    def handlers(self, name: str) -> list[tuple[Any, Callable[..., Any]]] | None:
+        chain = self._manager.chain
+        key = (id(chain), len(chain))
+        if key != self._key:
+            self._key, self._handlers = key, {}
+        found = self._handlers.get(name)
+        if found is None:
+            if any(getattr(a, "addons", None) for a in chain):
+                return None  # nested addons come and go (script reloads): no cache
+            found = self._handlers[name] = [
+                (a, f) for a in chain if callable(f := getattr(a, name, None))]
+        return found
+
+    async def trigger_event(self, event: hooks.Hook) -> None:
+        handlers = self.handlers(event.name)
+        if handlers is None:
+            await self._original(event)
+            return
+        args = event.args()
+        for _addon, func in handlers:
+            try:
+                with addonmanager.safecall():
+                    result = func(*args)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+            except exceptions.AddonHalt:
+                return
+
+
 class FisproxyDumpMaster(DumpMaster):
     """mitmdump's master with fisproxy's addons, pruned to the addons in use when it starts."""
 
     def __init__(self, opts: options.Options, **kwargs: Any) -> None:
         super().__init__(opts, **kwargs)
         insert_fisproxy_addons(self.addons)
+        HookDispatch(self.addons).install()
 
     def prune(self) -> list[str]:
         """Remove the addons nothing uses (see the module's docstring); their names."""

@@ -110,6 +110,7 @@ class Runtime:
 
     def _warn_exposure(self) -> None:
         settings = self.settings
+        assert settings is not None  # configured before running
         control_host = settings.control_host if settings.control_port else "127.0.0.1"
         for line in exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
                                       settings.control_auth, control_host=control_host):
