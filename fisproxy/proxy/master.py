@@ -81,14 +81,16 @@ def declared_options(addon: Any) -> set[str]:
     return names.names
 
 
-def wanted(addon: Any, opts: options.Options) -> bool:
+def wanted(addon: Any, opts: options.Options, given: set[str]) -> bool:
+    """Whether the proxy keeps `addon`, with `opts` as it starts and `given` the options the
+    user gave a value (even the default one: `--set onboarding=true` keeps mitm.it)."""
     name = addonmanager._get_name(addon)
     if name in ALWAYS:
         return True
-    if name in ACTIVE_WHEN:
-        return ACTIVE_WHEN[name](opts)
-    return any(opts._options[o].has_changed() for o in declared_options(addon) - FISPROXY_SET
-               if o in opts._options)
+    if name in ACTIVE_WHEN and ACTIVE_WHEN[name](opts):
+        return True
+    return any(o in given or (o in opts and opts._options[o].has_changed())
+               for o in declared_options(addon) - FISPROXY_SET)
 
 
 def insert_fisproxy_addons(manager: addonmanager.AddonManager) -> None:
@@ -163,11 +165,17 @@ class FisproxyDumpMaster(DumpMaster):
         super().__init__(opts, **kwargs)
         insert_fisproxy_addons(self.addons)
         HookDispatch(self.addons).install()
+        # From here on, every option set (command line, --set, config.yaml) is the user's.
+        self.given: set[str] = set()
+        opts.changed.connect(self._options_given)
+
+    def _options_given(self, updated: set[str]) -> None:
+        self.given |= updated
 
     def prune(self) -> list[str]:
         """Remove the addons nothing uses (see the module's docstring); their names."""
         manager = self.addons
-        removed = [a for a in manager.chain if not wanted(a, self.options)]
+        removed = [a for a in manager.chain if not wanted(a, self.options, self.given)]
         # Taken out of the chain without their `done` hook (AddonManager.remove calls it, and
         # some are async): they never ran.
         manager.chain = [a for a in manager.chain if not any(a is r for r in removed)]
@@ -179,6 +187,7 @@ class FisproxyDumpMaster(DumpMaster):
         if unknown := unknown_options(self.options):
             sys.stderr.write(_unknown_message(unknown, self.options) + "\n")
             sys.exit(2)
+        self.options.changed.disconnect(self._options_given)
         removed = self.prune()
         log.debug("mitmproxy addons not used, removed: %s", ", ".join(removed))
         await super().run()
