@@ -212,9 +212,12 @@ def run_web(argv: Sequence[str]) -> Any:
     """Run mitmweb (all its addons) with fisproxy's addons and `argv` (mitmweb's arguments)."""
     from mitmproxy.tools.web.master import WebMaster
 
+    from fisproxy.proxy.webui import StreamSizeInBytes
+
     class FisproxyWebMaster(WebMaster):
         def __init__(self, opts: options.Options, **kwargs: Any) -> None:
             super().__init__(opts, **kwargs)
             insert_fisproxy_addons(self.addons)
+            self.addons.add(StreamSizeInBytes())
 
     return mitm_main.run(FisproxyWebMaster, cmdline.mitmweb, list(argv))
