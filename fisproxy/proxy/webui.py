@@ -1,4 +1,7 @@
-"""Addons `fisproxy web` adds to mitmweb's own, for what its page shows.
+"""What `fisproxy web` adds to mitmweb's own addons and options, for what its page shows.
+
+`show_comments`: the flow list starts with mitmweb's Comment column, where fisproxy says which
+experiment and action faulted a flow (`--set web_columns=...` or config.yaml still decide).
 
 `StreamSizeInBytes`: mitmweb's footer shows `stream_large_bodies` through its `formatSize`,
 which takes a number of bytes (`web/src/js/utils.ts`, 11.0 and 12.x): fisproxy's `1m` (and any
@@ -9,10 +12,17 @@ bytes (`1048576`) means the same to mitmproxy (`utils/human.py: parse_size`) and
 
 from __future__ import annotations
 
-from mitmproxy import ctx
+from mitmproxy import ctx, options
 from mitmproxy.utils import human
 
 OPTION = "stream_large_bodies"
+
+
+def show_comments(opts: options.Options) -> None:
+    """Add the Comment column to mitmweb's flow list (before the command line and config.yaml
+    are read: they still choose)."""
+    if "comment" not in opts.web_columns:
+        opts.update(web_columns=[*opts.web_columns, "comment"])
 
 
 def in_bytes(size: str | None) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,23 +42,21 @@ class Bar:
 
 
 @pytest.fixture
-def bar(tmp_path: Path) -> Iterator[Bar]:
+async def bar(tmp_path: Path) -> AsyncIterator[Bar]:
     addons = make_addons()
     runtime = addons[1]
     assert isinstance(runtime, Runtime)
     with taddons.context(*addons) as tctx:
         tctx.configure(runtime, fisproxy_state=str(tmp_path / "state.sqlite"), fisproxy_control_port=0)
         assert runtime.settings is not None
-        loop = asyncio.new_event_loop()  # the engine's, for its callbacks; never run here
-        runtime._open(runtime.settings, loop)
+        runtime._open(runtime.settings, asyncio.get_running_loop())
         try:
             yield Bar(tctx, runtime)
         finally:
             runtime._close()
-            loop.close()
 
 
-def test_templates_are_listed_with_their_names_and_actions(bar: Bar) -> None:
+async def test_templates_are_listed_with_their_names_and_actions(bar: Bar) -> None:
     template_id = bar.template("throttle-ddb")
     unnamed = bar.template(None)
     listed = json.loads(str(bar("fisproxy.templates")))
@@ -67,7 +65,7 @@ def test_templates_are_listed_with_their_names_and_actions(bar: Bar) -> None:
     assert [t["name"] for t in listed if t["id"] == unnamed] == [None]
 
 
-def test_an_experiment_starts_from_a_template_named_by_its_name_tag_or_id(bar: Bar) -> None:
+async def test_an_experiment_starts_from_a_template_named_by_its_name_tag_or_id(bar: Bar) -> None:
     template_id = bar.template("throttle-ddb", region="eu-west-1")
     by_name = bar("fisproxy.start", "throttle-ddb")
     by_id = bar("fisproxy.start", template_id)
@@ -82,7 +80,7 @@ def test_an_experiment_starts_from_a_template_named_by_its_name_tag_or_id(bar: B
     assert bar("fisproxy.stop", by_name) in ("stopping", "stopped")
 
 
-def test_start_completes_from_the_templates_ids_and_names(bar: Bar) -> None:
+async def test_start_completes_from_the_templates_ids_and_names(bar: Bar) -> None:
     template_id = bar.template("throttle-ddb")
     assert set(bar("fisproxy.start.options")) == {template_id, "throttle-ddb"}  # type: ignore[arg-type]
     commands = bar.tctx.master.commands
@@ -95,21 +93,21 @@ def test_start_completes_from_the_templates_ids_and_names(bar: Bar) -> None:
     assert set(choice.completion(commands, typed.type, typed.value)) == {template_id, "throttle-ddb"}
 
 
-def test_an_unknown_template_is_refused_and_nothing_starts(bar: Bar) -> None:
+async def test_an_unknown_template_is_refused_and_nothing_starts(bar: Bar) -> None:
     bar.template("throttle-ddb")
     with pytest.raises(exceptions.CommandError, match="Invalid choice"):
         bar("fisproxy.start", "no-such-template")
     assert json.loads(str(bar("fisproxy.experiments"))) == []
 
 
-def test_a_name_two_templates_share_asks_for_an_id(bar: Bar) -> None:
+async def test_a_name_two_templates_share_asks_for_an_id(bar: Bar) -> None:
     first, second = bar.template("twice"), bar.template("twice")
     with pytest.raises(exceptions.CommandError, match=f"2 templates are named 'twice' \\(.*{first}.*\\): start one by its id"):
         bar("fisproxy.start", "twice")
     assert bar("fisproxy.start", second).startswith("EXP")  # type: ignore[union-attr]
 
 
-def test_the_fis_apis_refusals_come_back_as_the_commands_error(bar: Bar) -> None:
+async def test_the_fis_apis_refusals_come_back_as_the_commands_error(bar: Bar) -> None:
     bar.template("throttle-ddb")
     api = bar.runtime.fis_api
     assert api is not None
@@ -120,7 +118,7 @@ def test_the_fis_apis_refusals_come_back_as_the_commands_error(bar: Bar) -> None
         bar("fisproxy.start", "throttle-ddb")
 
 
-def test_commands_say_when_fisproxy_has_not_started(tmp_path: Path) -> None:
+async def test_commands_say_when_fisproxy_has_not_started(tmp_path: Path) -> None:
     addons = make_addons()
     with taddons.context(*addons) as tctx:
         for name in ("fisproxy.templates", "fisproxy.start.options", "fisproxy.experiments"):

@@ -8,7 +8,7 @@ from mitmproxy.addons import proxyserver
 from mitmproxy.test import taddons
 
 from fisproxy.proxy.runtime import Runtime
-from fisproxy.proxy.webui import StreamSizeInBytes, in_bytes
+from fisproxy.proxy.webui import StreamSizeInBytes, in_bytes, show_comments
 
 
 @pytest.mark.parametrize(("size", "expected"), [
@@ -26,3 +26,13 @@ async def test_fisproxys_own_stream_large_bodies_reaches_mitmweb_in_bytes() -> N
         assert tctx.options.stream_large_bodies == "1048576"
         tctx.options.update(stream_large_bodies="5m")  # the Options editor, --set
         assert tctx.options.stream_large_bodies == "5242880"
+
+
+async def test_mitmweb_starts_with_the_comment_column() -> None:
+    from mitmproxy.tools.web.webaddons import WebAddon
+
+    with taddons.context(WebAddon()) as tctx:
+        default = list(tctx.options.web_columns)
+        show_comments(tctx.options)
+        show_comments(tctx.options)
+        assert tctx.options.web_columns == [*default, "comment"]
