@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.flow import Error
 from mitmproxy.addons import proxyserver
+from mitmproxy.flow import Error
 from mitmproxy.proxy.layers.http import (
     HttpErrorHook,
     HttpRequestHeadersHook,
@@ -164,6 +164,27 @@ async def test_a_replayed_flow_goes_to_the_endpoint_again(stack: Stack, endpoint
     await stack.run(replay)
     assert stack.sent_to == f"http://127.0.0.1:{endpoint}"
     assert replay.request.url == "https://dynamodb.us-east-1.amazonaws.com/"
+
+
+async def test_mitmweb_is_shown_the_url_the_client_called_before_a_response_phase_delay(stack: Stack) -> None:
+    """The redirect addon tells a master that shows flows at once, in its `responseheaders`:
+    a later addon's wait (a response-phase latency) does not keep the endpoint on screen."""
+    shown: list[str] = []
+
+    class View:  # stands for mitmweb's view (`addons.get("view")`): what it is told to show
+        def update(self, flows: list[http.HTTPFlow]) -> None:
+            shown.extend(f.request.url for f in flows)
+
+    stack.tctx.master.addons.add(View())
+    flow = dynamodb_get_item()
+    upstream, flow.response = flow.response, None
+    addons = stack.tctx.master.addons
+    await addons.handle_lifecycle(HttpRequestHeadersHook(flow))
+    await addons.handle_lifecycle(HttpRequestHook(flow))
+    shown.clear()
+    flow.response = upstream
+    addons.get("endpointredirect").responseheaders(flow)  # before the other addons' hooks
+    assert shown == ["https://dynamodb.us-east-1.amazonaws.com/"]
 
 
 async def test_a_flow_sent_elsewhere_by_another_addon_is_left_where_it_points(stack: Stack) -> None:
