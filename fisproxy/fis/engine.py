@@ -39,6 +39,7 @@ from fisproxy.aws.call import AwsCall
 from fisproxy.fis import explog, ids, targets
 from fisproxy.fis.actions import ACTIONS, ActionSpec
 from fisproxy.fis.decide import decide
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.faults import Fault, StopSignal
 from fisproxy.fis.identities import Identities, RoleRef, role_ref
 from fisproxy.fis.models import (
@@ -53,7 +54,6 @@ from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable
 from fisproxy.fis.proxyfaults import Placement, compile_rule
 from fisproxy.fis.resources import (
     ActionContext,
-    ActionError,
     ResolvedTarget,
     implementation,
     perform,
@@ -63,7 +63,7 @@ from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.rules import EMPTY, ActiveRule, CallerFilter, RuleIndex
 from fisproxy.fis.runstate import ResolvedSet, RunState, StopRequest
 from fisproxy.fis.stopconditions import HALTED_REASON, AlarmPoller, alarm_arns
-from fisproxy.fis.upstream import RoleError, RoleSessions
+from fisproxy.fis.upstream import RoleSessions
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,13 @@ ACTION_SKIPPED = "Action was skipped."
 ACTION_NO_TARGETS = "Action was skipped: no targets were resolved."
 
 
-class _Failure(Exception):
-    def __init__(self, reason: str, code: str, location: str, action: str | None = None) -> None:
+class _ActionFailure(Exception):
+    """A failure of one action (its state `failed`), failing the experiment."""
+
+    def __init__(self, action: str, reason: str) -> None:
         super().__init__(reason)
-        self.reason, self.code, self.location, self.action = reason, code, location, action
+        self.action = action
+        self.failure = Failure(reason, "ConfigurationFailure", action)
 
 
 @dataclass
@@ -113,7 +116,7 @@ class _Run:
     state: RunState
     signals: dict[str, StopSignal] = field(default_factory=dict)
     unsaved: bool = False  # the last change is only in memory: saved again at each tick
-    resolution: dict[str, ResolvedTarget] | _Failure | None = None
+    resolution: dict[str, ResolvedTarget] | Failure | None = None
     session: Any = None  # the experiment role's clients (RoleSession), once assumed
     # Resource actions under way: action name -> (its worker, its context).
     workers: dict[str, tuple[concurrent.futures.Future[None], ActionContext]] = field(default_factory=dict)
@@ -284,7 +287,7 @@ class Engine:
             else:
                 if self._store.get_experiment(experiment_id) is None:
                     raise KeyError(experiment_id)
-                state = RunState.model_validate(self._store.get_runtime(experiment_id) or {})
+                state = self._store.get_runtime(experiment_id) or RunState()
         return [
             ResolvedTargetInfo.model_validate({
                 "resourceType": res.resource_type, "targetName": name,
@@ -330,7 +333,7 @@ class Engine:
             for experiment in self._store.list_experiments():
                 if experiment.state.status not in ACTIVE or experiment.id in self._runs:
                     continue
-                state = RunState.model_validate(self._store.get_runtime(experiment.id) or {})
+                state = self._store.get_runtime(experiment.id) or RunState()
                 last_seen = max(float(beat.get("time", 0.0)), state.heartbeat or 0.0) or now
                 downtime = max(0.0, now - last_seen)
                 # Another proxy alive (a fresh heartbeat) kept the faults on: nothing to add.
@@ -389,7 +392,7 @@ class Engine:
         for run, seed in zip(waiting, rng_seed, strict=True):
             run.resolution = self._resolve(run, random.Random(seed))
 
-    def _resolve(self, run: _Run, rng: random.Random) -> dict[str, ResolvedTarget] | _Failure:
+    def _resolve(self, run: _Run, rng: random.Random) -> dict[str, ResolvedTarget] | Failure:
         """Assume the experiment role if the experiment needs the upstream, then resolve every
         target with it. Blocking (upstream calls): outside the lock."""
         e = run.experiment
@@ -399,14 +402,14 @@ class Engine:
         ) or any(_needs_upstream(t) for t in (e.targets or {}).values()):
             try:
                 run.session = self._sessions.session(run.role_arn, run.state.region, e.id)
-            except RoleError as err:
-                return _Failure(err.reason, err.code, "roleArn")
+            except Failure as err:
+                return err
         out: dict[str, ResolvedTarget] = {}
         for name, target in (e.targets or {}).items():
             try:
                 out[name] = resolve_target(name, target, run.session, run.state.region, rng)
-            except targets.TargetError as err:
-                return _Failure(err.reason, err.code, name)
+            except Failure as err:
+                return err.at(name)
         return out
 
     def _initiate(self, run: _Run, now: float) -> bool:
@@ -418,7 +421,10 @@ class Engine:
             if not skip_all:
                 self._check_actions(run)
             run.state.resolved = self._record_resolution(run, now)
-        except _Failure as f:
+        except _ActionFailure as f:
+            self._fail(run, now, f.failure, action=f.action)
+            return True
+        except Failure as f:
             self._fail(run, now, f)
             return True
         if skip_all:
@@ -437,31 +443,26 @@ class Engine:
         for name, action in e.actions.items():
             spec = ACTIONS.get(action.action_id)
             if spec is None:
-                raise _Failure(f'Action "{name}": {action.action_id} is not a FIS action.',
-                               "ConfigurationFailure", name, action=name)
+                raise _ActionFailure(name, f'Action "{name}": {action.action_id} is not a FIS action.')
             if not spec.performable:
-                raise _Failure(f'Action "{name}": {spec.failure_reason}', "ConfigurationFailure",
-                               name, action=name)
+                raise _ActionFailure(name, f'Action "{name}": {spec.failure_reason}')
             try:
                 spec.validate(action.parameters or {})
                 spec.duration(action.parameters or {})
                 spec.rule(action.parameters or {})
             except ValueError as err:
-                raise _Failure(f'Action "{name}" ({action.action_id}): {err}',
-                               "ConfigurationFailure", name, action=name) from err
+                raise _ActionFailure(name, f'Action "{name}" ({action.action_id}): {err}') from err
             for key, target_name in (action.targets or {}).items():
                 if target_name not in (e.targets or {}):
-                    raise _Failure(
-                        f'Action "{name}" targets "{key}": target "{target_name}" is not defined.',
-                        "ConfigurationFailure", name, action=name)
+                    raise _ActionFailure(
+                        name, f'Action "{name}" targets "{key}": target "{target_name}" is not defined.')
             for before in action.start_after or []:
                 if before not in e.actions:
-                    raise _Failure(
-                        f'Action "{name}" starts after "{before}", which is not an action.',
-                        "ConfigurationFailure", name, action=name)
+                    raise _ActionFailure(
+                        name, f'Action "{name}" starts after "{before}", which is not an action.')
 
     def _record_resolution(self, run: _Run, now: float) -> dict[str, ResolvedSet]:
-        """Log what the targets resolved to; _Failure for a target that failed or came out
+        """Log what the targets resolved to; Failure for a target that failed or came out
         empty where that is not allowed."""
         e = run.experiment
         empty_mode = run.options.empty_target_resolution_mode or "fail"
@@ -473,7 +474,7 @@ class Engine:
             detail = {"target_name": name, "target_type": target.resource_type,
                       "account_id": self._account,
                       "target_resolution_end_time": explog.timestamp(now)}
-            if isinstance(resolution, _Failure):
+            if isinstance(resolution, Failure):
                 if resolution.location == name:
                     self._write(run, "target-resolution-detail", now, **detail, resolved_targets_count=0,
                                 status="failed", error_information=resolution.reason)
@@ -487,9 +488,9 @@ class Engine:
                         **{k: v for k, v in detail.items() if k != "account_id"},
                         resolved_targets=[{"arn": a} for a in res.arns], page=1, total_pages=1)
             if res.empty and (res.by_arn or empty_mode != "skip"):
-                raise _Failure(f'Target "{name}" resolved to no resources.', "InvalidTarget", name)
+                raise Failure(f'Target "{name}" resolved to no resources.', "InvalidTarget", name)
             resolved[name] = ResolvedSet.of(res)
-        if isinstance(resolution, _Failure):
+        if isinstance(resolution, Failure):
             raise resolution  # not a target's failure: the role could not be assumed
         return resolved
 
@@ -637,11 +638,11 @@ class Engine:
             self._uploads.append(run.id)
         self._save(run)
 
-    def _fail(self, run: _Run, now: float, f: _Failure) -> None:
-        if f.action is not None:
-            self._set_action(run, f.action, now, "failed", f.reason, started=False)
+    def _fail(self, run: _Run, now: float, f: Failure, action: str | None = None) -> None:
+        if action is not None:
+            self._set_action(run, action, now, "failed", f.reason, started=False)
         self._end(run, now, "failed", f.reason,
-                  {"code": f.code, "location": f.location, "accountId": self._account})
+                  {"code": f.code, "location": f.location or "", "accountId": self._account})
 
     # ---- one FIS, many proxies: schedules by lease, faults everywhere ---------------------
     #
@@ -768,7 +769,7 @@ class Engine:
         else:
             one = self._store.get_experiment(experiment_id)
             found = [one] if one is not None else []
-        loaded = [(e, RunState.model_validate(self._store.get_runtime(e.id) or {}),
+        loaded = [(e, self._store.get_runtime(e.id) or RunState(),
                    self._store.get_doc(STOP_REQUEST_DOC, e.id)) for e in found]
         with self._lock:
             now = self._clock()
@@ -824,19 +825,17 @@ class Engine:
         run.workers[name] = (future, ctx)
 
     def _run_action(self, run_id: str, role_arn: str, name: str, ctx: ActionContext, resumed: bool) -> None:
-        error: ActionError | None = None
+        error: Failure | None = None
         try:
             if ctx.clients is None:  # resumed after a restart: assume the role again
                 ctx.clients = self._sessions.session(role_arn, ctx.region, run_id)
             perform(implementation(ctx.action_id), ctx, started=resumed,
                     on_started=lambda: self._action_started(run_id, name, ctx))
-        except ActionError as err:
+        except Failure as err:
             error = err
-        except RoleError as err:
-            error = ActionError(err.reason, err.code)
         except Exception as err:  # a bug in an action: its failure, not the engine's
             log.exception("experiment %s, action %s failed", run_id, name)
-            error = ActionError(f"{ctx.action_id} failed in fisproxy: {err}", "InternalFailure")
+            error = Failure(f"{ctx.action_id} failed in fisproxy: {err}", "InternalFailure")
         if not ctx.abandoned.is_set():
             self._action_finished(run_id, name, error)
 
@@ -848,7 +847,7 @@ class Engine:
                 run.state.action_state[name] = dict(ctx.state)
                 self._try_save(run)
 
-    def _action_finished(self, run_id: str, name: str, error: ActionError | None) -> None:
+    def _action_finished(self, run_id: str, name: str, error: Failure | None) -> None:
         with self._lock:
             run = self._runs.get(run_id)
             if run is None or self._closing:
@@ -860,7 +859,7 @@ class Engine:
             now = self._clock()
             try:
                 if error is not None and run.status == "running":
-                    self._fail(run, now, _Failure(error.reason, error.code, name, action=name))
+                    self._fail(run, now, Failure(error.reason, error.code, name), action=name)
                     self._rebuild_index()
                 elif run.status == "running":
                     self._set_action(run, name, now, "completed", ACTION_COMPLETED)
@@ -909,7 +908,7 @@ class Engine:
         e = self._store.get_experiment(experiment_id)
         if e is None or e.log_configuration is None:
             return []
-        state = RunState.model_validate(self._store.get_runtime(experiment_id) or {})
+        state = self._store.get_runtime(experiment_id) or RunState()
         return explog.upload(
             self._store.logs(experiment_id), experiment_id=experiment_id,
             log_configuration=e.log_configuration, region=state.region,
@@ -950,7 +949,7 @@ class Engine:
 
     def _save(self, run: _Run) -> None:
         try:
-            self._store.put_experiment(run.experiment, run.state.model_dump(mode="json"))
+            self._store.put_experiment(run.experiment, run.state)
         except Exception as e:
             run.unsaved = True
             raise SaveError(f"could not save experiment {run.id}: {e}") from e

@@ -21,16 +21,6 @@ _SELECTION = re.compile(r"^(ALL|COUNT|PERCENT)(?:\((\d+)\))?$")
 T = TypeVar("T")
 
 
-class TargetError(Exception):
-    """A target that cannot be resolved; `reason` is shown as the experiment's state reason."""
-
-    def __init__(self, target_name: str, reason: str, code: str = "InvalidTarget") -> None:
-        super().__init__(reason)
-        self.target_name = target_name
-        self.reason = reason
-        self.code = code
-
-
 def parse_selection_mode(mode: str | None) -> tuple[str, int | None]:
     """`ALL` -> ("ALL", None), `COUNT(3)` -> ("COUNT", 3); ValueError otherwise."""
     m = _SELECTION.match((mode or "ALL").strip())

@@ -24,7 +24,6 @@ from fisproxy.fis.resources import (  # noqa: F401 - importing registers the act
 from fisproxy.fis.resources.base import (
     IMPLEMENTATIONS,
     ActionContext,
-    ActionError,
     ResourceAction,
     WaitingAction,
     implementation,
@@ -36,7 +35,6 @@ from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 __all__ = [
     "IMPLEMENTATIONS",
     "ActionContext",
-    "ActionError",
     "ResolvedTarget",
     "ResourceAction",
     "TargetResource",

@@ -4,7 +4,7 @@ An action that FIS performs on AWS resources (stop instances, fail over a cluste
 command) is one small class per action id, registered by id (Toxiproxy-style). Its life, driven
 by the engine from a worker thread (every call here blocks on the upstream):
 
-- `start(ctx)`: apply the effect (stop the instances). Raise `ActionError` to fail the action.
+- `start(ctx)`: apply the effect (stop the instances). Raise `Failure` to fail the action.
 - `wait(ctx)`, only for a `WaitingAction`: block until the effect is done (the SSM command has
   finished), returning early when `ctx.cancelled` is set, never waiting past `ctx.deadline`.
 - `stop(ctx)`: undo what `start` did, if the action undoes anything (start the instances
@@ -30,19 +30,11 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.targets import ResolvedTarget
 from fisproxy.fis.upstream import describe_error, error_code
 
 T = TypeVar("T")
-
-
-class ActionError(Exception):
-    """An action failed; `reason` is the action's state reason (upstream message included)."""
-
-    def __init__(self, reason: str, code: str = "DependentServiceFailure") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
 
 
 class Clients(Protocol):
@@ -85,14 +77,14 @@ class ActionContext:
 
     def _session(self) -> Clients:
         if self.clients is None:
-            raise ActionError(f"{self.action_id}: no experiment role session", "ConfigurationFailure")
+            raise Failure(f"{self.action_id}: no experiment role session", "ConfigurationFailure")
         return self.clients
 
     def target(self, key: str) -> ResolvedTarget:
-        """The resolved target under `key`; ActionError if the action has none there."""
+        """The resolved target under `key`; Failure if the action has none there."""
         target = self.targets.get(key)
         if target is None:
-            raise ActionError(f'{self.action_id} needs a "{key}" target', "ConfigurationFailure")
+            raise Failure(f'{self.action_id} needs a "{key}" target', "ConfigurationFailure")
         return target
 
     def remaining(self) -> float | None:
@@ -157,7 +149,7 @@ def implementation(action_id: str) -> ResourceAction:
 def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False,
             on_started: Callable[[], None] | None = None) -> None:
     """Run one action to its end: start, then wait (its own way, or until the deadline), then
-    stop. ActionError if it failed; `stop` has run either way, unless the action was abandoned
+    stop. Failure if it failed; `stop` has run either way, unless the action was abandoned
     (the proxy is shutting down: whoever resumes the experiment undoes it).
 
     `started`: `start` already ran (an experiment resumed after a restart): only wait and stop.
@@ -179,12 +171,12 @@ def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False
 
 @contextmanager
 def upstream_call(what: str) -> Iterator[None]:
-    """Turn an upstream failure inside the block into an ActionError: `<what> failed on the
+    """Turn an upstream failure inside the block into an Failure: `<what> failed on the
     upstream: <its code and message>` (an API the upstream lacks gives its own answer)."""
     try:
         yield
     except (ClientError, BotoCoreError) as err:
-        raise ActionError(f"{what} failed on the upstream: {describe_error(err)}", error_code(err)) from err
+        raise Failure(f"{what} failed on the upstream: {describe_error(err)}", error_code(err)) from err
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.base import (
     ActionContext,
-    ActionError,
     Immediate,
     chunks,
     poll,
@@ -89,7 +89,7 @@ class StopInstances:
             if ctx.flag("completeIfInstancesTerminated"):
                 ctx.log(f"Instances {', '.join(gone)} were terminated meanwhile; not started again.")
             else:
-                raise ActionError(
+                raise Failure(
                     f"Instances {', '.join(gone)} were terminated while stopped and cannot be started "
                     "again (set completeIfInstancesTerminated to true to accept this).",
                     "InvalidTarget",

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fisproxy.fis.resources.base import ActionContext, ActionError, poll, register, upstream_call
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources.base import ActionContext, poll, register, upstream_call
 
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
 _AUTOMATION_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "CompletedWithSuccess",
@@ -62,7 +63,7 @@ class SendCommand:
         with upstream_call("ssm ListCommands"):
             commands = ctx.client("ssm").list_commands(CommandId=ctx.state["command_id"]).get("Commands", [])
         if not commands:
-            raise ActionError(f"SSM command {ctx.state['command_id']} is not listed by the upstream.")
+            raise Failure(f"SSM command {ctx.state['command_id']} is not listed by the upstream.")
         return dict(commands[0])
 
     def wait(self, ctx: ActionContext) -> None:
@@ -71,7 +72,7 @@ class SendCommand:
             return  # the duration is over or the experiment stopped: `stop` cancels it
         ctx.state["finished"] = True
         if done["Status"] != "Success":
-            raise ActionError(
+            raise Failure(
                 f"SSM command {done['CommandId']} ended {done['Status']}"
                 f"{': ' + done['StatusDetails'] if done.get('StatusDetails') else ''}."
             )
@@ -112,7 +113,7 @@ class StartAutomationExecution:
         ctx.state["finished"] = True
         status = done["AutomationExecutionStatus"]
         if status not in _AUTOMATION_OK:
-            raise ActionError(
+            raise Failure(
                 f"Automation {ctx.state['execution_id']} ended {status}"
                 f"{': ' + done['FailureMessage'] if done.get('FailureMessage') else ''}."
             )
