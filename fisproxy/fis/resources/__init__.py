@@ -24,6 +24,7 @@ from fisproxy.fis.resources import (  # noqa: F401 - importing registers the act
 from fisproxy.fis.resources.base import (
     IMPLEMENTATIONS,
     ActionContext,
+    RecoverableAction,
     ResourceAction,
     WaitingAction,
     implementation,
@@ -38,6 +39,7 @@ __all__ = [
     "ResolvedTarget",
     "ResourceAction",
     "TargetResource",
+    "RecoverableAction",
     "WaitingAction",
     "implementation",
     "perform",

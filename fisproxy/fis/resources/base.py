@@ -8,9 +8,16 @@ by the engine from a worker thread (every call here blocks on the upstream):
 - `wait(ctx)`, only for a `WaitingAction`: block until the effect is done (the SSM command has
   finished), returning early when `ctx.cancelled` is set, never waiting past `ctx.deadline`.
 - `stop(ctx)`: undo what `start` did, if the action undoes anything (start the instances
-  again). Called once: when the action's time is up, when the experiment stops early, and after
-  a failed `start` or `wait` (to undo what was done before the failure). Never interrupted by
-  `ctx.cancelled`: it must leave nothing half-done.
+  again): when the action's time is up, when the experiment ends early (however it ends), and
+  after a failed `start` or `wait` (to undo what was done before the failure). Never interrupted
+  by `ctx.cancelled`: it must leave nothing half-done. A failed undo is tried again
+  (`UNDO_ATTEMPTS`, backing off) unless its failure cannot change (`InvalidTarget`,
+  `ConfigurationFailure`); the last failure is the action's, and the experiment's log says it.
+- `recover(ctx)`, only for a `RecoverableAction`: the proxy died after recording its intent to
+  `start` but before recording that `start` returned. Look at the upstream (the instances'
+  state, the command carrying `ctx.who()` as its comment) and fill `ctx.state` as `start` would
+  have; True if the effect is there (so `start` must not run again). An action without it is not
+  started again (at most once: the log says so), since the upstream cannot tell.
 
 An action without `wait` ends at its deadline (its duration parameter, e.g.
 `startInstancesAfterDuration`) or, without one, as soon as `start` returns. `perform` is that
@@ -117,6 +124,11 @@ class WaitingAction(ResourceAction, Protocol):
     def wait(self, ctx: ActionContext) -> None: ...
 
 
+@runtime_checkable
+class RecoverableAction(ResourceAction, Protocol):
+    def recover(self, ctx: ActionContext) -> bool: ...
+
+
 class Immediate:
     """Base for actions whose effect is done once `start` returns and that undo nothing."""
 
@@ -146,13 +158,18 @@ def implementation(action_id: str) -> ResourceAction:
     return IMPLEMENTATIONS[action_id]()
 
 
+UNDO_ATTEMPTS = 5
+UNDO_FIRST_RETRY_SECONDS = 1.0  # then doubled: 1, 2, 4, 8 s between the attempts
+_FINAL = frozenset({"InvalidTarget", "ConfigurationFailure"})  # failures a retry cannot change
+
+
 def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False,
             on_started: Callable[[], None] | None = None) -> None:
     """Run one action to its end: start, then wait (its own way, or until the deadline), then
-    stop. Failure if it failed; `stop` has run either way, unless the action was abandoned
-    (the proxy is shutting down: whoever resumes the experiment undoes it).
+    undo (`undo`). Failure if it failed; the undo has run either way, unless the action was
+    abandoned (the proxy is shutting down: whoever resumes the experiment undoes it).
 
-    `started`: `start` already ran (an experiment resumed after a restart): only wait and stop.
+    `started`: `start` already ran (an experiment resumed after a restart): only wait and undo.
     `on_started`: called once `start` returned, so `ctx.state` can be saved before waiting."""
     try:
         if not started:
@@ -166,7 +183,26 @@ def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False
                 ctx.sleep(ctx.remaining() or 0)
     finally:
         if not ctx.abandoned.is_set():
+            undo(action, ctx)
+
+
+def undo(action: ResourceAction, ctx: ActionContext, *, attempts: int = UNDO_ATTEMPTS,
+         first_retry: float = UNDO_FIRST_RETRY_SECONDS) -> None:
+    """`action.stop(ctx)`, tried again while it fails in a way a retry may change; the last
+    Failure says how often it was tried. A shutdown (`ctx.abandoned`) ends the retries."""
+    wait = first_retry
+    for attempt in range(1, attempts + 1):
+        try:
             action.stop(ctx)
+            return
+        except Failure as err:
+            if attempt == attempts or err.code in _FINAL or ctx.abandoned.is_set():
+                tried = f" (tried {attempt} times)" if attempt > 1 else ""
+                raise Failure(f"{err.reason}{tried}", err.code, err.location) from err
+            ctx.log(f"Undo failed: {err.reason}; trying again in {wait:g} s.")
+        if ctx.abandoned.wait(wait):
+            return
+        wait *= 2
 
 
 @contextmanager

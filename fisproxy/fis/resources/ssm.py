@@ -50,7 +50,7 @@ class SendCommand:
             "InstanceIds": ids,
             "DocumentName": document_name(ctx),
             "Parameters": document_parameters(ctx),
-            "Comment": ctx.who()[:100],
+            "Comment": _marker(ctx),  # how a resumed action finds it (recover)
         }
         if ctx.parameters.get("documentVersion"):
             kwargs["DocumentVersion"] = ctx.parameters["documentVersion"]
@@ -58,6 +58,21 @@ class SendCommand:
             command = ctx.client("ssm").send_command(**kwargs)["Command"]
         ctx.state["command_id"] = command["CommandId"]
         ctx.log(f"Sent command {command['CommandId']} ({kwargs['DocumentName']}) to {', '.join(ids)}.")
+
+    def recover(self, ctx: ActionContext) -> bool:
+        """The command this action sent, if it went out: listed for the first target instance
+        with this action's comment. Found: followed, not sent again."""
+        ids = list(ctx.target("Instances").ids)
+        if not ids:
+            return False
+        with upstream_call("ssm ListCommands"):
+            commands = ctx.client("ssm").list_commands(InstanceId=ids[0]).get("Commands", [])
+        mine = [c for c in commands if c.get("Comment") == _marker(ctx)]
+        if not mine:
+            return False
+        ctx.state["command_id"] = mine[-1]["CommandId"]
+        ctx.log(f"Command {mine[-1]['CommandId']} was already sent by this action: not sent again.")
+        return True
 
     def _command(self, ctx: ActionContext) -> dict[str, Any]:
         with upstream_call("ssm ListCommands"):
@@ -88,6 +103,10 @@ class SendCommand:
             ctx.client("ssm").cancel_command(CommandId=command_id)
         ctx.state["finished"] = True
         ctx.log(f"Cancelled command {command_id}.")
+
+
+def _marker(ctx: ActionContext) -> str:
+    return ctx.who()[:100]  # SendCommand's Comment takes at most 100 characters
 
 
 @register("aws:ssm:start-automation-execution")
