@@ -7,6 +7,7 @@ the proxies placed in that zone."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 import uuid
@@ -239,3 +240,27 @@ def test_workers_share_the_ports_and_the_experiments(tmp_path: Path, moto: str) 
     finally:
         proxy.stop()
     assert proxy.proc is not None and proxy.proc.returncode == 0
+
+
+def test_faults_end_at_their_planned_end_on_every_proxy_while_redis_is_frozen(
+    fleet: list[Fisproxy], redis: tuple[subprocess.Popen, int, Path]
+) -> None:
+    """Issue 20, point 2: a Redis that hangs (SIGSTOP: connections accepted, nothing answered)
+    cannot keep a fault on: every proxy ends it at its planned end by its own clock."""
+    a, b, c = fleet
+    proc = redis[0]
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(a, table)
+    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT8S"}})
+    wait_for_state(a.fis(), exp_id, "running")
+    wait_until(lambda: all(throttled(proxy, table) for proxy in fleet), 10, "the fault on every proxy")
+    began = a.fis().get_experiment(id=exp_id)["experiment"]["actions"]["fault"]["startTime"].timestamp()
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        assert throttled(b, table)  # frozen: the known fault goes on until its end
+        wait_until(lambda: not any(throttled(proxy, table) for proxy in fleet), 30, "the faults to end")
+        late = time.time() - (began + 8)
+        print(f"\n[fleet] Redis frozen: the 8 s fault ended on all three proxies {late:+.2f} s from its planned end")
+        assert late < 1.5
+    finally:
+        proc.send_signal(signal.SIGCONT)
