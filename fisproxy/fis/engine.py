@@ -8,6 +8,7 @@ The parts, each with one job:
 - `runner.py`: target resolution and resource actions on worker threads, undone however the
   experiment ends, at most once.
 - `fleet.py`: leases, the change feed and resync, stop requests: one FIS on many proxies.
+- `deliveries.py`: ended experiments' logs delivered upstream.
 
 This facade holds the engine's lock, feeds events to the lifecycle and carries its effects out,
 and saves what changed. Which thread calls what:
@@ -16,7 +17,7 @@ and saves what changed. Which thread calls what:
 |---|---|---|
 | `fisproxy-engine` (`loops.py`, every 0.1 s) | `step`: lifecycle ticks, mirrors' planned ends | nothing: memory only |
 | `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves, log records, identities, a resync that failed | the store (its calls time out) |
-| `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, log delivery | the upstream, the store |
+| `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, `deliveries` (`deliveries.py`) | the upstream, the store |
 | control API workers | `start_experiment`, `stop_experiment`, `cancel_all`, `resolved_targets` | the store (a stop ends the faults first) |
 | the store's change listener; `fisproxy-housekeeping` | `sync` | the store (read before the lock) |
 | `fisproxy-action-N` (`runner.py`) | `worker_event` | an intent's save |
@@ -49,6 +50,7 @@ from fisproxy.aws.call import AwsCall
 from fisproxy.fis import explog, ids, lifecycle
 from fisproxy.fis.activation import Rules
 from fisproxy.fis.decide import decide
+from fisproxy.fis.deliveries import LogDeliveries
 from fisproxy.fis.faults import Fault
 from fisproxy.fis.fleet import (
     EXPERIMENT_CHANGES,
@@ -74,7 +76,7 @@ from fisproxy.fis.lifecycle import (
     TakeOver,
     Tick,
 )
-from fisproxy.fis.models import Experiment, ExperimentState, ExperimentTemplate
+from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable, Subscription
 from fisproxy.fis.proxyfaults import Placement, Where
@@ -87,7 +89,6 @@ from fisproxy.fis.upstream import RoleSessions
 
 log = logging.getLogger(__name__)
 
-LOG_DELIVERY_DOC = "log-delivery"  # ended experiments whose logs still have to go upstream
 CLAIM_SECONDS = 0.5  # how often a proxy tries to take over a schedule nobody holds
 
 
@@ -144,13 +145,14 @@ class Engine:
         self._store = store
         self._rng = rng
         self._clock = clock
-        self._endpoint = upstream_endpoint
         self._account = account_id
+        self.proxy_id = proxy_id  # the lease holder name of this proxy
         self._log = explog.ExperimentLog(store, state_dir)
         self.placement = placement or Placement()
         self.shard_iterators = ShardIterators()  # Kinesis GetRecords -> stream, for scoped faults
         self.poller = alarm_poller or AlarmPoller(upstream_endpoint)
         self.fleet = Fleet(store, proxy_id, lease_ttl_seconds)
+        self.deliveries = LogDeliveries(store, endpoint=upstream_endpoint, account_id=account_id, clock=clock)
         self.identities = SharedIdentities(store)
         self.identities.load()
         self.rules = Rules(Where("", self.placement, self.shard_iterators), self.identities.identities, loop)
@@ -161,13 +163,8 @@ class Engine:
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
         self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
         self._runs: dict[str, _Run] = {}
-        self._uploads: list[str] = []
         self._resync_due = False
         self._closing = False
-
-    @property
-    def proxy_id(self) -> str:
-        return self.fleet.proxy_id
 
     # ---- control API (worker threads) ----------------------------------------------------
 
@@ -198,13 +195,15 @@ class Engine:
         with self._lock:
             run = self._runs.get(experiment_id)
             if run is not None and run.owned:
-                self._event(run, Stop(final), self._clock())
-            elif run is not None:
-                self._stop_here(run, final)
+                self._apply(run, Stop(final), self._clock())
+            elif run is not None:  # another proxy runs it: its faults end here at once
+                run.stop_request = final
+                self._reconcile(run, self._clock())
+                self.rules.publish()
         if run is not None and run.owned:
             self._save(run)
             return run.experiment.model_copy(deep=True)
-        return self._ask_owner(experiment_id, final)
+        return self.fleet.ask_to_stop(experiment_id, final)
 
     def cancel_all(self, reason: str) -> None:
         """Safety lever: every active experiment ends `cancelled`, its faults at once."""
@@ -213,16 +212,18 @@ class Engine:
             runs = [r for r in self._runs.values() if r.status in ACTIVE]
             for run in runs:
                 if run.owned:
-                    self._event(run, Cancel(reason), self._clock())
-                else:
-                    self._stop_here(run, final)
+                    self._apply(run, Cancel(reason), self._clock())
+                else:  # another proxy runs it: its faults end here at once
+                    run.stop_request = final
+                    self._reconcile(run, self._clock())
+            self.rules.publish()
         failed = []
         for run in runs:
             try:
                 if run.owned:
                     self._save(run)
                 else:
-                    self._ask_owner(run.id, final)
+                    self.fleet.ask_to_stop(run.id, final)
             except (KeyError, SaveError, StoreUnavailable):
                 failed.append(run.id)
         if failed:
@@ -268,10 +269,9 @@ class Engine:
         """At start-up: take in the active experiments of the store. Their faults apply at once
         (until their planned ends); the store thread claims the schedules no other proxy runs,
         and resumes them where they were. Log deliveries not done yet are queued again."""
-        pending = [k for k in self._store.list_docs(LOG_DELIVERY_DOC) if k not in self._uploads]
+        self.deliveries.resume()
         loaded = self.fleet.load(None)
         with self._lock:
-            self._uploads.extend(pending)
             now = self._clock()
             for stored in loaded:
                 if stored.experiment.state.status in ACTIVE and stored.experiment.id not in self._runs:
@@ -286,7 +286,7 @@ class Engine:
             now = self._clock()
             for run in list(self._runs.values()):
                 if run.owned:
-                    self._event(run, Tick(), now)
+                    self._apply(run, Tick(), now)
                 else:
                     self._reconcile(run, now)
             self.rules.publish()
@@ -319,15 +319,6 @@ class Engine:
             self.fleet.release(run.id)
         self.identities.save()
 
-    def tick(self) -> None:
-        """What the engine's loops do in one round, on the calling thread (tests, tools):
-        persist, step, wait for the target resolutions it started, step, persist."""
-        self.persist()
-        self.step()
-        self.runner.wait_resolutions(60)
-        self.step()
-        self.persist()
-
     def worker_event(self, experiment_id: str, event: Resolved | ActionProgress | ActionEnded) -> None:
         """A worker's answer (`runner.py`): targets resolved, an action's progress (an intent is
         saved before this returns: SaveError if it could not be), an action ended."""
@@ -337,7 +328,7 @@ class Engine:
                 if isinstance(event, ActionProgress):
                     raise SaveError(f"experiment {experiment_id}: this proxy no longer runs its schedule")
                 return
-            self._event(run, event, self._clock())
+            self._apply(run, event, self._clock())
         if isinstance(event, ActionProgress) and event.phase == "intent":
             self._save(run)
 
@@ -384,7 +375,7 @@ class Engine:
         run = self._runs.get(stored.experiment.id)
         if run is not None and run.owned:
             if stored.stop is not None and run.status in STOPPABLE:
-                self._event(run, Stop(stored.stop), now)
+                self._apply(run, Stop(stored.stop), now)
             return
         if stored.experiment.state.status in TERMINAL:
             if run is not None:
@@ -408,25 +399,6 @@ class Engine:
             self.rules.deactivate(run.id, name)
         for name in wanted - active:
             self.rules.activate(run.id, name, run.experiment.actions[name], run.state)
-
-    def _stop_here(self, run: _Run, final: StopRequest) -> None:
-        """A stop for an experiment another proxy runs: its faults end here at once."""
-        run.stop_request = final
-        self._reconcile(run, self._clock())
-        self.rules.publish()
-
-    def _ask_owner(self, experiment_id: str, final: StopRequest) -> Experiment:
-        try:
-            stored = self.fleet.ask_to_stop(experiment_id, final)
-        except StoreUnavailable:
-            raise
-        except Exception as e:
-            raise SaveError(f"could not save the stop of experiment {experiment_id}: {e}") from e
-        if stored is None:
-            raise KeyError(experiment_id)
-        if stored.state.status in STOPPABLE:
-            stored.state = ExperimentState(status="stopping", reason=lifecycle.STOPPING)
-        return stored
 
     def _claim_leases(self) -> None:
         """Renew the leases of the schedules this proxy runs, try to take those nobody runs;
@@ -453,9 +425,9 @@ class Engine:
                     if not run.owned:
                         log.info("experiment %s: this proxy runs its schedule", run.id)
                         run.owned = True
-                        self._event(run, TakeOver(), now)
+                        self._apply(run, TakeOver(), now)
                         if run.stop_request is not None:
-                            self._event(run, Stop(run.stop_request), now)
+                            self._apply(run, Stop(run.stop_request), now)
                 elif run.owned:
                     log.warning("experiment %s: another proxy runs its schedule now", run.id)
                     run.owned = False
@@ -481,7 +453,7 @@ class Engine:
                 run = self._runs[exp_id]
                 if fired:
                     log.info("experiment %s: stop condition %s is in ALARM", exp_id, fired[0])
-                    self._event(run, Stop(StopRequest(status="stopped", reason=HALTED_REASON), HALTED_REASON,
+                    self._apply(run, Stop(StopRequest(status="stopped", reason=HALTED_REASON), HALTED_REASON,
                                           condition=f"Stop condition {fired[0]} is in ALARM state."),
                                 self._clock())
                     stopped.append(run)
@@ -490,29 +462,6 @@ class Engine:
                 self._save(run)
             except SaveError as e:  # the faults ended; the store thread saves it later
                 log.error("%s; retrying", e)
-
-    # ---- log delivery (the upstream thread) ----------------------------------------------
-
-    def next_log_delivery(self) -> str | None:
-        with self._lock:
-            return self._uploads.pop(0) if self._uploads else None
-
-    def log_delivered(self, experiment_id: str) -> None:
-        self._store.delete_doc(LOG_DELIVERY_DOC, experiment_id)
-
-    def deliver_logs(self, experiment_id: str) -> list[str]:
-        """Send an ended experiment's records where its logConfiguration says. Blocking."""
-        e = self._store.get_experiment(experiment_id)
-        if e is None or e.log_configuration is None:
-            return []
-        state = self._store.get_runtime(experiment_id) or RunState()
-        return explog.upload(
-            self._store.logs(experiment_id), experiment_id=experiment_id,
-            log_configuration=e.log_configuration, region=state.region,
-            account_id=self._account, endpoint=self._endpoint, t=self._clock())
-
-    def pending_log_deliveries(self) -> list[str]:
-        return list(self._uploads)
 
     def close(self) -> None:
         """Save what is still unsaved, so a restart resumes from here, and hand the schedules
@@ -536,11 +485,11 @@ class Engine:
 
     # ---- effects -------------------------------------------------------------------------
 
-    def _event(self, run: _Run, event: Event, now: float) -> None:
-        """Feed one event to the lifecycle and carry out what it says (under the lock)."""
-        self._apply(run, lifecycle.step(run.experiment, run.state, now, event, self._account), now)
-
-    def _apply(self, run: _Run, step: lifecycle.Step, now: float) -> None:
+    def _apply(self, run: _Run, event: Event | lifecycle.Step, now: float) -> None:
+        """Feed an event to the lifecycle (or take a step it made) and carry out what it says.
+        Under the lock: memory work and hand-offs only."""
+        step = event if isinstance(event, lifecycle.Step) else lifecycle.step(
+            run.experiment, run.state, now, event, self._account)
         run.experiment, run.state = step.experiment, step.state
         for effect in step.effects:
             match effect:
@@ -578,8 +527,7 @@ class Engine:
                     self._log.write(run.id, log_type, t, **details)
                     written += 1
                 if deliver:
-                    # Remembered in the store until delivered: a crash before delivery retries it.
-                    self._store.put_doc(LOG_DELIVERY_DOC, run.id, {"ended": self._clock()})
+                    self.deliveries.record(run.id)
                 self._store.put_experiment(experiment, state)
             except Exception as e:
                 with self._lock:
@@ -590,7 +538,7 @@ class Engine:
                 run.saved = max(run.saved, version)
                 if deliver:
                     run.deliver = False
-                    self._uploads.append(run.id)
+                    self.deliveries.queue(run.id)
         try:
             self._store.publish_change(EXPERIMENT_CHANGES, run.id)
         except Exception as e:  # saved: the others see it at their next resync

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fisproxy.fis.identities import Identities
-from fisproxy.fis.lifecycle import ACTIVE, TERMINAL, is_resource
-from fisproxy.fis.models import Experiment
-from fisproxy.fis.ports import ChangeCallback, FleetStore, Subscription
+from fisproxy.fis.lifecycle import ACTIVE, STOPPABLE, STOPPING, TERMINAL, is_resource
+from fisproxy.fis.models import Experiment, ExperimentState
+from fisproxy.fis.ports import ChangeCallback, FleetStore, SaveError, StoreUnavailable, Subscription
 from fisproxy.fis.runstate import RunState, StopRequest
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,24 @@ class Fleet:
         except Exception as e:  # the lease expires anyway; the request names an ended run
             log.debug("experiment %s: could not tidy up its lease: %s", experiment_id, e)
 
-    def ask_to_stop(self, experiment_id: str, final: StopRequest) -> Experiment | None:
-        """Hand a stop to whichever proxy runs the schedule: the experiment as stored (None if
-        unknown), `stopping` if the request was made. Raises if it could not be saved."""
+    def ask_to_stop(self, experiment_id: str, final: StopRequest) -> Experiment:
+        """Hand a stop to whichever proxy runs the schedule, through the store: the experiment,
+        `stopping` (as it was if it already ended). KeyError if unknown, SaveError if the
+        request could not be saved."""
         stored = self.store.get_experiment(experiment_id)
-        if stored is None or stored.state.status not in ("initiating", "running", "stopping"):
+        if stored is None:
+            raise KeyError(experiment_id)
+        if stored.state.status not in ACTIVE:
             return stored
-        self.store.put_doc(STOP_REQUEST_DOC, experiment_id, final.model_dump())
-        self.store.publish_change(EXPERIMENT_CHANGES, experiment_id)
+        try:
+            self.store.put_doc(STOP_REQUEST_DOC, experiment_id, final.model_dump())
+            self.store.publish_change(EXPERIMENT_CHANGES, experiment_id)
+        except StoreUnavailable:
+            raise
+        except Exception as e:
+            raise SaveError(f"could not save the stop of experiment {experiment_id}: {e}") from e
+        if stored.state.status in STOPPABLE:
+            stored.state = ExperimentState(status="stopping", reason=STOPPING)
         return stored
 
     def load(self, experiment_id: str | None, known: Iterable[str] = ()) -> list[Stored]:

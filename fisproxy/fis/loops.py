@@ -86,11 +86,22 @@ class EngineLoops:
             if watched:
                 arns = {a for v in watched.values() for a in v}
                 self.engine.on_alarms(self.engine.poller.firing(arns))
-        while (experiment_id := self.engine.next_log_delivery()) is not None:
-            failures = self.engine.deliver_logs(experiment_id)
+        deliveries = self.engine.deliveries
+        while (experiment_id := deliveries.next()) is not None:
+            failures = deliveries.deliver(experiment_id)
             if failures:
                 log.warning("experiment %s: log delivery failed (retried at next start): %s",
                             experiment_id, "; ".join(failures))
             else:
-                self.engine.log_delivered(experiment_id)
+                deliveries.delivered(experiment_id)
         self._stopping.wait(min(UPSTREAM_SECONDS, self.alarm_poll_seconds))
+
+
+def drive(engine: Engine, resolutions_timeout: float = 60.0) -> None:
+    """What the loops do in one round, on the calling thread (tests, tools): persist, step,
+    wait for the target resolutions that started, step, persist."""
+    engine.persist()
+    engine.step()
+    engine.runner.wait_resolutions(resolutions_timeout)
+    engine.step()
+    engine.persist()

@@ -16,6 +16,7 @@ import pytest
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.engine import Engine
+from fisproxy.fis.loops import drive
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.fis.ports import StoreUnavailable
 from fisproxy.fis.proxyfaults import Placement
@@ -56,7 +57,7 @@ def fleet(tmp_path: Path) -> Iterator[list[Engine]]:
 def step(*engines: Engine) -> None:
     for engine in engines:
         engine.sync()
-        engine.tick()
+        drive(engine)
 
 
 def status(engine: Engine, experiment_id: str) -> str:
@@ -126,7 +127,7 @@ def test_mirrors_end_faults_at_the_planned_end_even_if_the_store_says_nothing(fl
     assert b.match(CALL)
     time.sleep(1.1)
     a._store.acquire_lease(f"experiment/{exp.id}", "proxy-a", 60)  # a holds on, but says nothing
-    b.tick()  # no sync: the holder never said it ended (stuck, or the store is unreachable)
+    drive(b)  # no sync: the holder never said it ended (stuck, or the store is unreachable)
     assert status(a, exp.id) == "running"  # nobody has ended it in the store
     assert b.match(CALL) == []  # yet b ended its faults on time
 
@@ -195,7 +196,7 @@ def test_a_change_missed_while_the_store_was_down_is_read_as_soon_as_it_answers(
         step(a, b)
         assert b.match(CALL)
         a.stop_experiment(exp.id)
-        a.tick()  # stopped and saved on a
+        drive(a)  # stopped and saved on a
         flaky.down = True
         b._on_change("experiment", exp.id)  # the notice arrives while b cannot read the store
         assert b.match(CALL)  # b could not know yet

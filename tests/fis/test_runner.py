@@ -19,6 +19,7 @@ import pytest
 
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.lifecycle import ActionProgress
+from fisproxy.fis.loops import drive
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.fis.resources.base import ActionContext
 from fisproxy.fis.runner import ActionRunner, _Job
@@ -65,7 +66,7 @@ def crashed(eng: Engine, store: Store, exp_id: str) -> None:
 
 
 def run_until(eng: Engine, check: Any, what: str) -> None:
-    wait_until(lambda: (eng.tick(), check())[1], 30, what)
+    wait_until(lambda: (drive(eng), check())[1], 30, what)
 
 
 @pytest.fixture
