@@ -108,6 +108,7 @@ class _Run:
     stop_request: StopRequest | None = None
     version: int = 0  # changes made here
     saved: int = 0  # the version last saved
+    save_failing: bool = False  # said once in the log, not at every retry
     logs: list[tuple[explog.LogType, float, dict[str, Any]]] = field(default_factory=list)
     deliver: bool = False  # its log delivery is still to be recorded
 
@@ -307,7 +308,13 @@ class Engine:
                 try:
                     self._save(run)
                 except SaveError as e:
-                    log.error("%s; retrying", e)
+                    if not run.save_failing:
+                        log.error("%s; retrying until it is saved", e)
+                    run.save_failing = True
+                else:
+                    if run.save_failing:
+                        log.warning("experiment %s: saved again", run.id)
+                    run.save_failing = False
         with self._lock:
             ended = [r for r in self._runs.values() if r.status in TERMINAL and not r.unsaved
                      and r.owned and not self.runner.running(r.id)]
@@ -323,12 +330,18 @@ class Engine:
         """A worker's answer (`runner.py`): targets resolved, an action's progress (an intent is
         saved before this returns: SaveError if it could not be), an action ended."""
         with self._lock:
+            now = self._clock()
             run = self._runs.get(experiment_id)
             if run is None or not run.owned or self._closing:
                 if isinstance(event, ActionProgress):
                     raise SaveError(f"experiment {experiment_id}: this proxy no longer runs its schedule")
                 return
-            self._apply(run, event, self._clock())
+            if isinstance(event, ActionProgress) and event.phase == "intent" and (
+                    now - run.lease_renewed > self.fleet.lease_ttl):
+                # The lease may have gone to another proxy meanwhile: act only once it is renewed.
+                raise SaveError(f"experiment {experiment_id}: its lease was not renewed for "
+                                f"{now - run.lease_renewed:.1f} s; not acting until it is")
+            self._apply(run, event, now)
         if isinstance(event, ActionProgress) and event.phase == "intent":
             self._save(run)
 
@@ -507,7 +520,7 @@ class Engine:
                     self.runner.undo(run.id, name)
                 case lifecycle.DeliverLogs():
                     run.deliver = True
-        if step.changed:
+        if any(isinstance(effect, lifecycle.Save) for effect in step.effects):
             run.version += 1
         self.rules.publish()
 
