@@ -195,9 +195,13 @@ def test_stop_midway(engine, store, clock):
         engine.stop_experiment("EXPnope")
 
 
-def test_stop_while_initiating_cancels_every_action(engine, store):
+def test_stop_while_initiating_cancels_every_action(store, tmp_path, clock):
+    engine = make_engine(store, tmp_path, clock, max_action_workers=1)
+    busy = threading.Event()
+    engine.runner._pool.submit(busy.wait, 30)  # the one worker is busy: targets not resolved yet
     exp_id = start(engine, template({"a": latency()}))
-    engine.stop_experiment(exp_id)
+    assert engine.stop_experiment(exp_id).state.status == "stopping"
+    busy.set()
     drive(engine)
     assert states(engine, store, exp_id) == ("stopped", {"a": "cancelled"})
 
@@ -236,11 +240,15 @@ def test_skip_all_resolves_targets_and_skips_actions(engine, store):
     assert "target-resolution-end" in log_types(store, exp_id) and "action-start" not in log_types(store, exp_id)
 
 
-def test_cancel_all(engine, store):
+def test_cancel_all(store, tmp_path, clock):
+    engine = make_engine(store, tmp_path, clock, max_action_workers=1)
     a = start(engine, template({"x": latency()}))
     drive(engine)
+    busy = threading.Event()
+    engine.runner._pool.submit(busy.wait, 30)  # b's targets not resolved yet: b is initiating
     b = start(engine, template({"y": error()}))
     engine.cancel_all("Safety lever engaged.")
+    busy.set()
     assert engine.match(call()) == [] and engine.active_count() == 0
     for exp_id in (a, b):
         e = store.get_experiment(exp_id)
