@@ -301,3 +301,30 @@ def first_call_through(proxy: Fisproxy, table: str, deadline: float) -> float:
             assert e.response["Error"]["Code"] == "ThrottlingException", e
         time.sleep(0.05)
     raise AssertionError(f"{proxy.control_url} still throttles")
+
+
+def test_redis_restarted_without_its_data_mid_experiment(
+    fleet: list[Fisproxy], redis: tuple[subprocess.Popen, int, Path], tmp_path: Path
+) -> None:
+    """Issue 20, point 12: Redis comes back empty (a new server on the same port). The proxy
+    that runs the experiment saves it again at its resync; a stop asked on another proxy then
+    ends the faults on every proxy."""
+    a, b, _ = fleet
+    proc, port, _ = redis
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(a, table)
+    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
+    wait_for_state(a.fis(), exp_id, "running")
+    wait_until(lambda: throttled(b, table), 10, "the fault on B")
+    stop(proc)
+    proc2, _ = start_redis(tmp_path / "empty-redis", port, "--appendfsync", "always")
+    try:
+        wait_until(lambda: b.fis().get_experiment(id=exp_id)["experiment"]["state"]["status"] == "running",
+                   20, "the experiment saved again by the proxy that runs it")
+        assert throttled(a, table) and throttled(b, table)
+        b.fis().stop_experiment(id=exp_id)
+        took = seconds_until(lambda: not throttled(a, table) and not throttled(b, table))
+        print(f"\n[fleet] Redis restarted empty: a stop on B ended the faults on A and B after {took:.2f} s")
+        wait_for_state(b.fis(), exp_id, "stopped")
+    finally:
+        stop(proc2)
