@@ -18,13 +18,12 @@ def test_answers_as_headers_get_does() -> None:
     assert set(index) == {"x-amz-target", "user-agent", "x-raw"} and len(index) == 3
 
 
-def test_a_required_header_with_capitals_in_the_model_still_picks_the_operation() -> None:
-    # S3 CopyObject differs from PutObject only by its required x-amz-copy-source header
-    auth = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240501/us-east-1/s3/aws4_request, "
+def test_a_required_header_with_capitals_in_the_model_is_found() -> None:
+    # CloudFront DeleteFunction requires `If-Match` (so spelt in the model): the route only
+    # accepts a request that has it
+    auth = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240501/us-east-1/cloudfront/aws4_request, "
             "SignedHeaders=host, Signature=" + "0" * 64)
-    headers = Headers(authorization=auth, x_amz_copy_source="src/key")
-    call = identify("PUT", "bucket.s3.us-east-1.amazonaws.com", "/key", HeaderIndex(headers))
-    assert call is not None and call.operation == "CopyObject"
-    plain = identify("PUT", "bucket.s3.us-east-1.amazonaws.com", "/key",
-                     HeaderIndex(Headers(authorization=auth)))
-    assert plain is not None and plain.operation == "PutObject"
+    path = "/2020-05-31/function/my-function"
+    call = identify("DELETE", "cloudfront.amazonaws.com", path,
+                    HeaderIndex(Headers(authorization=auth, if_match="E2QWRUHAPOMQZL")))
+    assert call is not None and call.operation == "DeleteFunction"
