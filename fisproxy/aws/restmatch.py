@@ -129,7 +129,7 @@ def _route(op: OperationModel, template: str) -> Route:
             if location == "querystring" and member.type_name != "map":
                 required_query.append(wire)
             elif location == "header":
-                required_headers.append(wire)
+                required_headers.append(wire.lower())  # looked up by lower-case name
     host_context = frozenset(
         p.name for p in op.static_context_parameters if p.value is True
     ) & HOST_CONTEXT_PARAMS
