@@ -68,6 +68,7 @@ class Runtime:
         self.loops: EngineLoops | None = None
         self.chaos: ChaosState | None = None
         self.plane: ControlPlane | None = None
+        self.fis_api: FisApi | None = None  # the FIS API, also for mitmproxy's commands
         self.control: ControlServer | None = None
         self.recorder: Recorder | None = None
         self.metrics: Metrics | None = None
@@ -98,10 +99,6 @@ class Runtime:
             raise exceptions.OptionsError(str(e)) from e
         if "fisproxy_seed" in updated:
             self.rng.seed(self.settings.seed)
-        control_host = self.settings.control_host if self.settings.control_port else "127.0.0.1"
-        for line in exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
-                                      self.settings.control_auth, control_host=control_host):
-            logger.warning(line)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -109,7 +106,16 @@ class Runtime:
         # Sync on purpose: mitmproxy re-runs `running` synchronously after a script reload.
         self._require_core_options()
         if self._starting is None:
+            self._warn_exposure()  # once, with the options the proxy starts with
             self._starting = self.spawn(self._start(), "fisproxy-start")
+
+    def _warn_exposure(self) -> None:
+        settings = self.settings
+        assert settings is not None  # configured before running
+        control_host = settings.control_host if settings.control_port else "127.0.0.1"
+        for line in exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
+                                      settings.control_auth, control_host=control_host):
+            logger.warning(line)
 
     def _require_core_options(self) -> None:
         """Two mitmproxy options fisproxy relies on, set when the user left their defaults."""
@@ -167,8 +173,8 @@ class Runtime:
             self.engine.subscribe(),
             store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
         ]
-        fis_api = FisApi(store, self.engine, account_id=settings.account_id,
-                         max_active_experiments=settings.max_active_experiments)
+        self.fis_api = fis_api = FisApi(store, self.engine, account_id=settings.account_id,
+                                        max_active_experiments=settings.max_active_experiments)
         self.recorder = recorder = Recorder(store)
         self.metrics = Metrics(self.engine.active_count, shared=store)
         router = ControlRouter(
@@ -279,7 +285,7 @@ class Runtime:
             self.reports.close()
         if self.store is not None:
             self.store.close()
-        self.control = self.loops = self.engine = self.recorder = self.store = None
+        self.control = self.loops = self.engine = self.recorder = self.store = self.fis_api = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a task this runtime owns: kept referenced, cancelled and awaited in `done`."""
