@@ -37,7 +37,7 @@ from botocore.model import ListShape, OperationModel, Shape
 from fisproxy.aws import catalog, errors
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis import actions as action_catalog
-from fisproxy.fis import ids, jsonbody
+from fisproxy.fis import ids, jsonbody, reportstate
 from fisproxy.fis.models import (
     Action,
     ActionParameter,
@@ -494,9 +494,11 @@ class FisApi:
         return self._with_tags(e)
 
     def _with_tags(self, e: Experiment) -> Experiment:
+        """`e` with what is kept beside it: its tags, and the state of its report."""
         doc = self.store.get_doc(EXPERIMENT_TAGS, e.id)
         if doc is not None:
             e.tags = dict(doc["tags"])
+        e.experiment_report = reportstate.experiment_report(self.store, e)
         return e
 
     def _start_experiment(self, inp: _Input, region: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fisproxy.aws.call import AwsCall
-from fisproxy.fis import explog, ids, targets
+from fisproxy.fis import explog, ids, reportstate, targets
 from fisproxy.fis.actions import ACTIONS, ActionSpec
 from fisproxy.fis.decide import decide
 from fisproxy.fis.faults import Fault, StopSignal
@@ -635,6 +635,7 @@ class Engine:
             # Remembered in the store until delivered: a crash before delivery retries it.
             self._store.put_doc(LOG_DELIVERY_DOC, run.id, {"ended": now})
             self._uploads.append(run.id)
+        reportstate.queue_report(self._store, e, now)  # FIS's report, made by reports/delivery.py
         self._save(run)
 
     def _fail(self, run: _Run, now: float, f: _Failure) -> None:
@@ -815,13 +816,18 @@ class Engine:
             targets={key: run.state.resolved[t].target()
                      for key, t in (action.targets or {}).items() if t in run.state.resolved},
             parameters=dict(action.parameters or {}), region=run.state.region,
-            log=lambda message: log.info("experiment %s, action %s: %s", run.id, name, message),
+            log=lambda message: self._note(run, name, ctx, message),
             deadline=None if deadline is None else time.monotonic() + max(0.0, deadline - self._clock()),
             rng=random.Random(self._rng.random()),
             state=dict(run.state.action_state.get(name, {})),
         )
         future = self._workers.submit(self._run_action, run.id, run.role_arn, name, ctx, resumed)
         run.workers[name] = (future, ctx)
+
+    def _note(self, run: _Run, name: str, ctx: ActionContext, message: str) -> None:
+        """What a resource action did (or undid): the proxy's log and the experiment log."""
+        log.info("experiment %s, action %s: %s", run.id, name, message)
+        self._write(run, "action-detail", self._clock(), **explog.action_detail(name, ctx, message))
 
     def _run_action(self, run_id: str, role_arn: str, name: str, ctx: ActionContext, resumed: bool) -> None:
         error: ActionError | None = None

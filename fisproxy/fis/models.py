@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from fisproxy.fis import actions as action_catalog
+from fisproxy.fis import ids
 
 MAX_ACTIONS = 20
 MAX_STOP_CONDITIONS = 5
@@ -615,6 +616,19 @@ def validate_template(t: _TemplateParts | CreateExperimentTemplateRequest | Expe
     _validate_targets(t.targets)
     _validate_actions(t.actions, t.targets)
     _validate_stop_conditions(t.stop_conditions)
+    _validate_report_configuration(getattr(t, "experiment_report_configuration", None))
+
+
+def _validate_report_configuration(config: ExperimentTemplateReportConfiguration | None) -> None:
+    if config is None:
+        return
+    for field, text in (("preExperimentDuration", config.pre_experiment_duration),
+                        ("postExperimentDuration", config.post_experiment_duration)):
+        if text is not None:
+            try:
+                ids.parse_duration(text)
+            except ValueError as e:
+                raise FieldError(f"experimentReportConfiguration.{field}", str(e)) from None
 
 
 def _check_name(field: str, name: str) -> None:

@@ -7,7 +7,7 @@ import json
 from mitmproxy import command, exceptions
 
 from fisproxy.proxy.runtime import Runtime
-from fisproxy.report import experiment_row
+from fisproxy.reports.present import experiment_row
 
 
 class Commands:

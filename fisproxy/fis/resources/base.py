@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -74,6 +74,8 @@ class ActionContext:
     rng: random.Random = field(default_factory=random.Random)
     state: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
+    # "apply" while the action does its effect, "undo" in `stop` (what `log` says it undid).
+    phase: Literal["apply", "undo"] = "apply"
 
     def client(self, service: str, region: str | None = None) -> Any:
         return self._session().client(service, region or self.region)
@@ -174,6 +176,7 @@ def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False
                 ctx.sleep(ctx.remaining() or 0)
     finally:
         if not ctx.abandoned.is_set():
+            ctx.phase = "undo"
             action.stop(ctx)
 
 
