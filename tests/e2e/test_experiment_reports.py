@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -97,6 +99,8 @@ def test_report_configuration_delivers_a_pdf_to_the_bucket(proxy: Fisproxy) -> N
     key = f"fis-reports/{exp['id']}/{exp['id']}-report.pdf"
     assert s3_report == {"arn": f"arn:aws:s3:::{bucket}/{key}", "reportType": "PDF"}
     body = upstream(proxy, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    if os.environ.get("FISPROXY_SCREENSHOT_DIR"):  # docs/report-page.png is its first page
+        (Path(os.environ["FISPROXY_SCREENSHOT_DIR"]) / "report.pdf").write_bytes(body)
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(body)).pages)
     assert exp["id"] in text
     assert "throttlePuts" in text and "aws:fis:inject-api-throttle-error" in text
