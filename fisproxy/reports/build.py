@@ -14,11 +14,12 @@ from fisproxy.fis.models import Experiment, ExperimentAction
 from fisproxy.fis.reportstate import window_seconds
 from fisproxy.fis.runstate import RunState
 from fisproxy.reports import traffic
-from fisproxy.reports.model import Counts, OperationRow
 from fisproxy.reports.model import (
     ActionReport,
+    Counts,
     DashboardReport,
     ExperimentInfo,
+    OperationRow,
     Report,
     ResourceEffect,
     TargetReport,

@@ -16,7 +16,7 @@ from reportlab.graphics import renderSVG
 from reportlab.graphics.charts.axes import XValueAxis
 from reportlab.graphics.charts.legends import Legend
 from reportlab.graphics.charts.lineplots import LinePlot
-from reportlab.graphics.shapes import Drawing, Group, Line, Rect, String
+from reportlab.graphics.shapes import Drawing, Group, Rect, String
 from reportlab.graphics.widgets.markers import makeMarker
 from reportlab.lib import colors
 from reportlab.pdfbase.pdfmetrics import stringWidth
@@ -76,12 +76,12 @@ class _Axis:
     def configure(self, axis: XValueAxis) -> None:
         axis.valueMin, axis.valueMax, axis.valueStep = self.lo, self.hi, self.step()
         axis.labelTextFormat = clock
-        axis.labels.fontName, axis.labels.fontSize = FONT, 7
+        axis.labels.fontName, axis.labels.fontSize = FONT, 7  # type: ignore[attr-defined]
         axis.strokeColor = colors.HexColor("#57606a")
 
     def shade(self, y: float, height: float) -> Rect:
         x1, x2 = self.x(self.span[0]), self.x(self.span[1])
-        return Rect(x1, y, max(x2 - x1, 1.0), height, fillColor=SPAN, strokeColor=None)
+        return _rect(x1, y, max(x2 - x1, 1.0), height, SPAN)
 
 
 def clock(seconds: float) -> str:
@@ -115,8 +115,7 @@ def timeline(report: Report) -> Drawing:
         s = (a.start_time - start).total_seconds()
         e = ((a.end_time or report.window.end) - start).total_seconds()
         x1, x2 = axis.x(s), axis.x(e)
-        d.add(Rect(x1, y, max(x2 - x1, 2.0), LANE_H - 6, fillColor=STATE_COLORS.get(a.state, BLUE),
-                   strokeColor=None, fillOpacity=0.85))
+        d.add(_rect(x1, y, max(x2 - x1, 2.0), LANE_H - 6, STATE_COLORS.get(a.state, BLUE), opacity=0.85))
         label = f"{a.action_id.split(':')[-1]}: {a.state}"
         size = 6.5
         if x2 - x1 > stringWidth(label, FONT, size) + 6:  # inside the bar
@@ -215,7 +214,7 @@ def _panel(axis: _Axis, y: float, title: str, lines: Sequence[_Series], *, count
 def _plot(axis: _Axis, y: float, series: Sequence[tuple[Sequence[tuple[float, float]], colors.Color, bool]],
           *, counts: bool = False) -> LinePlot:
     lp = LinePlot()
-    lp.x, lp.y, lp.width, lp.height = axis.x0, y, axis.width, PANEL_H
+    lp.x, lp.y, lp.width, lp.height = axis.x0, y, axis.width, PANEL_H  # type: ignore[assignment]
     lp.data = [list(points) for points, _, _ in series]
     for i, (points, color, filled) in enumerate(series):
         line = lp.lines[i]
@@ -241,6 +240,15 @@ def _plot(axis: _Axis, y: float, series: Sequence[tuple[Sequence[tuple[float, fl
     return lp
 
 
+def _rect(x: float, y: float, width: float, height: float, fill: colors.Color, *,
+          opacity: float | None = None) -> Rect:
+    rect = Rect(x, y, width, height)
+    rect.fillColor, rect.strokeColor = fill, None
+    if opacity is not None:
+        rect.fillOpacity = opacity
+    return rect
+
+
 def _x_axis(axis: _Axis, y: float) -> XValueAxis:
     x = XValueAxis()
     x.setPosition(axis.x0, y, axis.width)
@@ -251,7 +259,7 @@ def _x_axis(axis: _Axis, y: float) -> XValueAxis:
 
 def _legend(pairs: Sequence[tuple[colors.Color, str]], x: float, y: float, columns: int = 2) -> Legend:
     legend = Legend()
-    legend.x, legend.y = x + LEFT, y
+    legend.x, legend.y = x + LEFT, y  # type: ignore[assignment]
     legend.alignment = "right"
     legend.fontName, legend.fontSize = FONT, 7
     legend.columnMaximum = max(1, (len(pairs) + columns - 1) // columns) if columns > 1 else len(pairs)

@@ -96,6 +96,7 @@ class ReportDelivery:
         attempt = int(job.get("attempts", 0)) + 1
         self._state(experiment_id, reportstate.report("running", f"Generating the report (attempt {attempt})."))
         target = _destination(experiment)
+        outcome: dict[str, Any]
         if target is None:
             outcome = {"ok": False, "reason": "The report configuration names no S3 bucket (outputs.s3Configuration.bucketName).",
                        "code": "InvalidConfiguration"}

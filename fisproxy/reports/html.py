@@ -12,7 +12,14 @@ import jinja2
 
 from fisproxy.reports import charts
 from fisproxy.reports.model import HELD, Report
-from fisproxy.reports.present import COLUMNS, action_title, duration, effect_line, summary_lines, table_rows
+from fisproxy.reports.present import (
+    COLUMNS,
+    action_title,
+    duration,
+    effect_line,
+    summary_lines,
+    table_rows,
+)
 
 
 @dataclass(frozen=True)

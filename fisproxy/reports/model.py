@@ -10,16 +10,24 @@ wire, like the FIS API's.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 HELD = "retries held"
 NO_FAULTS = "no faults injected"
 NO_CALL_IDS = "unknown: no SDK call ids"
 NO_REQUESTS = "no matching requests"
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# A UTC time; `2026-11-27T17:32:50.554Z` in JSON.
+Time = Annotated[datetime, PlainSerializer(_iso, when_used="json")]
 
 
 class ReportModel(BaseModel):
@@ -60,7 +68,7 @@ class ResourceEffect(ReportModel):
     """What a resource action did to resources (`done`) or undid at its end (`undone`), from
     the experiment log's `action-detail` records."""
 
-    time: datetime
+    time: Time
     effect: Literal["done", "undone"]
     message: str
     resources: list[str] = Field(default_factory=list)
@@ -73,8 +81,8 @@ class ActionReport(ReportModel):
     kind: str = "api-fault"  # the catalogue's `kind`: api-fault, resource, proxy-fault, wait...
     state: str
     reason: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: Time | None = None
+    end_time: Time | None = None
     parameters: dict[str, str] = Field(default_factory=dict)
     targets: dict[str, str] = Field(default_factory=dict)  # key (Instances) -> target name
     rows: list[OperationRow] = Field(default_factory=list)
@@ -98,8 +106,8 @@ class ExperimentInfo(ReportModel):
     tags: dict[str, str] = Field(default_factory=dict)
     state: str
     reason: str | None = None
-    start_time: datetime
-    end_time: datetime | None = None
+    start_time: Time
+    end_time: Time | None = None
     duration_seconds: float
 
 
@@ -107,10 +115,10 @@ class Window(ReportModel):
     """What the charts cover: `pre_seconds` before the experiment started until `post_seconds`
     after it ended (or until now, while it runs)."""
 
-    start: datetime
-    end: datetime
-    experiment_start: datetime
-    experiment_end: datetime
+    start: Time
+    end: Time
+    experiment_start: Time
+    experiment_end: Time
     pre_seconds: float = 0.0
     post_seconds: float = 0.0
 
@@ -144,7 +152,7 @@ class Traffic(ReportModel):
 
 class MetricSeries(ReportModel):
     label: str
-    timestamps: list[datetime] = Field(default_factory=list)
+    timestamps: list[Time] = Field(default_factory=list)
     values: list[float] = Field(default_factory=list)
 
 
@@ -163,7 +171,7 @@ class DashboardReport(ReportModel):
 
 
 class Report(ReportModel):
-    generated_at: datetime
+    generated_at: Time
     experiment: ExperimentInfo
     window: Window
     actions: list[ActionReport] = Field(default_factory=list)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import Any
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -26,6 +27,7 @@ from reportlab.platypus import (
 )
 
 from fisproxy.reports import charts
+from fisproxy.reports.model import Report
 from fisproxy.reports.present import (
     COLUMNS,
     action_title,
@@ -34,7 +36,6 @@ from fisproxy.reports.present import (
     summary_lines,
     table_rows,
 )
-from fisproxy.reports.model import Report
 
 _STYLES = getSampleStyleSheet()
 H1 = ParagraphStyle("h1", parent=_STYLES["Heading1"], fontSize=16, spaceAfter=4)
@@ -133,7 +134,7 @@ def _table(rows: list[list[str]], *, total: bool = False, wide_last: bool = Fals
     if wide_last:
         widths = [28 * mm, 38 * mm, 22 * mm, None]
     table = Table(cells, colWidths=widths, repeatRows=1, hAlign="LEFT")
-    style = [
+    style: list[Any] = [
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f6f8fa")),
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from fisproxy.reports.model import Report
-from fisproxy.reports.present import COLUMNS, action_title, align_columns, effect_line, summary_lines, table_rows
+from fisproxy.reports.present import (
+    COLUMNS,
+    action_title,
+    align_columns,
+    effect_line,
+    summary_lines,
+    table_rows,
+)
 
 
 def render_table(report: Report) -> str:

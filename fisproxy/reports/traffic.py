@@ -26,7 +26,6 @@ from fisproxy.reports.model import (
     HELD,
     NO_CALL_IDS,
     NO_FAULTS,
-    NO_REQUESTS,
     Counts,
     OperationRow,
     OperationSeries,
