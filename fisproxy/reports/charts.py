@@ -197,7 +197,7 @@ def _points(axis: _Axis, s: _Series) -> list[tuple[float, float]]:
             left = axis.lo + i * axis.bucket
             points += [(left, float(v or 0)), (min(left + axis.bucket, axis.hi), float(v or 0))]
         return points
-    return [(axis.bucket_mid(i), float(v)) for i, v in enumerate(s.values) if v is not None]
+    return [(min(axis.bucket_mid(i), axis.hi), float(v)) for i, v in enumerate(s.values) if v is not None]
 
 
 def _panel(axis: _Axis, y: float, title: str, lines: Sequence[_Series], *, counts: bool) -> Group:
@@ -220,9 +220,9 @@ def _plot(axis: _Axis, y: float, series: Sequence[tuple[Sequence[tuple[float, fl
         line = lp.lines[i]
         line.strokeColor = color
         line.strokeWidth = 0.8 if filled else 1.3
-        if filled:
+        if filled:  # the first area is the whole (a light tint), the next ones its part, over it
             line.inFill = True
-            line.fillColor = colors.Color(color.red, color.green, color.blue, alpha=0.55)
+            line.fillColor = _tint(color) if i == 0 else color
         elif len(points) < 3:
             line.symbol = makeMarker("FilledCircle", size=3, fillColor=color, strokeColor=color)
     axis.configure(lp.xValueAxis)
@@ -268,6 +268,11 @@ def _legend(pairs: Sequence[tuple[colors.Color, str]], x: float, y: float, colum
     legend.colorNamePairs = [(c, _short(label, 40)) for c, label in pairs]
     legend.strokeColor = None
     return legend
+
+
+def _tint(color: colors.Color, amount: float = 0.55) -> colors.Color:
+    """`color` mixed with white."""
+    return colors.Color(*(c + (1 - c) * amount for c in (color.red, color.green, color.blue)))
 
 
 def _nice(top: float) -> float:

@@ -61,7 +61,7 @@ def report_template(fis: Any, bucket: str, dashboard: str | None, **extra: Any) 
         description="report e2e", roleArn=ROLE, stopConditions=[{"source": "none"}],
         actions={"throttlePuts": {"actionId": "aws:fis:inject-api-throttle-error",
                                   "parameters": {"service": "dynamodb", "operations": "PutItem",
-                                                 "percentage": "100", "duration": "PT3S"}}},
+                                                 "percentage": "100", "duration": "PT8S"}}},
         experimentReportConfiguration=config, tags={"Name": "report-e2e"}, **extra,
     )["experimentTemplate"]["id"]
 
