@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -62,8 +63,9 @@ def action_detail(action_name: str, ctx: ActionContext, message: str) -> dict[st
     """The details of an `action-detail` record: the action, whether its effect was done or
     undone (`ctx.phase`), the message, and the ARNs of its target resources the message names
     (by id or ARN)."""
+    words = {w.rstrip(".:") for w in re.findall(r"[^\s,;()]+", message)}
     resources = [r.arn for target in ctx.targets.values() for r in target.resources
-                 if (r.id and r.id in message) or r.arn in message]
+                 if r.id in words or r.arn in words]
     return {"action_name": action_name, "action_id": ctx.action_id,
             "effect": "undone" if ctx.phase == "undo" else "done",
             "message": message, "resources": list(dict.fromkeys(resources))}
