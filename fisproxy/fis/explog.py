@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
