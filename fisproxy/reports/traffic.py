@@ -105,7 +105,10 @@ def _names(service: str) -> frozenset[str]:
 
 
 def faulted_by(r: RequestRecord, prefix: str) -> bool:
-    return any(label.startswith(prefix) for label in r.faults)
+    for label in r.faults:  # (a loop, not any(): this runs for every record, several times)
+        if label.startswith(prefix):
+            return True
+    return False
 
 
 def _row(service: str, operation: str | None, items: Sequence[Keyed],
@@ -116,7 +119,7 @@ def _row(service: str, operation: str | None, items: Sequence[Keyed],
     row = OperationRow(
         service=service, operation=operation,
         requests=len(items),
-        faulted=sum(1 for k in items if faulted_by(k.record, prefix)),
+        faulted=sum(1 for k in items if k.call in faulted_keys and faulted_by(k.record, prefix)),
         calls=len(keys),
         retries=sum(_retries(calls[key]) for key in keys),
         backoff_ms=round(sum(_backoff_ms(calls[key]) for key in keys), 1),
@@ -194,22 +197,22 @@ def series(experiment_id: str, keyed: Sequence[Keyed], calls: dict[str, list[Req
     def index(t: float) -> int | None:
         return None if not start <= t <= end else min(count - 1, int((t - start) // width))
 
-    by_operation: dict[tuple[str, str | None], list[Keyed]] = defaultdict(list)
+    by_operation: dict[tuple[str, str | None], list[tuple[int, Keyed]]] = defaultdict(list)
     for k in keyed:
-        if index(k.record.time) is not None:
-            by_operation[(k.record.service, k.record.operation)].append(k)
+        i = index(k.record.time)
+        if i is not None:
+            by_operation[(k.record.service, k.record.operation)].append((i, k))
     out = []
     for (service, operation), items in sorted(by_operation.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         s = _empty_series(service, operation, count)
+        requests, faulted = s.requests, s.faulted
         durations: list[list[float]] = [[] for _ in range(count)]
-        for k in items:
-            i = index(k.record.time)
-            assert i is not None
-            s.requests[i] += 1
-            if faulted_by(k.record, prefix):
-                s.faulted[i] += 1
+        for i, k in items:
+            requests[i] += 1
+            if k.record.faults and faulted_by(k.record, prefix):
+                faulted[i] += 1
             durations[i].append(k.record.duration_ms)
-        for key in dict.fromkeys(k.call for k in items):
+        for key in dict.fromkeys(k.call for _, k in items):
             attempts = calls[key]
             last = index(attempts[-1].time)
             if last is not None:
