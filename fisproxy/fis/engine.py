@@ -635,7 +635,10 @@ class Engine:
             # Remembered in the store until delivered: a crash before delivery retries it.
             self._store.put_doc(LOG_DELIVERY_DOC, run.id, {"ended": now})
             self._uploads.append(run.id)
-        reportstate.queue_report(self._store, e, now)  # FIS's report, made by reports/delivery.py
+        try:  # FIS's report, made by reports/delivery.py (whose sweep queues it if this fails)
+            reportstate.queue_report(self._store, e, now)
+        except Exception as err:
+            log.warning("experiment %s: report not queued yet (%s)", run.id, err)
         self._save(run)
 
     def _fail(self, run: _Run, now: float, f: _Failure) -> None:

@@ -8,7 +8,8 @@ The work itself (build the report with the dashboards' metrics, lay out the PDF,
 the experiment role's credentials) runs in the report process (`service.ReportBuilder`): never
 on the proxy's event loop or interpreter. A failure is retried (`RETRY_SECONDS`), then the
 report is `failed` with the upstream's reason; the job leaves the queue only once its state says
-how it ended, and every failure is logged.
+how it ended, and every failure is logged. An experiment whose end could not queue its report
+(the store was down) is found by a sweep every `SWEEP_SECONDS`.
 
 The object: `s3://<bucket>/<prefix>/<experiment id>/<experiment id>-report.pdf`, listed in
 GetExperiment's `experimentReport.s3Reports` as `arn:aws:s3:::<bucket>/<key>` with `reportType`
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 LEASE_TTL_SECONDS = 60.0
 POLL_SECONDS = 1.0
+SWEEP_SECONDS = 30.0  # how often ended experiments are checked for a report never queued
+SWEEP_MAX_AGE_SECONDS = 24 * 3600.0  # ... among those that ended this recently (not years of history)
 RETRY_SECONDS = (5.0, 30.0)  # waits before the second and third attempts; then `failed`
 
 
@@ -49,6 +52,7 @@ class ReportDelivery:
         self.clock = clock
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_sweep = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="fisproxy-reports", daemon=True)
@@ -71,11 +75,24 @@ class ReportDelivery:
     def step(self) -> None:
         """Deliver every job that is due (blocking)."""
         now = self.clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            self.sweep()
         for experiment_id, job in sorted(self.store.list_docs(reportstate.REPORT_QUEUE).items()):
             if self._stopping.is_set():
                 return
             if float(job.get("due", 0)) <= now and float(job.get("retryAt", 0)) <= now:
                 self._take(experiment_id)
+
+    def sweep(self) -> None:
+        """Queue the report of every recently ended experiment that has a report configuration
+        but no report state: one whose end could not queue it (the store was down then)."""
+        oldest = self.clock() - SWEEP_MAX_AGE_SECONDS
+        for e in self.store.list_experiments():
+            if e.terminal and e.experiment_report_configuration is not None and e.end_time is not None \
+                    and e.end_time.timestamp() >= oldest and self.store.get_doc(reportstate.REPORT_DOC, e.id) is None:
+                log.info("experiment %s: its report was not queued; queued now", e.id)
+                reportstate.queue_report(self.store, e, e.end_time.timestamp())
 
     def _take(self, experiment_id: str) -> None:
         lease = f"report/{experiment_id}"

@@ -146,3 +146,10 @@ def test_running_experiments_show_a_pending_report_and_others_none(store: Store)
 def test_report_key() -> None:
     assert report_key("fis/", "EXP1") == "fis/EXP1/EXP1-report.pdf"
     assert report_key(None, "EXP1") == "EXP1/EXP1-report.pdf"
+
+
+def test_a_report_the_end_could_not_queue_is_found_by_the_sweep(store: Store) -> None:
+    store.put_experiment(experiment())  # ended, with a report configuration, never queued
+    builder = FakeBuilder({"ok": True, "arn": "arn:aws:s3:::reports/k"})
+    ReportDelivery(store, builder, holder="a", clock=lambda: T0 + 200).step()  # type: ignore[arg-type]
+    assert shown(store)["state"]["status"] == "completed" and len(builder.calls) == 1
