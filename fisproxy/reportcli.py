@@ -87,8 +87,8 @@ def dispatch(args: argparse.Namespace) -> bool:
         return False
     try:
         out = command(args)
-        if isinstance(out, bytes):
-            _write_binary(args, out)
+        if isinstance(out, bytes) or getattr(args, "output", None) is not None:
+            _write_binary(args, out.encode() if isinstance(out, str) else out)
         else:
             sys.stdout.write(out)
     except CliError as e:
@@ -102,7 +102,7 @@ def _report(args: argparse.Namespace) -> str | bytes:
     if args.format == "table":
         return render_table(Report.model_validate_json(source.report(args.experiment_id, "json")))
     body = source.report(args.experiment_id, args.format)
-    if args.format == "pdf" or args.output is not None:
+    if args.format == "pdf":
         return body
     return body.decode() + ("\n" if args.format == "json" else "")
 

@@ -133,6 +133,15 @@ def without_time(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if k != "generatedAt"}
 
 
+def table_of(store: Any, experiment_id: str) -> str:
+    """The terminal table, without the line saying when it was made."""
+    return untimed(render_table(build_model(store, experiment_id)))
+
+
+def untimed(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if "Report generated" not in line)
+
+
 def row(report: dict[str, Any], action: str, operation: str) -> dict[str, Any]:
     a = next(a for a in report["actions"] if a["name"] == action)
     return next(r for r in a["rows"] if r["operation"] == operation)
@@ -423,7 +432,7 @@ def state(store: Store, tmp_path: Path) -> Path:
 
 def test_cli_report_from_a_state_file(state: Path, store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     run_cli(["report", EXP, "--state", str(state)])
-    assert capsys.readouterr().out == render_table(build_model(store, EXP))
+    assert untimed(capsys.readouterr().out) == table_of(store, EXP)
     run_cli(["report", EXP, "--state", str(state), "--format", "json"])
     assert without_time(json.loads(capsys.readouterr().out)) == build_report(store, EXP)
     run_cli(["report", EXP, "--state", str(state), "--html"])
@@ -518,7 +527,7 @@ def test_cli_against_the_control_api(control_url: str, store: Store, capsys: pyt
     run_cli(["report", EXP, "--control-url", control_url, "--format", "json"])
     assert without_time(json.loads(capsys.readouterr().out)) == build_report(store, EXP)
     run_cli(["report", EXP, "--control-url", control_url])
-    assert capsys.readouterr().out == render_table(build_model(store, EXP))
+    assert untimed(capsys.readouterr().out) == table_of(store, EXP)
     run_cli(["experiments", "--control-url", control_url])
     assert capsys.readouterr().out.splitlines()[1].split()[:3] == [EXP, "EXT1", "completed"]
     with pytest.raises(SystemExit):
@@ -547,3 +556,8 @@ def test_metrics_served_through_the_router(control_url: str) -> None:
     with opener.open(f"{control_url}/metrics", timeout=10) as response:
         text = response.read().decode()
     assert "fisproxy_active_experiments 0.0" in text
+
+
+def test_cli_output_file_for_any_format(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(["report", EXP, "--state", str(state), "-o", str(tmp_path / "r.txt")])
+    assert "PutItem" in (tmp_path / "r.txt").read_text() and capsys.readouterr().out == ""
