@@ -14,7 +14,7 @@ import botocore.exceptions
 import pytest
 
 from tests.e2e.conftest import Fisproxy, start_action
-from tests.helpers import backoff_skipped
+from tests.helpers import SkippedBackoff, backoff_skipped
 
 
 def make_table(proxy: Fisproxy, name: str) -> None:
@@ -81,7 +81,8 @@ def test_dynamodb_throttle_retried_like_a_real_one(proxy: Fisproxy) -> None:
         ("s3", lambda c: c.list_buckets(), "throttle", "SlowDown", 503),
     ],
 )
-def test_each_protocol_gets_its_own_error(proxy: Fisproxy, service, call, kind, code, status) -> None:
+def test_each_protocol_gets_its_own_error(proxy: Fisproxy, no_backoff: SkippedBackoff, service, call, kind,
+                                         code, status) -> None:
     start_action(proxy, f"aws:fis:inject-api-{kind}-error", {"service": service, "percentage": "100"})
     client = proxy.client(service, retries={"mode": "standard", "total_max_attempts": 2})
     with pytest.raises(botocore.exceptions.ClientError) as info:
@@ -90,6 +91,7 @@ def test_each_protocol_gets_its_own_error(proxy: Fisproxy, service, call, kind, 
     assert err["Error"]["Code"] == code
     assert err["ResponseMetadata"]["HTTPStatusCode"] == status
     assert err["ResponseMetadata"]["RetryAttempts"] == 1  # retried: botocore saw a retryable error
+    assert len(no_backoff.delays) == 1  # after the back-off its retry handler chose
 
 
 def test_s3_head_error_has_no_body(proxy: Fisproxy) -> None:
