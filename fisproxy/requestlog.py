@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from fisproxy.fis.outage import announced
 from fisproxy.fis.ports import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ class Recorder:
             except Exception as e:
                 if _store_unavailable(e):
                     rest = chunk + [r for c in reversed(chunks) for r in c]
-                    logger.error("fisproxy: could not record %d requests (%s); will retry", len(rest), e)
+                    (logger.debug if announced(e) else logger.error)(
+                        "fisproxy: could not record %d requests (%s); will retry", len(rest), e)
                     self._keep(rest)
                     return
                 if len(chunk) > 1:

@@ -356,7 +356,7 @@ class FisApi:
             return render_error("UnknownOperationException", 404, str(e), request_id)
         except StoreUnavailable as e:
             # The shared store is down: nothing was changed; the client may retry (SDKs do).
-            log.warning("FIS API: the store is unavailable: %s", e)
+            log.debug("FIS API: the store is unavailable: %s", e)  # announced by the store
             return render_error("ServiceUnavailableException", 503,
                                 f"fisproxy's store is unavailable: {e}", request_id)
         except SaveError as e:

@@ -49,6 +49,7 @@ from fisproxy.fis.models import (
     ExperimentTemplate,
 )
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
+from fisproxy.fis.outage import announced, log_failure
 from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable
 from fisproxy.fis.proxyfaults import Placement, compile_rule
 from fisproxy.fis.resources import (
@@ -357,7 +358,7 @@ class Engine:
                 try:
                     changed |= self._step(run, now)
                 except SaveError as e:
-                    log.error("experiment %s: %s; retrying", run.id, e)
+                    log_failure(log, e, "experiment %s: %s; retrying", run.id, e)
             for exp_id in [i for i, r in self._runs.items()
                            if r.status in TERMINAL and not r.unsaved and not r.workers]:
                 self._forget(self._runs[exp_id])
@@ -661,7 +662,7 @@ class Engine:
             try:
                 held = self._store.acquire_lease(_lease(run.id), self.proxy_id, self._lease_ttl)
             except StoreUnavailable as e:
-                if run.owned:  # nobody can take it over either: carry on, loudly
+                if run.owned and not announced(e):  # nobody can take it over either: carry on
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
                 continue
             if held:
@@ -945,8 +946,8 @@ class Engine:
     def _write(self, run: _Run, log_type: explog.LogType, now: float, **details: Any) -> None:
         try:
             self._log.write(run.id, log_type, now, **details)
-        except Exception:  # a lost log record must not stop the experiment's lifecycle
-            log.exception("experiment %s: could not write a %s log record", run.id, log_type)
+        except Exception as e:  # a lost log record must not stop the experiment's lifecycle
+            log_failure(log, e, "experiment %s: could not write a %s log record", run.id, log_type)
 
     def _save(self, run: _Run) -> None:
         try:
@@ -964,7 +965,7 @@ class Engine:
         try:
             self._save(run)
         except SaveError as e:
-            log.error("%s; retrying", e)
+            log_failure(log, e, "%s; retrying", e)
 
     def _save_identities(self) -> None:
         pending = self._unsaved_identities
@@ -973,8 +974,8 @@ class Engine:
             try:
                 self._store.put_doc(IDENTITY_DOC, key, {"principalArn": arn})
                 self._store.publish_change(IDENTITY_CHANGES, key)
-            except Exception:
-                log.exception("could not save a learned identity; retrying")
+            except Exception as e:
+                log_failure(log, e, "could not save a learned identity; retrying")
                 return
             pending.popleft()
 
@@ -983,8 +984,8 @@ class Engine:
             return
         try:
             self._store.put_doc(*HEARTBEAT_DOC, {"time": now})
-        except Exception:
-            log.exception("could not write the engine heartbeat")
+        except Exception as e:
+            log_failure(log, e, "could not write the engine heartbeat")
             return
         self._last_heartbeat = now
 

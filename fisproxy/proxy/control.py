@@ -85,7 +85,7 @@ class ControlPlane:
         try:
             return self._serve(req)
         except StoreUnavailable as e:  # the shared store is down: nothing changed, try again
-            log.warning("fisproxy: control API: the store is unavailable: %s", e)
+            log.debug("fisproxy: control API: the store is unavailable: %s", e)  # announced by the store
             return render_error("ServiceUnavailableException", 503, f"fisproxy's store is unavailable: {e}")
         except Exception:
             log.exception("fisproxy: control API error")

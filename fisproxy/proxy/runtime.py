@@ -223,9 +223,9 @@ class Runtime:
                 if self.chaos is not None:
                     self.chaos.reload()
         except StoreUnavailable as e:
-            # Traffic goes on; the experiments known here keep their faults until they end.
-            logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
-                           "already known until they end; retrying", e)
+            # Traffic goes on; the experiments known here keep their faults until they end. The
+            # store announced the outage (one line when it starts, one when it ends).
+            logger.debug("fisproxy: housekeeping: the store is unavailable (%s); retrying", e)
 
     def _proxies(self, request: ApiRequest) -> ApiResponse | None:
         """`GET /_fisproxy/proxies`: the proxies sharing this store (the fleet listing)."""
