@@ -906,15 +906,22 @@ class Engine:
         self._store.delete_doc(LOG_DELIVERY_DOC, experiment_id)
 
     def deliver_logs(self, experiment_id: str) -> list[str]:
-        """Send an ended experiment's records where its logConfiguration says. Blocking."""
+        """Send an ended experiment's records where its logConfiguration says, with its role's
+        credentials (as FIS does). Blocking."""
         e = self._store.get_experiment(experiment_id)
         if e is None or e.log_configuration is None:
             return []
         state = RunState.model_validate(self._store.get_runtime(experiment_id) or {})
+        if not e.role_arn:
+            return [f"experiment {experiment_id} has no role to deliver its logs with"]
+        try:
+            session = self._sessions.session(e.role_arn, state.region, experiment_id)
+        except RoleError as err:
+            return [err.reason]
         return explog.upload(
             self._store.logs(experiment_id), experiment_id=experiment_id,
             log_configuration=e.log_configuration, region=state.region,
-            account_id=self._account, endpoint=self._endpoint, t=self._clock())
+            account_id=self._account, clients=session, t=self._clock())
 
     def pending_log_deliveries(self) -> list[str]:
         return list(self._uploads)
