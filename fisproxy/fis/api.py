@@ -66,6 +66,7 @@ from fisproxy.fis.models import (
     parse,
     validate_template,
 )
+from fisproxy.fis.passrole import RolePolicy
 from fisproxy.fis.ports import FisStore, SaveError, StoreUnavailable
 from fisproxy.httpdata import ApiRequest, ApiResponse
 
@@ -120,7 +121,7 @@ class FisError(Exception):
 
     @property
     def status(self) -> int:
-        return _error_statuses().get(self.code, 400)
+        return _error_statuses().get(self.code, 403 if self.code == "AccessDeniedException" else 400)
 
 
 def _invalid(message: str) -> FisError:
@@ -331,10 +332,12 @@ class FisApi:
     operations (they are few and fast), which also makes clientToken checks atomic."""
 
     def __init__(self, store: FisStore, engine: ExperimentRunner, *, account_id: str = DEFAULT_ACCOUNT_ID,
-                 max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS) -> None:
+                 max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS,
+                 roles: RolePolicy | None = None) -> None:
         self.store = store
         self.engine = engine
         self.account_id = account_id
+        self.roles = roles or RolePolicy()  # which roleArns callers may pass (iam:PassRole)
         # FIS's default quota; adjustable, as AWS's is on request.
         self.max_active_experiments = max_active_experiments
         self._lock = threading.RLock()
@@ -450,6 +453,7 @@ class FisApi:
         with self._lock:
             updated = req.apply_to(self._template(template_id))
             validate_template(updated)
+            self._check_role(updated.role_arn, updated.actions)
             updated.last_update_time = ids.now()
             self.store.put_template(updated)
             return updated
@@ -462,8 +466,15 @@ class FisApi:
             raise _not_found(f"Experiment template {template_id} not found")
         return t
 
+    def _check_role(self, role_arn: str | None, actions: Mapping[str, Any] | None, *,
+                    run_actions: bool = True) -> None:
+        refusal = self.roles.refusal(role_arn, actions, run_actions=run_actions)
+        if refusal is not None:
+            raise FisError("AccessDeniedException", refusal)
+
     def _create_experiment_template(self, inp: _Input, region: str) -> dict[str, Any]:
         req = parse(CreateExperimentTemplateRequest, inp.body)
+        self._check_role(req.role_arn, req.actions)
         return {"experimentTemplate": self.create_template(req, region).wire()}
 
     def _get_experiment_template(self, inp: _Input, region: str) -> dict[str, Any]:
@@ -513,6 +524,7 @@ class FisApi:
         if self.engine.active_count() >= self.max_active_experiments:
             raise _quota(f"You have reached the quota of {self.max_active_experiments} active experiments")
         mode = (req.experiment_options.actions_mode if req.experiment_options else None) or "run-all"
+        self._check_role(template.role_arn, template.actions, run_actions=mode != "skip-all")
         experiment = self.engine.start_experiment(template, region=region, tags=dict(req.tags), actions_mode=mode)
         accounts = self.store.list_docs(_template_accounts_kind(template.id))
         self.store.put_doc(EXPERIMENT_ACCOUNTS, experiment.id, {"accounts": list(accounts.values())})

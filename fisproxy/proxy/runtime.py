@@ -168,7 +168,7 @@ class Runtime:
             store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
         ]
         fis_api = FisApi(store, self.engine, account_id=settings.account_id,
-                         max_active_experiments=settings.max_active_experiments)
+                         max_active_experiments=settings.max_active_experiments, roles=settings.roles)
         self.recorder = recorder = Recorder(store)
         self.metrics = Metrics(self.engine.active_count, shared=store)
         router = ControlRouter(
@@ -178,7 +178,7 @@ class Runtime:
                    self._proxies),
             health=self.describe,
         )
-        self.plane = ControlPlane(router, settings.control_auth)
+        self.plane = ControlPlane(router, settings.control_auth, settings.browser)
         self.engine.resume()
         for path in settings.templates:
             try:
