@@ -313,6 +313,7 @@ def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
     assert (proxy_url.hostname, str(proxy_url.port)) == ("fisproxy", proxy_port)
     fis_url = urlsplit(env["AWS_ENDPOINT_URL_FIS"])
     assert (fis_url.hostname, str(fis_url.port)) == ("fisproxy", control_port)
+    assert fis_url.hostname in allowed_hosts(fisproxy), "the control API answers only names it is given"
     assert "fisproxy" in env["NO_PROXY"].split(","), "the control API is plain HTTP, not proxied"
     ca_dir, ca_name = env["AWS_CA_BUNDLE"].rsplit("/", 1)
     assert ca_name == "mitmproxy-ca-cert.pem"
@@ -330,6 +331,13 @@ def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
             assert mount.split(":")[0] in compose["volumes"]
 
 
+def allowed_hosts(service: dict) -> set[str]:
+    """The names a compose service's fisproxy answers to (--allowed-host, $FISPROXY_ALLOWED_HOSTS)."""
+    command = service.get("command", [])
+    given = [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--allowed-host"]
+    return set(given) | set(service.get("environment", {}).get("FISPROXY_ALLOWED_HOSTS", "").split(","))
+
+
 def test_compose_fleet_example_is_two_pods_on_one_store() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     fleet = {n: s for n, s in compose["services"].items() if "fleet" in s.get("profiles", [])}
@@ -342,6 +350,7 @@ def test_compose_fleet_example_is_two_pods_on_one_store() -> None:
         env = app["environment"]
         assert urlsplit(env["HTTPS_PROXY"]).hostname == f"fisproxy-{pod}"  # each app its own sidecar
         assert urlsplit(env["AWS_ENDPOINT_URL_FIS"]).hostname == f"fisproxy-{pod}"
+        assert f"fisproxy-{pod}" in allowed_hosts(proxy)
         certs = next(m.split(":")[0] for m in proxy["volumes"] if m.split(":")[1] == "/certs")
         assert f"{certs}:/certs:ro" in app["volumes"]
     assert len(stores) == 1 and urlsplit(stores.pop()).hostname == "redis"  # one FIS
