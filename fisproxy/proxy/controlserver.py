@@ -287,7 +287,7 @@ class ControlServer:
         while True:
             while buffer and buffer[0] in b"\r\n":  # empty lines before a request are allowed
                 del buffer[0]
-            end = _HEAD_END.search(buffer)
+            end = _HEAD_END.search(buffer, 0, limits.max_head_bytes + 4)
             if end is not None:
                 head = bytes(buffer[:end.start()])
                 del buffer[:end.end()]
