@@ -200,6 +200,10 @@ class ControlServer:
             await self._serve_connection(conn, reader, writer)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass  # a client that vanished mid-request is ordinary
+        except asyncio.CancelledError:
+            # stop(): ends here, not cancelled (Python 3.11's streams would log a cancelled
+            # connection task as an error)
+            pass
         except _Refused as refused:
             with contextlib.suppress(ConnectionError, OSError, TimeoutError):
                 await self._send(writer, refused.answer, "GET", close=True)
@@ -338,9 +342,9 @@ class ControlServer:
                   f"Content-Length: {len(answer.body)}"]
         if close:
             lines.append("Connection: close")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace"))
-        if method.upper() != "HEAD":
-            writer.write(answer.body)
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        # One write: a head and a body sent apart wait for the client's delayed ACK (40 ms).
+        writer.write(head if method.upper() == "HEAD" else head + answer.body)
         await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
 
 

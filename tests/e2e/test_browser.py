@@ -56,11 +56,12 @@ async function text(r) { return r.status + " " + (await r.text()).slice(0, 300);
     method: "POST", headers: {"Content-Type": "application/json"},
     body: JSON.stringify({...template, description: "cross-origin json"})})));
   await attempt("cross-origin read", async () => text(await fetch(control + "/experimentTemplates")));
-  // A text/plain form: `name=value`, with the name and value chosen to spell a template.
-  const body = JSON.stringify({...template, description: "csrf html form", x: "~"});
+  // A text/plain form sends `name=value`: name and value chosen to spell a template whose
+  // description ends with the "=".
+  const body = JSON.stringify({...template, description: "csrf html form~"});
   const cut = body.indexOf("~");
-  document.getElementById("field").name = body.slice(0, cut - 1);
-  document.getElementById("field").value = body.slice(cut);
+  document.getElementById("field").name = body.slice(0, cut);  // {...,"description":"csrf html form
+  document.getElementById("field").value = body.slice(cut + 1);  // "}
   document.getElementById("form").submit();
   await new Promise(r => setTimeout(r, 1500));
   // DNS rebinding: from now on this page's own name reaches the control port.
@@ -165,6 +166,7 @@ def test_a_foreign_page_in_chromium_cannot_read_or_write(target: Fisproxy, tmp_p
     out = json.loads(dom.split("RESULT ", 1)[1].split("</pre>", 1)[0].replace("&amp;", "&")
                      .replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"'))
     print("\n[browser] " + "\n[browser] ".join(f"{k}: {v[:160]}" for k, v in out.items()))
+    print(f"[browser] templates afterwards: {sorted(descriptions(target))}")
     # Writes: nothing was created, whatever the browser sent.
     assert descriptions(target) == {"a secret template"}
     # Reads: across origins the browser refuses (no CORS header); after rebinding fisproxy does.
