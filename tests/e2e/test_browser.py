@@ -155,9 +155,9 @@ def test_a_foreign_page_in_chromium_cannot_read_or_write(target: Fisproxy, tmp_p
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'chromium-profile'}",
-             "--host-resolver-rules=MAP evil.test 127.0.0.1", "--virtual-time-budget=15000",
+             "--host-resolver-rules=MAP evil.test 127.0.0.1", "--virtual-time-budget=60000",
              "--dump-dom", f"http://evil.test:{port}/"],
-            timeout=120, env=clean_env())
+            timeout=180, env=clean_env())
     finally:
         evil.shutdown()
         evil.server_close()
