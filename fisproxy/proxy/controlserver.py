@@ -111,6 +111,7 @@ class ControlServer:
         self.evicted = 0  # connections closed to make room (for tests and benchmarks)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._conns: dict[_Conn, None] = {}  # by arrival; only touched on the loop
         self._per_client: dict[str, int] = {}
@@ -138,7 +139,7 @@ class ControlServer:
         def run() -> None:
             asyncio.set_event_loop(loop)
             try:
-                server = loop.run_until_complete(asyncio.start_server(self._connection, sock=sock))
+                server = self._server = loop.run_until_complete(asyncio.start_server(self._connection, sock=sock))
             except BaseException as e:  # handed to start()
                 failed.append(e)
                 ready.set()
@@ -178,7 +179,8 @@ class ControlServer:
         self._priority.shutdown(wait=False, cancel_futures=True)
 
     async def _close_all(self) -> None:
-        assert self._sock is not None
+        if self._server is not None:
+            self._server.close()  # no new connection from here on
         for conn in list(self._conns):
             conn.abort()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
