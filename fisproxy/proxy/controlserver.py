@@ -62,6 +62,11 @@ _PRIORITY = (
     (frozenset({"PATCH"}), re.compile(r"/safetyLevers/[^/]+/state/?")),  # the safety lever
 )
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+# After refusing a request whose body was not read, what the client still sends is read and
+# dropped for a moment before closing: closed with unread data, the socket would be reset and
+# the client (still sending its body) would never see the answer.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,7 @@ class ControlServer:
         except _Refused as refused:
             with contextlib.suppress(ConnectionError, OSError, TimeoutError):
                 await self._send(writer, refused.answer, "GET", close=True)
+                await _linger(reader, writer)
         finally:
             self._forget(conn)
             if not conn.closed:
@@ -348,6 +354,20 @@ class ControlServer:
         # One write: a head and a body sent apart wait for the client's delayed ACK (40 ms).
         writer.write(head if method.upper() == "HEAD" else head + answer.body)
         await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, then drop what the client still sends, for at most LINGER_SECONDS and
+    LINGER_BYTES (the connection stays counted, and evictable, meanwhile)."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    loop = asyncio.get_running_loop()
+    deadline, dropped = loop.time() + LINGER_SECONDS, 0
+    while dropped < LINGER_BYTES:
+        chunk = await asyncio.wait_for(reader.read(65536), max(deadline - loop.time(), 0.0))
+        if not chunk:
+            return
+        dropped += len(chunk)
 
 
 def _body_length(headers: Headers) -> int:

@@ -256,3 +256,16 @@ def test_stop_closes_every_connection(plane: Plane) -> None:
     assert all(closed(sock, 2) for sock in socks)
     with pytest.raises(OSError):
         connect(s)
+
+
+def test_a_refused_body_is_drained_so_the_client_reads_the_answer(server: ControlServer) -> None:
+    """A client that sends its whole body before reading (http.client) still gets the 413: the
+    server drops the body it does not want instead of resetting the connection."""
+    with connect(server) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n")
+        time.sleep(0.3)  # answered and closed by now, but the client is still sending
+        for _ in range(3):
+            sock.sendall(b"x" * 1_000_000)
+            time.sleep(0.1)
+        answer = read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
