@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from fisproxy.fis.outage import announced
+from fisproxy.fis.outage import announced, log_failure
 from fisproxy.fis.ports import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -233,8 +233,8 @@ class Recorder:
         self._last_prune = now
         try:
             self._store.delete_requests_before(now - self._retention)
-        except Exception:
-            logger.exception("fisproxy: could not prune old request records")
+        except Exception as e:
+            log_failure(logger, e, "fisproxy: could not prune old request records")
 
 
 def _store_unavailable(error: Exception) -> bool:
