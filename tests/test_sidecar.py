@@ -303,9 +303,11 @@ def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
     mounts = {m.split(":")[1]: m.split(":")[0] for m in fisproxy["volumes"]}
     assert set(mounts) == {certs, state_dir}
     for published in fisproxy["ports"]:
-        host_ip, _, container_port = published.split(":")
+        host_ip, host_port, container_port = re.fullmatch(r"([^:]+):(\$\{[^}]+\}|\d+):(\d+)", published).groups()  # type: ignore[union-attr]
         assert host_ip == "127.0.0.1", "publish the proxy on loopback only"
         assert container_port in (proxy_port, control_port)
+        assert host_port.endswith(f":-{container_port}}}") or host_port == container_port, (
+            "by default the host port is the container's")
 
     app = services["app"]
     env = app["environment"]
