@@ -163,11 +163,11 @@ def app_image(engine: Engine) -> str:
 @pytest.fixture
 def say(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """A line in pytest's output (not captured): what the test found about the engine."""
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
 
     def line(text: str) -> None:
-        if reporter is not None:
-            reporter.write_line(text)
+        with capture.global_and_fixture_disabled():
+            print(f"\n{text}", flush=True)
     return line
 
 
@@ -175,7 +175,12 @@ def say(request: pytest.FixtureRequest) -> Callable[[str], None]:
 def prefix(engine: Engine) -> Iterator[str]:
     """A name prefix for everything the test creates; all of it removed at the end."""
     name = f"fpt-{uuid.uuid4().hex[:8]}"
+    volumes_before = set(engine.out("volume", "ls", "--quiet").split())
     yield name
     engine.remove_all(name)
     left = engine.leftovers(name)
-    assert not left, f"left behind: {left}"
+    # Anonymous volumes carry no name of ours: any new one that no container uses is ours.
+    anonymous = set(engine.out("volume", "ls", "--quiet", "--filter", "dangling=true").split()) - volumes_before
+    if anonymous:
+        engine.run("volume", "rm", "--force", *anonymous, check=False)
+    assert not left and not anonymous, f"left behind: {left + [f'volume {v}' for v in anonymous]}"

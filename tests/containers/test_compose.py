@@ -75,6 +75,9 @@ def compose(engine: Engine, image: str, third_party: None, prefix: str) -> Itera
         return project
 
     yield up
+    # The containers first, with their anonymous volumes (the image's /state where the fleet
+    # mounts none), which podman-compose's `down --volumes` leaves behind.
+    engine.remove_all(prefix)
     for project in started:
         project.run("down", "--volumes", "--timeout", "5")
 
