@@ -73,10 +73,15 @@ class Engine:
         if self.name == "podman":
             pods = self.out("pod", "ps", "--filter", f"name=^{prefix}", "--format", "{{.Name}}").split()
             if pods:
-                self.run("pod", "rm", "--force", *pods, check=False, timeout=180)
-        containers = self.out("ps", "--all", "--filter", f"name=^{prefix}", "--format", "{{.Names}}").split()
-        if containers:
-            self.run("rm", "--force", "--volumes", *containers, check=False, timeout=180)
+                self.run("pod", "rm", "--force", "--time", "0", *pods, check=False, timeout=180)
+        # With their anonymous volumes. Podman refuses to remove a container others depend on
+        # (compose's depends_on) in the same call: a few rounds.
+        for _ in range(4):
+            containers = self.out("ps", "--all", "--filter", f"name=^{prefix}", "--format", "{{.Names}}").split()
+            if not containers:
+                break
+            now = ["--depend", "--time", "0"] if self.name == "podman" else []  # docker's --force kills
+            self.run("rm", "--force", "--volumes", *now, *containers, check=False, timeout=180)
         for kind in ("volume", "network"):
             names = self.out(kind, "ls", "--filter", f"name=^{prefix}", "--format", "{{.Name}}").split()
             if names:

@@ -77,4 +77,3 @@ def test_kubernetes_manifest_runs_the_sidecar_and_the_fault_reaches_the_app(
     assert "PutItem ok" not in log_after(throttled)
     say(f"kube: {MANIFEST.relative_to(ROOT)} played; experiment {experiment} throttled the app's PutItem, "
         "GetItem served")
-    engine.run("kube", "down", str(manifest), timeout=120)
