@@ -64,26 +64,26 @@ class Engine:
         if self.name == "podman":
             kinds.insert(0, ("pod", ["pod", "ps"]))
         for kind, command in kinds:
-            names = self.out(*command, "--filter", f"name=^{prefix}", "--format", "{{.Name}}"
+            names = self.out(*command, "--filter", f"name={prefix}", "--format", "{{.Name}}"
                              if kind != "container" else "{{.Names}}")
             found += [f"{kind} {name}" for name in names.split()]
         return found
 
     def remove_all(self, prefix: str) -> None:
         if self.name == "podman":
-            pods = self.out("pod", "ps", "--filter", f"name=^{prefix}", "--format", "{{.Name}}").split()
+            pods = self.out("pod", "ps", "--filter", f"name={prefix}", "--format", "{{.Name}}").split()
             if pods:
                 self.run("pod", "rm", "--force", "--time", "0", *pods, check=False, timeout=180)
         # With their anonymous volumes. Podman refuses to remove a container others depend on
         # (compose's depends_on) in the same call: a few rounds.
         for _ in range(4):
-            containers = self.out("ps", "--all", "--filter", f"name=^{prefix}", "--format", "{{.Names}}").split()
+            containers = self.out("ps", "--all", "--filter", f"name={prefix}", "--format", "{{.Names}}").split()
             if not containers:
                 break
             now = ["--depend", "--time", "0"] if self.name == "podman" else []  # docker's --force kills
             self.run("rm", "--force", "--volumes", *now, *containers, check=False, timeout=180)
         for kind in ("volume", "network"):
-            names = self.out(kind, "ls", "--filter", f"name=^{prefix}", "--format", "{{.Name}}").split()
+            names = self.out(kind, "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}").split()
             if names:
                 self.run(kind, "rm", *(["--force"] if kind == "volume" else []), *names, check=False)
 
@@ -161,7 +161,8 @@ def app_image(engine: Engine) -> str:
     """The application of the pod test: the image's base, boto3 (as in this venv), app.py."""
     engine.run("build", "--build-arg", f"BASE={BASE}",
                "--build-arg", f"BOTO3_VERSION={importlib.metadata.version('boto3')}",
-               "--tag", APP_IMAGE, str(Path(__file__).parent / "app"), timeout=600)
+               "--tag", APP_IMAGE, "--file", str(Path(__file__).parent / "app" / "Containerfile"),
+               str(Path(__file__).parent / "app"), timeout=600)
     return APP_IMAGE
 
 
