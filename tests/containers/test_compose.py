@@ -28,6 +28,8 @@ THROTTLED = "ThrottlingException) when calling the {} operation"
 
 def compose_tool(engine: Engine) -> list[str]:
     if engine.name == "docker":
+        if run(["docker", "compose", "version"], check=False).returncode != 0:
+            pytest.fail("docker compose (Docker's Compose plugin) is not installed")
         return ["docker", "compose"]
     tool = shutil.which("podman-compose", path=str(VENV_BIN)) or shutil.which("podman-compose")
     if tool:
