@@ -69,23 +69,31 @@ class Engine:
             found += [f"{kind} {name}" for name in names.split()]
         return found
 
-    def remove_all(self, prefix: str) -> None:
-        if self.name == "podman":
-            pods = self.out("pod", "ps", "--filter", f"name={prefix}", "--format", "{{.Name}}").split()
-            if pods:
-                self.run("pod", "rm", "--force", "--time", "0", *pods, check=False, timeout=180)
-        # With their anonymous volumes. Podman refuses to remove a container others depend on
-        # (compose's depends_on) in the same call: a few rounds.
+    def remove_all(self, prefix: str) -> list[str]:
+        """Removes them all; returns what the engine said where it refused."""
+        refused = []
+        # Containers with their anonymous volumes, killed at once. Podman refuses to remove a
+        # container others depend on (compose's depends_on), and a pod's infra container has no
+        # name of ours: rounds until neither pods nor containers are left.
         for _ in range(4):
+            pods = self.out("pod", "ps", "--filter", f"name={prefix}", "--format", "{{.Name}}").split() \
+                if self.name == "podman" else []
             containers = self.out("ps", "--all", "--filter", f"name={prefix}", "--format", "{{.Names}}").split()
-            if not containers:
+            if not pods and not containers:
                 break
-            now = ["--depend", "--time", "0"] if self.name == "podman" else []  # docker's --force kills
-            self.run("rm", "--force", "--volumes", *now, *containers, check=False, timeout=180)
+            if pods:
+                refused.append(self.run("pod", "rm", "--force", "--time", "0", *pods, check=False,
+                                        timeout=180).stderr)
+            if containers:
+                now = ["--depend", "--time", "0"] if self.name == "podman" else []  # docker's --force kills
+                refused.append(self.run("rm", "--force", "--volumes", *now, *containers, check=False,
+                                        timeout=180).stderr)
         for kind in ("volume", "network"):
             names = self.out(kind, "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}").split()
             if names:
-                self.run(kind, "rm", *(["--force"] if kind == "volume" else []), *names, check=False)
+                refused.append(self.run(kind, "rm", *(["--force"] if kind == "volume" else []), *names,
+                                        check=False).stderr)
+        return [r.strip() for r in refused if r.strip()]
 
 
 def run(argv: list[str], timeout: float = 120, check: bool = True,
@@ -183,10 +191,11 @@ def prefix(engine: Engine) -> Iterator[str]:
     name = f"fpt-{uuid.uuid4().hex[:8]}"
     volumes_before = set(engine.out("volume", "ls", "--quiet").split())
     yield name
-    engine.remove_all(name)
+    refused = engine.remove_all(name)
     left = engine.leftovers(name)
     # Anonymous volumes carry no name of ours: any new one that no container uses is ours.
     anonymous = set(engine.out("volume", "ls", "--quiet", "--filter", "dangling=true").split()) - volumes_before
     if anonymous:
         engine.run("volume", "rm", "--force", *anonymous, check=False)
-    assert not left and not anonymous, f"left behind: {left + [f'volume {v}' for v in anonymous]}"
+    assert not left and not anonymous, (
+        f"left behind: {left + [f'volume {v}' for v in anonymous]}; the engine said: {refused}")
