@@ -397,8 +397,18 @@ class Engine:
     def _mirror(self, stored: Stored, now: float) -> None:
         run = self._runs.get(stored.experiment.id)
         if run is not None and run.owned:
-            if stored.stop is not None and run.status in STOPPABLE:
-                self._apply(run, Stop(stored.stop), now)
+            stop = stored.stop
+            ended = stored.experiment.state
+            if stop is None and ended.status in TERMINAL:
+                # Ended by another proxy that held the schedule meanwhile (a store that lost
+                # its leases: a Redis restarted without its data). An end is final: this proxy
+                # ends it the same way, through the one end path (its faults off, its resource
+                # actions undone).
+                stop = StopRequest(status=ended.status, reason=ended.reason or STOPPED,
+                                   error=ended.error.model_dump(by_alias=True, exclude_none=True)
+                                   if ended.error else None)
+            if stop is not None and run.status in STOPPABLE:
+                self._apply(run, Stop(stop), now)
             return
         if stored.experiment.state.status in TERMINAL:
             if run is not None:

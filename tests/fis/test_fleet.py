@@ -16,6 +16,7 @@ import pytest
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.engine import Engine
+from fisproxy.fis.fleet import lease_name
 from fisproxy.fis.loops import drive
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.fis.ports import StoreUnavailable
@@ -164,6 +165,27 @@ def test_a_stop_asked_where_the_schedule_does_not_run_keeps_the_faults_off_there
         step(b, c)  # a (the holder) has not acted yet
         assert c.match(CALL) == [], "the stop was undone by a later step"
         assert b.match(CALL) == [], "b read the stop request: its faults end too"
+
+
+def test_an_end_saved_by_another_holder_ends_the_faults_of_one_that_still_thinks_it_holds(
+        fleet: list[Engine]) -> None:
+    """Issue 20, point 12, a Redis restarted without its data: the lease is gone, so another
+    proxy takes the schedule over while the first still thinks it holds it; the new holder
+    stops the experiment and lets the lease go, and the first takes the free lease again. The
+    end in the store is final: the first proxy's faults end too (they went on for the rest of
+    the experiment's duration)."""
+    a, b, _ = fleet
+    exp = a.start_experiment(template(throttle("PT10M")), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b)
+    assert b.match(CALL) and a.match(CALL)
+    b._store.release_lease(lease_name(exp.id), a.proxy_id)  # the store lost it
+    wait_until(lambda: (drive(b), b._runs[exp.id].owned)[1], 5, "b to take the schedule over")
+    b.stop_experiment(exp.id)
+    wait_until(lambda: (drive(b), status(b, exp.id) == "stopped")[1], 5, "b to end the experiment")
+    for _ in range(3):
+        step(a)
+    assert a.match(CALL) == [], "the holder that lost its lease kept the faults of an ended experiment"
+    assert status(a, exp.id) == "stopped"
 
 
 class Outage:
