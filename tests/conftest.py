@@ -9,6 +9,8 @@ still alive is listed with its command line, killed, and reported as an error.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +23,9 @@ from tests.helpers import SESSION_MARK, describe, leftover_processes
 GRACE_SECONDS = 5  # for processes that were told to stop and are still exiting
 
 os.environ[SESSION_MARK] = uuid.uuid4().hex  # at import, before any test module starts anything
+# The suite's proxies record themselves in a runtime folder of the session's own, never where a
+# user's shell looks (fisproxy/runtimefile.py): `fisproxy env` there must not find them.
+RUNTIME_DIR = os.environ["FISPROXY_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="fisproxy-tests-run-")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,6 +36,7 @@ def no_leftover_processes() -> Iterator[None]:
     deadline = time.monotonic() + GRACE_SECONDS
     while (leftovers := leftover_processes(mark, spared)) and time.monotonic() < deadline:
         time.sleep(0.2)
+    shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
     if leftovers:
         report = "\n".join(describe(p) for p in leftovers)
         for p in leftovers:

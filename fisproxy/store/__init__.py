@@ -22,6 +22,10 @@ def open_store(url: str | None, state_path: Path) -> StoreBackend:
     if it cannot be reached). Anything else: ValueError naming `--store`."""
     if url is None or not url.strip():
         return SqliteStore(state_path)
+    try:
+        url = redis_url(url)
+    except ValueError as e:
+        raise ValueError(f"--store: {e}") from None
     from fisproxy.store.redis import RedisStore  # the client is imported only when used
 
-    return RedisStore(redis_url(url))
+    return RedisStore(url)
