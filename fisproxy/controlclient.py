@@ -8,9 +8,9 @@ Where from, the first that applies (`source`), said on stderr:
 2. `$AWS_ENDPOINT_URL_FIS`, if it answers: the FIS endpoint `fisproxy env` exported, the one
    `aws fis ...` in this shell uses;
 3. `$FISPROXY_STORE`, `$FISPROXY_STATE`: the store `fisproxy run` here would use;
-4. the running proxy of this folder, else the only one running (runtimefile.choose);
-5. the last proxy of this folder, once it stopped: its state file (or store);
-6. the default state file.
+4. the proxy of this folder (runtimefile.choose): its control API while it runs, its state
+   file (or store) once it stopped; else the only proxy running;
+5. the default state file.
 
 Logging in is what the AWS CLI does: the control token of `--control-token` or
 `$FISPROXY_CONTROL_TOKEN` as `Authorization: Bearer`, else a SigV4 signature with the AWS keys

@@ -206,13 +206,14 @@ class Choice:
 
 def choose(*, port: int | None = None, certs: Path | None = None,
            control_port: int | None = None, cwd: Path | None = None) -> Choice:
-    """Which running proxy a command run in `cwd` means.
+    """Which proxy a command run in `cwd` means.
 
     1. What the command names (`--port`, `--certs`, `--control-port`): the newest match.
-    2. Else the proxy started in this folder (or the nearest folder above it).
-    3. Else the only proxy running on this host.
-    Several running and none of this folder: `Ambiguous` (never a stranger picked silently).
-    Nothing running: no proxy, and the last proxy of this folder if one ran here."""
+    2. Else the proxy started in this folder (or the nearest folder above it that has one).
+    3. Else, if this folder's proxy stopped, none: `last` is the one that ran here (its state,
+       its ports), never another folder's proxy.
+    4. Else the only proxy running on this host.
+    Several running and none of this folder: `Ambiguous` (never a stranger picked silently)."""
     cwd = cwd or Path.cwd()
     live = running()
     if port is not None or certs is not None or control_port is not None:
@@ -226,14 +227,14 @@ def choose(*, port: int | None = None, certs: Path | None = None,
     here = _nearest(live, cwd)
     if here:
         return Choice(here[0], f"{here[0].describe()}, started in {here[0].folder}")
+    last = next(iter(_nearest([r for r in all_records() if not r.alive], cwd)), None)
+    if last is not None:
+        return Choice(None, f"no fisproxy of this folder running; the last one started in "
+                            f"{last.folder} (port {last.port}) stopped", last=last)
     if len(live) == 1:
         return Choice(live[0], f"{live[0].describe()}, the only one running on this host")
     if live:
         listed = "; ".join(p.describe() + (f" started in {p.folder}" if p.folder else "") for p in live)
         raise Ambiguous(f"{len(live)} fisproxy processes run and none was started in this folder "
                         f"({listed}): name one with --port")
-    last = next(iter(_nearest([r for r in all_records() if not r.alive], cwd)), None)
-    if last is not None:
-        return Choice(None, f"no fisproxy running; the last one of this folder ({last.folder}) "
-                            f"stopped", last=last)
     return Choice(None, "no fisproxy running on this host")

@@ -89,10 +89,11 @@ def test_the_last_proxy_of_a_folder_is_remembered_once_it_stopped(run_dir: Path,
     assert not stranger.exists()
     choice = runtimefile.choose(cwd=clone)
     assert choice.proxy is None and choice.last is not None and choice.last.state == str(clone / "state.sqlite")
-    assert "the last one of this folder" in choice.why
-    # a new proxy elsewhere clears what is not the last of a folder, and keeps that
+    assert choice.why == f"no fisproxy of this folder running; the last one started in {clone.resolve()} (port 8080) stopped"
+    # a proxy running elsewhere is not this folder's: still the last one of this folder
     record(7070, None, started=3.0)
-    assert path.exists()
+    assert path.exists()  # (and starting it cleared what is not the last of a folder)
+    assert runtimefile.choose(cwd=clone).last == choice.last
 
 
 def shell(script: str, cwd: Path, run_dir: Path) -> subprocess.CompletedProcess[str]:
