@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, stop, wait_until
+from tests.helpers import (
+    VENV_BIN,
+    clean_env,
+    free_port,
+    http_ok,
+    redis_server_binary,
+    start_process,
+    start_redis,
+    stop,
+    wait_until,
+)
 
 FISPROXY = str(VENV_BIN / "fisproxy")
 ADDON = Path(__file__).resolve().parent.parent / "addons" / "fisproxy.py"
@@ -323,3 +333,20 @@ def test_env_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     proc.wait(60)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
+def test_the_redis_appendonly_warning_is_printed_once(tmp_path: Path) -> None:
+    redis, redis_port = start_redis(tmp_path / "redis", None, "--appendonly", "no")
+    control = free_port()
+    log = tmp_path / "fisproxy.log"
+    try:
+        proxy = start_process(
+            [FISPROXY, "run", "--port", str(free_port()), "--control-port", str(control),
+             "--certs", str(tmp_path / "c"), "--store", f"redis://127.0.0.1:{redis_port}/0"],
+            log, lambda: http_ok(f"http://127.0.0.1:{control}/_fisproxy/health"), "fisproxy",
+            env=clean_env(FISPROXY_RUNTIME_DIR=str(tmp_path / "run")))
+        stop(proxy)
+    finally:
+        stop(redis)
+    assert log.read_text().count("runs without appendonly") == 1, log.read_text()
