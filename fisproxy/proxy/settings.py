@@ -446,10 +446,6 @@ class Settings:
             reuse_port=values["reuse_port"],
         )
 
-    @classmethod
-    def from_options(cls, options: Any) -> Settings:
-        return cls.from_values(parse_options(options, OPTION_NAMES))
-
 
 def parse_options(options: Any, names: set[str] | frozenset[str],
                   secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
