@@ -54,12 +54,8 @@ class Resolved:
 
     values: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
-    given_as: dict[str, str] = field(default_factory=dict)
+    given_as: dict[str, str] = field(default_factory=dict)  # how the user gave it; absent: default
     other_options: list[str] = field(default_factory=list)  # `option=value` for mitmproxy
-
-    def given(self, name: str) -> bool:
-        """Whether the user gave the setting (flag, --set or environment), not its default."""
-        return name in self.given_as
 
 
 def resolve(args: argparse.Namespace, command: str) -> Resolved:

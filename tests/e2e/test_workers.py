@@ -5,6 +5,7 @@ then start on the same ports."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -36,11 +37,14 @@ def test_a_killed_worker_is_replaced(tmp_path: Path, moto: str) -> None:
         wait_until(lambda: len(answering_pids(proxy)) == 2, 30, "both workers answering")
         first = {p.pid for p in workers_of(proxy)}
         victim = sorted(first)[0]
+        killed = time.monotonic()
         psutil.Process(victim).send_signal(signal.SIGKILL)
         wait_until(lambda: len(workers_of(proxy)) == 2 and victim not in {p.pid for p in workers_of(proxy)},
                    30, "a new worker in place of the killed one")
         new = {p.pid for p in workers_of(proxy)} - first
         wait_until(lambda: new <= answering_pids(proxy), 60, "the new worker answering")
+        # Measured, printed, not asserted (busy machines).
+        print(f"a killed worker's replacement answered {time.monotonic() - killed:.1f} s after the kill")
         assert proxy.proc is not None and proxy.proc.poll() is None  # the proxy never went down
     assert f"worker {victim} exited with signal SIGKILL; starting another" in proxy.log.read_text()
 
@@ -50,8 +54,10 @@ def test_workers_end_with_their_killed_supervisor_and_the_ports_are_free_again(t
     try:
         wait_until(lambda: len(workers_of(proxy)) == 2, 30, "two workers")
         pids = {p.pid for p in workers_of(proxy)}
+        killed = time.monotonic()
         proxy.kill9()
         wait_until(lambda: gone(pids), STOP_SECONDS, "the workers of the killed supervisor ending")
+        print(f"the workers ended {time.monotonic() - killed:.1f} s after their supervisor's kill -9")
     finally:
         proxy.stop()
         for pid in pids:  # what this test started, whatever happened
