@@ -280,6 +280,8 @@ class StoreSource:
             return open_store(self.url, self.path)
         except StoreUnavailable as e:
             raise CliError(f"{self.name}: {e}") from None
+        except ValueError as e:  # the Redis client not installed
+            raise CliError(str(e)) from None
 
     def report(self, experiment_id: str) -> dict[str, Any]:
         from fisproxy.report import build_report

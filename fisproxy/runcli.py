@@ -30,7 +30,6 @@ from fisproxy.proxy.settings import BY_NAME, SETTINGS, SettingError, parse_endpo
 from fisproxy.runtimefile import RunningProxy
 from fisproxy.statefile import state_problem
 
-SCRIPT = Path(__file__).parent / "proxy" / "script.py"
 ENDPOINT_CHECK_SECONDS = 2.0
 # mitmproxy options fisproxy sets unless the user --set them.
 MITMPROXY_DEFAULTS = ("connection_strategy=lazy", "flow_detail=0")
@@ -84,8 +83,10 @@ def check_store(url: str, given_as: str) -> None:
     store_logger.setLevel(logging.ERROR)
     try:
         store = open_store(url, Path("unused"))
-    except (StoreUnavailable, ValueError) as e:
+    except StoreUnavailable as e:
         raise CliError(f"{given_as} {redacted(url)}: {e}") from None
+    except ValueError as e:  # the Redis client not installed (the URL was checked before)
+        raise CliError(str(e)) from None
     finally:
         store_logger.setLevel(level)
     store.close()
@@ -131,9 +132,9 @@ def check(args: argparse.Namespace, settings: Resolved) -> None:
 
 
 def mitmproxy_args(args: argparse.Namespace, settings: Resolved) -> list[str]:
-    """The mitmproxy arguments for these settings: `-s` the addon script and `--set` values
-    (secrets among them: these are handed over in memory or through a pipe, never as a
-    command line)."""
+    """The mitmproxy arguments for these settings: `--set` values (secrets among them: these
+    are handed over in memory or through a pipe, never as a command line). fisproxy's addons
+    are built into its masters (proxy/master.py)."""
     options: list[str] = []
     for name, raw in settings.raw.items():
         setting, value = BY_NAME[name], settings.values[name]
@@ -155,7 +156,7 @@ def mitmproxy_args(args: argparse.Namespace, settings: Resolved) -> list[str]:
         options += ["mode=regular",
                     f"mode=reverse:{settings.values['aws_endpoint']}@{bind}:{endpoint_port}"]
     options += settings.other_options
-    argv = ["-s", str(SCRIPT)]
+    argv = []
     for option in options:
         argv += ["--set", option]
     return argv
@@ -177,18 +178,11 @@ def run_proxy(args: argparse.Namespace) -> None:
         with recorded(args, settings):
             code = supervise(argv, settings.values["workers"])
         sys.exit(code)
-    from mitmproxy.tools import cmdline
-    from mitmproxy.tools import main as mitm_main
+    from fisproxy.proxy import master as masters
 
     with recorded(args, settings):
-        if args.command == "web":
-            from mitmproxy.tools.web.master import WebMaster
-
-            master: Any = mitm_main.run(WebMaster, cmdline.mitmweb, argv)
-        else:
-            from mitmproxy.tools.dump import DumpMaster
-
-            master = mitm_main.run(DumpMaster, cmdline.mitmdump, argv)
+        run = masters.run_web if args.command == "web" else masters.run_dump
+        master = run(argv)
     runtime = master.addons.get("runtime")
     if runtime is not None and runtime.failed:
         sys.exit(1)  # the proxy stopped because it could not start (its log says why)

@@ -56,19 +56,17 @@ def share_listening_ports() -> None:
 # ---- a worker ------------------------------------------------------------------------------
 
 def run_worker() -> int:
-    """One worker: its arguments from the first line on stdin, then mitmdump with fisproxy's
-    addons, its ports shared, for as long as stdin stays open. The exit code."""
+    """One worker: its arguments from the first line on stdin, then fisproxy's mitmdump master
+    (proxy/master.py), its ports shared, for as long as stdin stays open. The exit code."""
     line = sys.stdin.buffer.readline()
     if not line:
         return 0  # the supervisor went away before we started
     argv = json.loads(line)
     share_listening_ports()
-    from mitmproxy.tools import cmdline
-    from mitmproxy.tools import main as mitm_main
-    from mitmproxy.tools.dump import DumpMaster
+    from fisproxy.proxy.master import run_dump
 
     threading.Thread(target=_exit_with_supervisor, name="fisproxy-supervisor-watch", daemon=True).start()
-    master: Any = mitm_main.run(DumpMaster, cmdline.mitmdump, list(argv))
+    master = run_dump(argv)
     runtime = master.addons.get("runtime")
     return 1 if runtime is not None and runtime.failed else 0
 

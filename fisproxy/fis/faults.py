@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from fisproxy.aws.call import AwsCall, RequestParts
 
-FaultKind = Literal["latency", "error", "disconnect", "lambda-error", "lambda-http"]
+FaultKindName = Literal["latency", "error", "disconnect", "lambda-error", "lambda-http"]
 Phase = Literal["request", "response"]
 ErrorKind = Literal["throttle", "internal", "unavailable"]
 DisconnectMode = Literal["close", "reset", "hang"]
@@ -36,7 +36,7 @@ class FaultSpec:
     Phase `response` forwards the request first (the write happens), then replaces the answer.
     """
 
-    kind: FaultKind
+    kind: FaultKindName
     phase: Phase = "request"
     latency_ms: float = 0.0
     jitter_ms: float = 0.0

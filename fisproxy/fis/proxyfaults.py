@@ -17,7 +17,7 @@ Each rule carries a `Scope` that tells, per call, whether the call names a targe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -121,6 +121,91 @@ def _flag(params: Mapping[str, str], name: str) -> bool:
     return params.get(name, "false").strip().lower() == "true"
 
 
+@dataclass(frozen=True, slots=True)
+class Where:
+    """What a proxy-fault rule depends on beyond its parameters and targets: the experiment's
+    region, where this proxy runs, and the Kinesis shard iterators it learned."""
+
+    region: str
+    placement: Placement
+    iterators: helpers.ShardIterators
+
+
+ScopedCompiler = Callable[[Mapping[str, str], Mapping[str, ResolvedTarget], Where], RuleSpec | None]
+"""A proxy-fault action's compiler: (parameters, targets by action target key, where) -> its
+rule, or None when it applies nowhere on this proxy."""
+
+
+def _lambda(make: Callable[[Mapping[str, str], Phase], FaultSpec]) -> ScopedCompiler:
+    def compile_rule(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], where: Where) -> RuleSpec | None:
+        functions = targets.get("Functions")
+        if functions is None:
+            return None
+        scope = LambdaScope(helpers.FunctionTargets.from_target(functions))
+        phase: Phase = "request" if _flag(params, "preventExecution") else "response"
+        return RuleSpec(frozenset({"lambda"}), LAMBDA_INVOKE, None, _pct(params, "invocationPercentage"),
+                        (make(params, phase),), scope)
+
+    return compile_rule
+
+
+def _kinesis(ops: frozenset[str], code: str, message: str) -> ScopedCompiler:
+    def compile_rule(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], where: Where) -> RuleSpec | None:
+        streams = targets.get("KinesisStreams")
+        if streams is None:
+            return None
+        scope = KinesisScope(helpers.StreamTargets.from_arns(streams.arns), where.iterators)
+        fault = FaultSpec(kind="error", status=400, code=code, message=message)
+        return RuleSpec(frozenset({"kinesis"}), ops, None, _pct(params, "percentage"), (fault,), scope)
+
+    return compile_rule
+
+
+def _capacity(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], where: Where) -> RuleSpec | None:
+    zones = frozenset(z.strip() for z in params.get("availabilityZoneIdentifiers", "").split(",") if z.strip())
+    fault = FaultSpec(kind="error", status=500, code="InsufficientInstanceCapacity",
+                      message="We currently do not have sufficient capacity in the Availability Zone you requested.")
+    return RuleSpec(frozenset({"ec2"}), EC2_LAUNCHES, None, _pct(params, "percentage"), (fault,), ZoneScope(zones))
+
+
+def _disrupt(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], where: Where) -> RuleSpec | None:
+    if not where.placement.in_subnets(targets.get("Subnets")):
+        return None
+    services = NETWORK_SCOPES.get(params.get("scope") or "all")
+    if services is None and (params.get("scope") or "all") != "all":
+        return None  # a scope a proxy cannot tell apart (prefix lists, VPC-internal traffic)
+    return RuleSpec(services, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),))
+
+
+def _cross_region(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], where: Where) -> RuleSpec | None:
+    if not where.placement.in_subnets(targets.get("Subnets")):
+        return None
+    scope = OtherRegions(where.region, params.get("region") or None)
+    return RuleSpec(None, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),), scope)
+
+
+SCOPED_COMPILERS: Mapping[str, ScopedCompiler] = {
+    "aws:lambda:invocation-add-delay": _lambda(lambda p, phase: FaultSpec(
+        kind="latency", latency_ms=float(p.get("startupDelayMilliseconds") or 1000))),
+    "aws:lambda:invocation-error": _lambda(lambda p, phase: FaultSpec(kind="lambda-error", phase=phase)),
+    "aws:lambda:invocation-http-integration-response": _lambda(lambda p, phase: FaultSpec(
+        kind="lambda-http", phase=phase, status=int(p.get("statusCode") or 200),
+        content_type=p.get("contentTypeHeader") or "text/plain")),
+    "aws:kinesis:stream-provisioned-throughput-exception": _kinesis(
+        helpers.KINESIS_THROUGHPUT_OPERATIONS, "ProvisionedThroughputExceededException",
+        "Rate exceeded for shard in stream."),
+    "aws:kinesis:stream-expired-iterator-exception": _kinesis(
+        helpers.KINESIS_EXPIRED_ITERATOR_OPERATIONS, "ExpiredIteratorException",
+        "Iterator expired. The iterator was created at a time further in the past than the tolerated "
+        "delay of 300000 milliseconds."),
+    "aws:ec2:api-insufficient-instance-capacity-error": _capacity,
+    "aws:network:disrupt-connectivity": _disrupt,
+    "aws:network:route-table-disrupt-cross-region-connectivity": _cross_region,
+}
+"""The proxy-fault actions' compilers, by action id: attached to their `ActionSpec` entries
+(`actions.py`), the one action registry."""
+
+
 def compile_rule(
     action_id: str,
     params: Mapping[str, str],
@@ -133,51 +218,5 @@ def compile_rule(
     """The rule of a running proxy-fault action, or None when it applies nowhere on this proxy
     (a subnet-targeted action on a proxy placed elsewhere). `targets` by the action's target
     key (`Functions`, `KinesisStreams`, `Roles`, `Subnets`)."""
-    if action_id.startswith("aws:lambda:invocation-"):
-        functions = targets.get("Functions")
-        if functions is None:
-            return None
-        scope = LambdaScope(helpers.FunctionTargets.from_target(functions))
-        pct = _pct(params, "invocationPercentage")
-        phase: Phase = "request" if _flag(params, "preventExecution") else "response"
-        if action_id == "aws:lambda:invocation-add-delay":
-            fault = FaultSpec(kind="latency", latency_ms=float(params.get("startupDelayMilliseconds") or 1000))
-        elif action_id == "aws:lambda:invocation-error":
-            fault = FaultSpec(kind="lambda-error", phase=phase)
-        else:
-            fault = FaultSpec(kind="lambda-http", phase=phase, status=int(params.get("statusCode") or 200),
-                              content_type=params.get("contentTypeHeader") or "text/plain")
-        return RuleSpec(frozenset({"lambda"}), LAMBDA_INVOKE, None, pct, (fault,), scope)
-    if action_id.startswith("aws:kinesis:stream-"):
-        streams = targets.get("KinesisStreams")
-        if streams is None:
-            return None
-        scope_k = KinesisScope(helpers.StreamTargets.from_arns(streams.arns), iterators)
-        if action_id == "aws:kinesis:stream-expired-iterator-exception":
-            ops, code = helpers.KINESIS_EXPIRED_ITERATOR_OPERATIONS, "ExpiredIteratorException"
-            message = ("Iterator expired. The iterator was created at a time further in the past than "
-                       "the tolerated delay of 300000 milliseconds.")
-        else:
-            ops, code = helpers.KINESIS_THROUGHPUT_OPERATIONS, "ProvisionedThroughputExceededException"
-            message = "Rate exceeded for shard in stream."
-        fault = FaultSpec(kind="error", status=400, code=code, message=message)
-        return RuleSpec(frozenset({"kinesis"}), ops, None, _pct(params, "percentage"), (fault,), scope_k)
-    if action_id == "aws:ec2:api-insufficient-instance-capacity-error":
-        zones = frozenset(z.strip() for z in params.get("availabilityZoneIdentifiers", "").split(",") if z.strip())
-        fault = FaultSpec(kind="error", status=500, code="InsufficientInstanceCapacity",
-                          message="We currently do not have sufficient capacity in the Availability Zone you requested.")
-        return RuleSpec(frozenset({"ec2"}), EC2_LAUNCHES, None, _pct(params, "percentage"), (fault,),
-                        ZoneScope(zones))
-    if action_id == "aws:network:disrupt-connectivity":
-        if not placement.in_subnets(targets.get("Subnets")):
-            return None
-        services = NETWORK_SCOPES.get(params.get("scope") or "all")
-        if services is None and (params.get("scope") or "all") != "all":
-            return None  # a scope a proxy cannot tell apart (prefix lists, VPC-internal traffic)
-        return RuleSpec(services, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),))
-    if action_id == "aws:network:route-table-disrupt-cross-region-connectivity":
-        if not placement.in_subnets(targets.get("Subnets")):
-            return None
-        scope_r = OtherRegions(region, params.get("region") or None)
-        return RuleSpec(None, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),), scope_r)
-    return None
+    compiler = SCOPED_COMPILERS.get(action_id)
+    return None if compiler is None else compiler(params, targets, Where(region, placement, iterators))

@@ -69,7 +69,6 @@ class Runtime:
         self._values: dict[str, Any] = {}  # parsed option values, by setting name
         self._parsed: set[str] = set()  # the options those come from
         self._secrets = SecretOptions()
-        self._warned: set[str] = set()
         self.rng = random.Random()
         self.ready = False
         self.failed: str | None = None  # why start-up failed (the process then exits)
@@ -109,13 +108,6 @@ class Runtime:
         self._values, self._parsed = values, self._parsed | changed
         if "fisproxy_seed" in updated:
             self.rng.seed(self.settings.seed)
-        control_host = self.settings.control_host if self.settings.control_port else "127.0.0.1"
-        warnings = exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
-                                     self.settings.control_auth, control_host=control_host)
-        for line in warnings:
-            if line not in self._warned:  # once, not at every change of an option
-                logger.warning(line)
-        self._warned = set(warnings)
         self._secrets.hide(ctx.options)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -124,7 +116,16 @@ class Runtime:
         # Sync on purpose: mitmproxy re-runs `running` synchronously after a script reload.
         self._require_core_options()
         if self._starting is None:
+            self._warn_exposure()  # once, with the options the proxy starts with
             self._starting = self.spawn(self._start(), "fisproxy-start")
+
+    def _warn_exposure(self) -> None:
+        settings = self.settings
+        assert settings is not None  # configured before running
+        control_host = settings.control_host if settings.control_port else "127.0.0.1"
+        for line in exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
+                                      settings.control_auth, control_host=control_host):
+            logger.warning(line)
 
     def _require_core_options(self) -> None:
         """Two mitmproxy options fisproxy relies on, set when the user left their defaults."""

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from fisproxy.fis import targets
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.identities import Identities, RoleRef, role_arn, role_ref
 from fisproxy.fis.resources import resolve_target
 
@@ -30,10 +31,18 @@ def test_parse_selection_mode(mode, expected):
     assert targets.parse_selection_mode(mode) == expected
 
 
-@pytest.mark.parametrize("mode", ["COUNT", "ALL(2)", "PERCENT(0)", "PERCENT(101)", "RANDOM(1)", "count(2)"])
+@pytest.mark.parametrize("mode", ["COUNT", "ALL(2)", "PERCENT(0)", "PERCENT(101)", "RANDOM(1)", "count(2)",
+                                  "COUNT(0)", "COUNT(\u0663)", " ALL", "COUNT(1) "])
 def test_parse_selection_mode_rejects(mode):
     with pytest.raises(ValueError, match="selectionMode"):
         targets.parse_selection_mode(mode)
+
+
+def test_count_zero_is_refused_at_run_time_too():
+    # A target that can select nothing: the template is refused when written (test_models.py),
+    # and the same grammar refuses it when an experiment resolves it.
+    with pytest.raises(targets.SelectionModeError, match=r'COUNT needs at least 1, got "COUNT\(0\)"'):
+        targets.select(ARNS, "COUNT(0)", random.Random(0))
 
 
 def test_count_is_random_but_reproducible_with_a_seed():
@@ -62,7 +71,7 @@ def test_a_role_target_of_explicit_keys_only():
 
 
 def test_arns_with_tags_is_a_configuration_failure():
-    with pytest.raises(targets.TargetError, match="cannot combine") as e:
+    with pytest.raises(Failure, match="cannot combine") as e:
         resolve_target("app", target(resource_arns=ARNS[:1], resource_tags={"a": "b"}), None, "us-east-1",
                        random.Random(0))
     assert e.value.code == "ConfigurationFailure"

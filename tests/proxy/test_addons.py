@@ -22,6 +22,7 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.test import taddons, tflow
 
+from fisproxy.fis.loops import drive
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.proxy import inject
 from fisproxy.proxy.addons import make_addons
@@ -60,8 +61,8 @@ class Stack:
             "stopConditions": [{"source": "none"}], "targets": {},
             "actions": {"a": {"actionId": action_id, "parameters": parameters}}})
         exp = engine.start_experiment(template, region="us-east-1", tags={}, actions_mode="run-all")
-        engine.tick()
-        engine.tick()
+        drive(engine)
+        drive(engine)
         return exp.id
 
 
@@ -208,7 +209,7 @@ async def test_sts_answers_teach_which_role_signs_with_a_key(stack: Stack) -> No
     await stack.run(flow)
     engine = stack.runtime.engine
     assert engine is not None
-    assert engine._identities.principal_of("ASIALEARNED") == "arn:aws:iam::123456789012:role/app"
+    assert engine.identities.identities.principal_of("ASIALEARNED") == "arn:aws:iam::123456789012:role/app"
 
 
 async def test_core_options_are_set_where_the_user_left_the_default_and_said_so(

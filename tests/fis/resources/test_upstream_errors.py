@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from fisproxy.fis.resources import ActionError, implementation, perform
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources import implementation, perform
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 
 
@@ -32,7 +33,7 @@ CASES = [
 @pytest.mark.parametrize(("action_id", "key", "target", "parameters", "reason"), CASES, ids=[c[0] for c in CASES])
 def test_an_api_the_upstream_lacks_fails_the_action_with_its_answer(context, action_id, key, target, parameters, reason):
     ctx = context(action_id, {key: target}, parameters, deadline=time.monotonic() + 60)
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         perform(implementation(action_id), ctx)
     assert err.value.reason.startswith(reason)
     assert "Internal Server Error" in err.value.reason
