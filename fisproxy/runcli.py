@@ -26,7 +26,7 @@ from fisproxy import __version__, runtimefile
 from fisproxy.certs import CA_CERT, ensure_ca
 from fisproxy.cliflags import CliError, Resolved, add_setting_flags, resolve
 from fisproxy.proxy.auth import ControlAuth
-from fisproxy.proxy.settings import BY_NAME, SETTINGS, SettingError, parse_endpoint
+from fisproxy.proxy.settings import BY_NAME, SettingError, parse_endpoint
 from fisproxy.runtimefile import RunningProxy
 from fisproxy.statefile import state_problem
 
@@ -244,4 +244,4 @@ def recorded(args: argparse.Namespace, settings: Resolved) -> Iterator[None]:
             runtimefile.ended(path, time.time())
 
 
-__all__ = ["SETTINGS", "check_port", "register", "run_proxy", "unreachable"]
+__all__ = ["check_port", "register", "run_proxy", "unreachable"]
