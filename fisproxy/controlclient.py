@@ -37,6 +37,9 @@ from fisproxy.fis.models import Experiment
 from fisproxy.proxy.settings import BY_NAME, default_state_path
 
 TIMEOUT_SECONDS = 10.0
+# A report is built when asked, in a process of its own (report.py's ReportBuilder, which allows
+# it 600 s): over many records, or on a busy machine, that takes longer than an API call.
+REPORT_TIMEOUT_SECONDS = 600.0
 PROBE_TIMEOUT_SECONDS = 1.0
 DEFAULT_REGION = "us-east-1"
 
@@ -196,7 +199,8 @@ class ControlApi:
         return isinstance(health, dict) and health.get("status") == "ok"
 
     def report(self, experiment_id: str) -> dict[str, Any]:
-        report: dict[str, Any] = self._get(f"/_fisproxy/experiments/{quote(experiment_id, safe='')}/report")
+        report: dict[str, Any] = self._get(f"/_fisproxy/experiments/{quote(experiment_id, safe='')}/report",
+                                           timeout=REPORT_TIMEOUT_SECONDS)
         return report
 
     def experiments(self) -> list[Experiment]:
