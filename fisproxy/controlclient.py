@@ -47,7 +47,9 @@ DEFAULT_REGION = "us-east-1"
 class Source(Protocol):
     """Where `report`, `experiments` and `proxies` read from."""
 
-    def report(self, experiment_id: str) -> dict[str, Any]: ...
+    def report(self, experiment_id: str, fmt: str) -> bytes:
+        """The report as `reports.service.render` makes it (json, html, pdf)."""
+        ...
 
     def experiments(self) -> list[Experiment]: ...
 
@@ -198,10 +200,9 @@ class ControlApi:
             return False
         return isinstance(health, dict) and health.get("status") == "ok"
 
-    def report(self, experiment_id: str) -> dict[str, Any]:
-        report: dict[str, Any] = self._get(f"/_fisproxy/experiments/{quote(experiment_id, safe='')}/report",
-                                           timeout=REPORT_TIMEOUT_SECONDS)
-        return report
+    def report(self, experiment_id: str, fmt: str) -> bytes:
+        path = f"/_fisproxy/experiments/{quote(experiment_id, safe='')}/report?{urlencode({'format': fmt})}"
+        return self._fetch(path, REPORT_TIMEOUT_SECONDS)
 
     def experiments(self) -> list[Experiment]:
         ids: list[str] = []
@@ -221,18 +222,23 @@ class ControlApi:
         return rows
 
     def _get(self, path: str, timeout: float = TIMEOUT_SECONDS) -> Any:
+        try:
+            return json.loads(self._fetch(path, timeout))
+        except ValueError:
+            raise CliError(f"{self.url}{path} did not answer JSON: is it a fisproxy control API?") from None
+
+    def _fetch(self, path: str, timeout: float) -> bytes:
         url = self.url + path
         request = urllib.request.Request(url, headers=self.login.headers("GET", url))
         try:
             with self._opener.open(request, timeout=timeout) as response:
-                return json.loads(response.read())
+                body: bytes = response.read()
+                return body
         except urllib.error.HTTPError as e:
             raise CliError(self._refused(e)) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise CliError(f"cannot reach the control API at {self.url}: {reason}") from None
-        except ValueError:
-            raise CliError(f"{url} did not answer JSON: is it a fisproxy control API?") from None
 
     def _refused(self, e: urllib.error.HTTPError) -> str:
         try:
@@ -287,12 +293,12 @@ class StoreSource:
         except ValueError as e:  # the Redis client not installed
             raise CliError(str(e)) from None
 
-    def report(self, experiment_id: str) -> dict[str, Any]:
-        from fisproxy.report import build_report
+    def report(self, experiment_id: str, fmt: str) -> bytes:
+        from fisproxy.reports.service import build, render
 
         store = self._store()
         try:
-            return build_report(store, experiment_id)
+            return render(build(store, experiment_id, with_dashboards=False), fmt)
         except KeyError:
             raise CliError(f"no experiment {experiment_id} in {self.name}") from None
         finally:

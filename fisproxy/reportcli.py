@@ -10,17 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from fisproxy.cliflags import CliError
 from fisproxy.controlclient import Source, add_source_args, source
-from fisproxy.report import (
-    align_columns,
-    experiment_row,
-    iso,
-    render_html,
-    render_table,
-)
+from fisproxy.reports.model import Report
+from fisproxy.reports.present import align_columns, experiment_row, iso
+from fisproxy.reports.text import render_table
 
 __all__ = ["CliError", "Source", "dispatch", "register"]
 
@@ -32,8 +29,14 @@ def register(subparsers: Any) -> None:
     report = subparsers.add_parser(
         "report", help="per action and operation: requests, faults, SDK calls, retries, backoff, outcome")
     report.add_argument("experiment_id", metavar="EXPERIMENT_ID")
-    report.add_argument("--format", choices=("table", "json", "html"), default="table",
-                        help="table (default), json for scripts, html (self-contained page)")
+    report.add_argument("--format", choices=("table", "json", "html", "pdf"), default="table",
+                        help="table (default), json for scripts, html (a self-contained page), pdf")
+    report.add_argument("--html", dest="format", action="store_const", const="html",
+                        help="the HTML page (same as --format html)")
+    report.add_argument("--pdf", dest="format", action="store_const", const="pdf",
+                        help="the PDF, as FIS delivers it (same as --format pdf)")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="write the report there (a PDF goes to <experiment>.pdf when stdout is a terminal)")
     add_source_args(report)
     experiments = subparsers.add_parser("experiments", help="list experiments: id, template, state, start, end")
     experiments.add_argument("--format", choices=("table", "json"), default="table")
@@ -50,20 +53,40 @@ def dispatch(args: argparse.Namespace) -> bool:
     if command is None:
         return False
     try:
-        sys.stdout.write(command(args))
+        out = command(args)
+        if isinstance(out, bytes) or getattr(args, "output", None) is not None:
+            _write_binary(args, out.encode() if isinstance(out, str) else out)
+        else:
+            sys.stdout.write(out)
     except CliError as e:
         sys.stderr.write(f"fisproxy {args.command}: error: {e}\n")
         raise SystemExit(2) from None
     return True
 
 
-def _report(args: argparse.Namespace) -> str:
-    report = source(args).report(args.experiment_id)
-    if args.format == "json":
-        return json.dumps(report, indent=2) + "\n"
-    if args.format == "html":
-        return render_html(report)
-    return render_table(report)
+def _report(args: argparse.Namespace) -> str | bytes:
+    chosen = source(args)
+    if args.format == "table":
+        return render_table(Report.model_validate_json(chosen.report(args.experiment_id, "json")))
+    body = chosen.report(args.experiment_id, args.format)
+    if args.format == "pdf":
+        return body
+    return body.decode() + ("\n" if args.format == "json" else "")
+
+
+def _write_binary(args: argparse.Namespace, body: bytes) -> None:
+    """To --output, or stdout unless it is a terminal (then `<experiment>.pdf`, said on stderr)."""
+    path: Path | None = args.output
+    if path is None and not sys.stdout.isatty():
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return
+    path = path or Path(f"{args.experiment_id}.{args.format}")
+    try:
+        path.write_bytes(body)
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+    sys.stderr.write(f"fisproxy report: wrote {path}\n")
 
 
 def _experiments(args: argparse.Namespace) -> str:
@@ -88,4 +111,3 @@ def _proxies(args: argparse.Namespace) -> str:
               r.get("version", "-"), r.get("store", "-"), iso(r["last_seen"]) if r.get("last_seen") else "-"]
              for r in rows]
     return "\n".join(align_columns([header, *cells])) + "\n"
-
