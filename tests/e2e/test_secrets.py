@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import Fisproxy
-from tests.e2e.test_mitmweb import MITMPROXY_12, PASSWORD, web_session
+from tests.e2e.test_mitmweb import MITMPROXY_12, PASSWORD, Web
 from tests.helpers import (
     VENV_BIN,
     clean_env,
@@ -83,8 +83,7 @@ def test_mitmweb_options_show_no_secret(tmp_path: Path, moto: str, redis_port: i
         extra += ("--set", f"web_password={PASSWORD}")
     proxy = Fisproxy(tmp_path, moto, extra_args=extra, subcommand="web", env_extra=secret_env(redis_port))
     with proxy.running():
-        answer = web_session().get(f"http://127.0.0.1:{web_port}/options.json", timeout=10)
-        assert answer.status_code == 200
+        answer = Web(proxy, f"http://127.0.0.1:{web_port}").get("/options.json")
         options = json.loads(answer.text)
         assert options["fisproxy_control_token"]["value"] == "(hidden)"
         assert options["fisproxy_control_credentials"]["value"] == [f"{KEY_ID}:(hidden)"]
