@@ -209,6 +209,9 @@ def resolve_run(argv: list[str]) -> dict[str, object]:
     (["--control-port", "70000"], {}, "--control-port: 70000 is not a port (1-65535, or 0 for none)"),
     (["--workers", "0"], {}, "--workers: 0: expected 1 to 64"),
     (["--store", "http://h/0"], {}, "--store: unsupported scheme 'http' in http://h/0; expected redis://"),
+    (["--allowed-role", "fis-*"], {}, "--allowed-role: entry 1 is not a role ARN pattern like arn:aws:iam::"),
+    ([], {"FISPROXY_ALLOWED_HOSTS": "ok.example,no way"}, "$FISPROXY_ALLOWED_HOSTS: 'no way' is not a host name"),
+    (["--set", "fisproxy_allowed_origins=ftp:"], {}, "--set fisproxy_allowed_origins: 'ftp:' is not an origin"),
 ])
 def test_an_error_names_the_setting_as_it_was_given(argv: list[str], env: dict[str, str], error: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fisproxy.fis.passrole import RolePolicy, parse_role_patterns
 from fisproxy.fis.proxyfaults import Placement
-from fisproxy.proxy.auth import ControlAuth, parse_credentials, parse_token
+from fisproxy.proxy.auth import ControlAuth, is_loopback, parse_credentials, parse_token
+from fisproxy.proxy.browser import BrowserGuard, parse_hosts, parse_origins
 
 RUN_AND_WEB = ("run", "web")
 HIDDEN = "(hidden)"
@@ -364,6 +366,33 @@ SETTINGS: tuple[Setting, ...] = (
         help="Serve /metrics without credentials even when control API authentication is on.",
     ),
     Setting(
+        "allowed_hosts", Sequence[str], [], option="fisproxy_allowed_hosts", flag="--allowed-host",
+        env="FISPROXY_ALLOWED_HOSTS", metavar="NAME", parse=parse_hosts,
+        help="Host names the control APIs answer to besides IP addresses, localhost, *.localhost, "
+             "the FIS API's hostnames and the listen host: names or *.domain patterns ('*': any), "
+             "such as a compose service name. Requests for other names get 403, so a web page "
+             "cannot reach the API by DNS rebinding. Repeatable; comma-separated in the "
+             "environment variable.",
+    ),
+    Setting(
+        "allowed_origins", Sequence[str], [], option="fisproxy_allowed_origins",
+        flag="--allowed-origin", env="FISPROXY_ALLOWED_ORIGINS", metavar="ORIGIN",
+        parse=parse_origins,
+        help="Origins (scheme://host[:port]) of web pages allowed to change things through the "
+             "control APIs, besides fisproxy's own pages; other pages' requests get 403 (CSRF). "
+             "Repeatable; comma-separated in the environment variable.",
+    ),
+    Setting(
+        "allowed_roles", Sequence[str], [], option="fisproxy_allowed_roles", flag="--allowed-role",
+        env="FISPROXY_ALLOWED_ROLES", metavar="PATTERN", parse=parse_role_patterns,
+        default_text="none (any role; resource actions against real AWS need a list or an "
+                     "authenticated control API)",
+        help="Role ARNs (patterns with * and ?) experiment templates may name: fisproxy's "
+             "iam:PassRole. Unset: any role, except that resource actions against an upstream "
+             "not on this machine (real AWS) need this list or control API authentication. "
+             "Repeatable; comma-separated in the environment variable.",
+    ),
+    Setting(
         "web_port", int, 8081, option="web_port", flag="--web-port", metavar="PORT",
         parse=parse_port, mitmproxy_owned=True, commands=("web",),
         help="Port of mitmweb's UI.",
@@ -422,16 +451,25 @@ class Settings:
     placement: Placement
     max_active_experiments: int = 5
     reuse_port: bool = False
+    browser: BrowserGuard = BrowserGuard()
+    roles: RolePolicy = RolePolicy()
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Settings:
         """From parsed values, by setting name (`parse_options`)."""
         endpoint = values["aws_endpoint"]
+        parts = parse_endpoint(endpoint) if endpoint else None
+        auth = ControlAuth(values["control_token"], values["control_credentials"],
+                           values["metrics_public"])
+        try:
+            listen_name = parse_hosts([values["listen_host"] or ""])  # answered to, by its name
+        except ValueError as e:
+            raise SettingError("listen_host", str(e)) from None
         return cls(
             control_host=values["listen_host"] or "127.0.0.1",
             control_port=values["control_port"],
             aws_endpoint=endpoint,
-            aws_endpoint_parts=parse_endpoint(endpoint) if endpoint else None,
+            aws_endpoint_parts=parts,
             state=values["state"],
             store_url=values["store"],
             templates=values["templates"],
@@ -439,12 +477,23 @@ class Settings:
             account_id=values["account_id"],
             fault_header=values["fault_header"],
             quiet=values["quiet"],
-            control_auth=ControlAuth(values["control_token"], values["control_credentials"],
-                                     values["metrics_public"]),
+            control_auth=auth,
             placement=values["placement"],
             max_active_experiments=values["max_active_experiments"],
             reuse_port=values["reuse_port"],
+            browser=BrowserGuard((*values["allowed_hosts"], *listen_name), values["allowed_origins"]),
+            roles=role_policy(values["allowed_roles"], parts, auth),
         )
+
+
+def role_policy(patterns: tuple[str, ...], endpoint: tuple[str, str, int] | None,
+                auth: ControlAuth) -> RolePolicy:
+    """The roles callers may pass; the upstream is "on this machine" when it is a loopback
+    address (moto, LocalStack started beside the proxy)."""
+    local = endpoint is not None and is_loopback(endpoint[1])
+    name = "real AWS" if endpoint is None else f"the upstream {endpoint[0]}://{endpoint[1]}:{endpoint[2]}"
+    return RolePolicy(patterns, remote_upstream=not local, authenticated=auth.enabled,
+                      upstream_name=name)
 
 
 def parse_options(options: Any, names: set[str] | frozenset[str],
@@ -505,8 +554,15 @@ def markdown_table() -> str:
             flag += f" ({', '.join(s.commands)} only)"
         cells = [flag, f"`{s.option}`" if s.option else "", f"`{s.env}`" if s.env else "",
                  s.default_shown(), s.help]
-        rows.append("| " + " | ".join(c.replace("|", "\\|").replace("<", "&lt;") for c in cells) + " |")
+        rows.append("| " + " | ".join([*cells[:3], *(_cell(c) for c in cells[3:])]) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: no column break, no HTML tag, no emphasis."""
+    for char, escaped in (("|", "\\|"), ("<", "&lt;"), ("*", "\\*")):
+        text = text.replace(char, escaped)
+    return text
 
 
 if __name__ == "__main__":
