@@ -12,6 +12,8 @@ started, never what another worker is still running.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +32,9 @@ from tests.helpers import (
 GRACE_SECONDS = 5  # for processes that were told to stop and are still exiting
 
 os.environ[SESSION_MARK] = uuid.uuid4().hex  # at import, before any test module starts anything
+# The suite's proxies record themselves in a runtime folder of the session's own, never where a
+# user's shell looks (fisproxy/runtimefile.py): `fisproxy env` there must not find them.
+RUNTIME_DIR = os.environ["FISPROXY_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="fisproxy-tests-run-")
 
 SLOW_REASON = "slow (memory peaks, 200 MiB bodies): run with --slow (make test SLOW=1; CI does)"
 
@@ -55,6 +60,7 @@ def no_leftover_processes() -> Iterator[None]:
     deadline = time.monotonic() + GRACE_SECONDS
     while (leftovers := leftover_processes(mark, spared)) and time.monotonic() < deadline:
         time.sleep(0.2)
+    shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
     if leftovers:
         report = "\n".join(describe(p) for p in leftovers)
         for p in leftovers:

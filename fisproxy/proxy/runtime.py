@@ -35,14 +35,20 @@ from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.proxyfaults import Placement
-from fisproxy.fis.templates_file import apply_templates, load_templates
+from fisproxy.fis.templates_file import apply_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
 from fisproxy.proxy.auth import exposure_warnings
 from fisproxy.proxy.control import ControlPlane, ControlRouter
 from fisproxy.proxy.controlserver import ControlServer
 from fisproxy.proxy.notes import FlowNotes
-from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
+from fisproxy.proxy.settings import (
+    OPTION_NAMES,
+    SecretOptions,
+    Settings,
+    declare_options,
+    parse_options,
+)
 from fisproxy.proxy.sink import FaultSink
 from fisproxy.reports.delivery import ReportDelivery
 from fisproxy.reports.service import ReportBuilder, report_handler
@@ -61,6 +67,9 @@ RESYNC_SECONDS = 10.0  # a change notice lost is made up for within this
 class Runtime:
     def __init__(self) -> None:
         self.settings: Settings | None = None
+        self._values: dict[str, Any] = {}  # parsed option values, by setting name
+        self._parsed: set[str] = set()  # the options those come from
+        self._secrets = SecretOptions()
         self.rng = random.Random()
         self.ready = False
         self.failed: str | None = None  # why start-up failed (the process then exits)
@@ -93,14 +102,16 @@ class Runtime:
         if not updated & (OPTION_NAMES | {"proxyauth"}):
             return
         try:
-            self.settings = Settings.from_options(ctx.options)
-            if "fisproxy_templates" in updated:
-                for path in self.settings.templates:
-                    load_templates(path)  # a bad file stops start-up with one line naming the field
-        except ValueError as e:
+            real = self._secrets.take(ctx.options, updated)  # secrets: hidden in the options
+            changed = (updated | (OPTION_NAMES - self._parsed)) & OPTION_NAMES
+            values = {**self._values, **parse_options(ctx.options, changed, real)}
+            self.settings = Settings.from_values(values)
+        except ValueError as e:  # a SettingError: the option's name and what is wrong
             raise exceptions.OptionsError(str(e)) from e
+        self._values, self._parsed = values, self._parsed | changed
         if "fisproxy_seed" in updated:
             self.rng.seed(self.settings.seed)
+        self._secrets.hide(ctx.options)
 
     # ---- lifecycle -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from fisproxy.aws.call import AwsCall, RequestParts
 from fisproxy.fis.proxyfaults import Placement, compile_rule
 from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
-from fisproxy.proxy.settings import parse_placement
+from fisproxy.proxy.settings import BY_NAME, parse_placement
 
 FN = "arn:aws:lambda:us-east-1:123456789012:function:orders"
 STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
@@ -113,5 +113,5 @@ def test_cross_region_disruption_drops_calls_to_the_other_region():
 def test_placement_spec_is_parsed_or_refused_naming_the_option():
     assert parse_placement("az=us-east-1a,subnet=subnet-0abc") == Placement("us-east-1a", None, "subnet-0abc")
     assert parse_placement(None) == Placement()
-    with pytest.raises(ValueError, match="fisproxy_placement"):
-        parse_placement("zone=us-east-1a")
+    with pytest.raises(ValueError, match="^fisproxy_placement: expected az="):
+        BY_NAME["placement"].check("zone=us-east-1a")
