@@ -37,7 +37,7 @@ from typing import Any
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis import explog, ids, targets
-from fisproxy.fis.actions import ACTIONS, ActionSpec
+from fisproxy.fis.actions import ACTIONS, ActionSpec, skip_reason, targets_of_skipped_only
 from fisproxy.fis.decide import decide
 from fisproxy.fis.faults import Fault, StopSignal
 from fisproxy.fis.identities import Identities, RoleRef, role_ref
@@ -50,7 +50,7 @@ from fisproxy.fis.models import (
 )
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable
-from fisproxy.fis.proxyfaults import Placement, compile_rule
+from fisproxy.fis.proxyfaults import Placement, compile_rule, lookup_facts, start_notes
 from fisproxy.fis.resources import (
     ActionContext,
     ActionError,
@@ -124,6 +124,9 @@ class _Run:
     # Seconds no proxy ran at all (found at start-up): added to the planned ends when this
     # proxy takes the schedule over, so running actions keep the time they had left.
     shift: float = 0.0
+    # Found while resolving (outside the lock), recorded in `state` once it is taken in.
+    unresolved: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -164,8 +167,11 @@ class Engine:
         max_action_workers: int = 16,
         proxy_id: str = "fisproxy",
         lease_ttl_seconds: float = LEASE_TTL_SECONDS,
+        fail_unperformable: bool = False,
     ) -> None:
         self._store = store
+        # Actions fisproxy cannot perform fail the experiment instead of being skipped.
+        self._fail_unperformable = fail_unperformable
         self.proxy_id = proxy_id  # the lease holder name of this proxy
         self._lease_ttl = lease_ttl_seconds
         self._rng = rng
@@ -299,6 +305,11 @@ class Engine:
         index = self._index
         return index.candidates(call) if index else ()
 
+    def other_candidates(self) -> tuple[ActiveRule, ...]:
+        """The running actions' rules that also apply to requests that are not AWS calls
+        (network disruption of a subnet). Lock-free."""
+        return self._index.other_traffic
+
     def match(self, call: AwsCall) -> list[Fault]:
         """The faults for one request: latency faults first, then at most one error/disconnect."""
         return list(decide(call, self.candidates(call), self._rng).faults)
@@ -393,20 +404,37 @@ class Engine:
         """Assume the experiment role if the experiment needs the upstream, then resolve every
         target with it. Blocking (upstream calls): outside the lock."""
         e = run.experiment
+        skipping = not self._fail_unperformable and run.options.actions_mode != "skip-all"
+        idle = targets_of_skipped_only(e.actions) if skipping else frozenset()
         if run.options.actions_mode != "skip-all" and any(
             ACTIONS.get(a.action_id) is not None and ACTIONS[a.action_id].kind == "resource"
             for a in e.actions.values()
-        ) or any(_needs_upstream(t) for t in (e.targets or {}).values()):
+        ) or any(_needs_upstream(t) for n, t in (e.targets or {}).items() if n not in idle):
             try:
                 run.session = self._sessions.session(run.role_arn, run.state.region, e.id)
             except RoleError as err:
                 return _Failure(err.reason, err.code, "roleArn")
         out: dict[str, ResolvedTarget] = {}
         for name, target in (e.targets or {}).items():
+            if name in idle:
+                run.unresolved[name] = f'Target "{name}" is used only by actions fisproxy skips: not resolved.'
+                continue
             try:
                 out[name] = resolve_target(name, target, run.session, run.state.region, rng)
             except targets.TargetError as err:
+                if err.skippable and skipping:
+                    run.unresolved[name] = err.reason
+                    continue
                 return _Failure(err.reason, err.code, name)
+        for name, action in e.actions.items():
+            used = {key: out[t] for key, t in (action.targets or {}).items() if t in out}
+            try:
+                facts = lookup_facts(action.action_id, action.parameters or {}, used, run.session,
+                                     run.state.region)
+            except ActionError as err:
+                return _Failure(f'Action "{name}": {err.reason}', err.code, name, action=name)
+            if facts:
+                run.facts[name] = facts
         return out
 
     def _initiate(self, run: _Run, now: float) -> bool:
@@ -439,7 +467,7 @@ class Engine:
             if spec is None:
                 raise _Failure(f'Action "{name}": {action.action_id} is not a FIS action.',
                                "ConfigurationFailure", name, action=name)
-            if not spec.performable:
+            if not spec.performable and self._fail_unperformable:
                 raise _Failure(f'Action "{name}": {spec.failure_reason}', "ConfigurationFailure",
                                name, action=name)
             try:
@@ -467,12 +495,17 @@ class Engine:
         empty_mode = run.options.empty_target_resolution_mode or "fail"
         resolution = run.resolution
         resolved: dict[str, ResolvedSet] = {}
+        run.state.unresolved, run.state.facts = dict(run.unresolved), dict(run.facts)
         for name, target in (e.targets or {}).items():
             self._write(run, "target-resolution-start", now, target_name=name,
                         target_resolution_start_time=explog.timestamp(now))
             detail = {"target_name": name, "target_type": target.resource_type,
                       "account_id": self._account,
                       "target_resolution_end_time": explog.timestamp(now)}
+            if name in run.unresolved:  # the actions using it are skipped
+                self._write(run, "target-resolution-detail", now, **detail, resolved_targets_count=0,
+                            status="skipped", error_information=run.unresolved[name])
+                continue
             if isinstance(resolution, _Failure):
                 if resolution.location == name:
                     self._write(run, "target-resolution-detail", now, **detail, resolved_targets_count=0,
@@ -524,6 +557,11 @@ class Engine:
     def _start_action(self, run: _Run, name: str, now: float) -> None:
         e = run.experiment
         action = e.actions[name]
+        skipped = skip_reason(action.action_id, action.targets, run.state.unresolved)
+        if skipped is not None:  # what fisproxy (or the upstream) cannot do; the rest runs on
+            log.info("experiment %s, action %s: %s", run.id, name, skipped)
+            self._set_action(run, name, now, "skipped", skipped, started=False)
+            return
         resolved = run.state.resolved
         used = list((action.targets or {}).values())
         if used and any(resolved.get(t) is None or resolved[t].empty for t in used):
@@ -531,6 +569,9 @@ class Engine:
             return
         spec = ACTIONS[action.action_id]
         params = action.parameters or {}
+        notes = start_notes(action.action_id, params)
+        for note in notes:
+            log.info("experiment %s, action %s: %s", run.id, name, note)
         duration = spec.duration(params)
         planned_end = None if duration is None else now + duration.total_seconds()
         action.state = ExperimentActionState(status="running", reason="")
@@ -540,7 +581,7 @@ class Engine:
         self._write(run, "action-start", now, action_name=name, action_id=action.action_id,
                     action_start_time=explog.timestamp(now), action_targets=dict(action.targets or {}),
                     parameters=dict(params) or None,
-                    ignored_parameters=list(ignored) or None)
+                    ignored_parameters=list(ignored) or None, notes=list(notes) or None)
         if spec.kind == "resource":
             # Its worker ends it (the effect done, or its time up): not the engine's clock.
             run.state.ends[name] = None
@@ -559,7 +600,7 @@ class Engine:
                         if t in run.state.resolved}
             rule = compile_rule(action.action_id, action.parameters or {}, resolved,
                                 region=run.state.region, placement=self.placement,
-                                iterators=self.shard_iterators)
+                                iterators=self.shard_iterators, facts=run.state.facts.get(name, {}))
         else:
             rule = spec.rule(action.parameters or {})
         if rule is None or not self.placement.in_zones(rule.zones):
@@ -859,7 +900,11 @@ class Engine:
                 return
             now = self._clock()
             try:
-                if error is not None and run.status == "running":
+                if error is not None and error.skippable and not self._fail_unperformable:
+                    if run.status == "running":  # the upstream lacks an API it needs; undone
+                        self._set_action(run, name, now, "skipped", f"Skipped: {error.reason}")
+                        self._save(run)
+                elif error is not None and run.status == "running":
                     self._fail(run, now, _Failure(error.reason, error.code, name, action=name))
                     self._rebuild_index()
                 elif run.status == "running":

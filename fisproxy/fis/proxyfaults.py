@@ -12,16 +12,20 @@ Each rule carries a `Scope` that tells, per call, whether the call names a targe
 - aws:ec2:api-insufficient-instance-capacity-error: instance launches by the targeted roles
   that name one of the Availability Zones (a launch naming none may land in one: faulted too).
 - aws:network:disrupt-connectivity and aws:network:route-table-disrupt-cross-region-connectivity:
-  on a proxy placed in a targeted subnet, the calls of the scope are dropped (TCP reset).
+  on a proxy placed in a targeted subnet, the requests of the scope hang until the client's
+  timeout (`network.py`: what each scope covers, the facts it looks up on the upstream at start,
+  and what the action's log says when it starts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fisproxy.aws.call import AwsCall, RequestParts
+from fisproxy.fis import network
 from fisproxy.fis.faults import FaultSpec, Phase, RuleSpec
 from fisproxy.fis.resources import scoped as helpers
 from fisproxy.fis.resources.targets import ResolvedTarget
@@ -29,11 +33,6 @@ from fisproxy.fis.resources.targets import ResolvedTarget
 LAMBDA_INVOKE = frozenset({"Invoke", "InvokeWithResponseStream", "InvokeAsync"})
 EC2_LAUNCHES = frozenset({"RunInstances", "CreateFleet", "StartInstances", "RequestSpotInstances",
                           "RequestSpotFleet", "CreateCapacityReservation"})
-# The services a disrupt-connectivity scope names, as signing names.
-NETWORK_SCOPES: Mapping[str, frozenset[str] | None] = {
-    "all": None, "s3": frozenset({"s3"}), "s3express": frozenset({"s3express", "s3"}),
-    "dynamodb": frozenset({"dynamodb"}),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,20 +92,6 @@ class ZoneScope:
         return not named or bool(named & self.zones)
 
 
-@dataclass(frozen=True, slots=True)
-class OtherRegions:
-    """Calls to a region other than `home` (or to `only`, when given)."""
-
-    home: str
-    only: str | None = None
-    needs_body: bool = False
-
-    def admits(self, call: AwsCall, request: RequestParts | None) -> bool:
-        if call.region is None or call.region == self.home:
-            return False
-        return self.only is None or call.region == self.only
-
-
 def _form(request: RequestParts) -> list[tuple[str, str]]:
     query = request.path.partition("?")[2]
     body = request.body or b""
@@ -129,10 +114,12 @@ def compile_rule(
     region: str,
     placement: Placement,
     iterators: helpers.ShardIterators,
+    facts: Mapping[str, Any] | None = None,
 ) -> RuleSpec | None:
     """The rule of a running proxy-fault action, or None when it applies nowhere on this proxy
     (a subnet-targeted action on a proxy placed elsewhere). `targets` by the action's target
-    key (`Functions`, `KinesisStreams`, `Roles`, `Subnets`)."""
+    key (`Functions`, `KinesisStreams`, `Roles`, `Subnets`); `facts`: what `lookup_facts` read
+    on the upstream at start."""
     if action_id.startswith("aws:lambda:invocation-"):
         functions = targets.get("Functions")
         if functions is None:
@@ -168,16 +155,28 @@ def compile_rule(
                           message="We currently do not have sufficient capacity in the Availability Zone you requested.")
         return RuleSpec(frozenset({"ec2"}), EC2_LAUNCHES, None, _pct(params, "percentage"), (fault,),
                         ZoneScope(zones))
-    if action_id == "aws:network:disrupt-connectivity":
+    if action_id == network.DISRUPT:
+        subnet = network.placed_subnet(targets.get("Subnets"), placement.subnet)
+        if subnet is None:
+            return None
+        return network.compile_disrupt(params, subnet, region=region, facts=facts or {})
+    if action_id == network.CROSS_REGION:
         if not placement.in_subnets(targets.get("Subnets")):
             return None
-        services = NETWORK_SCOPES.get(params.get("scope") or "all")
-        if services is None and (params.get("scope") or "all") != "all":
-            return None  # a scope a proxy cannot tell apart (prefix lists, VPC-internal traffic)
-        return RuleSpec(services, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),))
-    if action_id == "aws:network:route-table-disrupt-cross-region-connectivity":
-        if not placement.in_subnets(targets.get("Subnets")):
-            return None
-        scope_r = OtherRegions(region, params.get("region") or None)
-        return RuleSpec(None, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),), scope_r)
+        return network.compile_cross_region(params, region=region)
     return None
+
+
+def lookup_facts(action_id: str, params: Mapping[str, str], targets: Mapping[str, ResolvedTarget],
+                 clients: Any, region: str) -> dict[str, Any]:
+    """What a proxy-fault action needs from the upstream before its rule can be compiled, read
+    once at experiment start (blocking; the experiment role's `clients`): JSON-safe, kept with
+    the experiment for every proxy. Empty for actions that need nothing."""
+    if action_id == network.DISRUPT:
+        return network.lookup(params, targets.get("Subnets"), clients, region)
+    return {}
+
+
+def start_notes(action_id: str, params: Mapping[str, str]) -> list[str]:
+    """What the action's log says when it starts about what fisproxy does and cannot reach."""
+    return network.start_notes(action_id, params)

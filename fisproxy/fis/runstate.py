@@ -78,5 +78,10 @@ class RunState(BaseModel):
     # time is up (epoch seconds; None: when its own wait ends).
     action_state: dict[str, dict[str, Any]] = Field(default_factory=dict)
     action_deadlines: dict[str, float | None] = Field(default_factory=dict)
+    # Targets not resolved, with why (the upstream cannot list them, or only skipped actions use
+    # them): the actions using them are skipped. Facts proxy-fault actions looked up on the
+    # upstream at start (a prefix list's CIDRs), by action name.
+    unresolved: dict[str, str] = Field(default_factory=dict)
+    facts: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Written by versions that kept a heartbeat per experiment; read once at resume.
     heartbeat: float | None = None

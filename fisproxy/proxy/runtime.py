@@ -35,6 +35,7 @@ from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.proxyfaults import Placement
+from fisproxy.fis.ratelimit import SYNC_SECONDS, RateLimits
 from fisproxy.fis.templates_file import apply_templates, load_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
@@ -76,6 +77,8 @@ class Runtime:
         self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
         # This process among the proxies sharing a store: the name its leases carry.
         self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # The buckets of rate-limited rules: read per request, shared with the fleet by a task.
+        self.limits = RateLimits(self.proxy_id)
         self._subscriptions: list[Any] = []
         self._next_resync = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -140,6 +143,7 @@ class Runtime:
         assert self.sink is not None and self.recorder is not None and self.loops is not None
         await self.sink.start()
         self.spawn(self.recorder.run(), "fisproxy-recorder")
+        self.spawn(self._share_rates(), "fisproxy-rates")
         self.loops.start()
         warm()
         # botocore's models and our indexes are large and live forever: move them out of the
@@ -161,6 +165,7 @@ class Runtime:
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
             placement=settings.placement, proxy_id=self.proxy_id,
+            fail_unperformable=settings.fail_unperformable,
         )
         self.chaos = chaos = ChaosState(load=lambda: store.get_doc(*CHAOS_DOC), save=self._save_chaos)
         self._subscriptions = [
@@ -199,6 +204,25 @@ class Runtime:
             else:
                 logger.info("fisproxy: control API listening at http://%s:%d",
                             settings.control_host, settings.control_port)
+
+    async def _share_rates(self) -> None:
+        """Fleet-scoped rate limits: every SYNC_SECONDS, off the loop, publish this proxy's
+        demand and take its share (`fis/ratelimit.py`). A store that fails keeps the last shares."""
+        store = self.store
+        assert store is not None
+        try:
+            while True:
+                await asyncio.sleep(SYNC_SECONDS)
+                if self.limits.sharing:
+                    try:
+                        await asyncio.to_thread(self.limits.sync, store)
+                    except StoreUnavailable as e:
+                        logger.debug("fisproxy: rate limits not shared this time: %s", e)
+                    except Exception:
+                        logger.exception("fisproxy: could not share the rate limits; retrying")
+        finally:
+            if self.limits.sharing:
+                await asyncio.to_thread(_quietly, self.limits.forget, store)
 
     def _save_chaos(self, doc: dict[str, Any]) -> None:
         assert self.store is not None
@@ -287,6 +311,13 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception as e:  # shutting down: the documents go stale on their own
+        logger.debug("fisproxy: %s", e)
 
 
 def _changed(options: Any, name: str) -> bool:

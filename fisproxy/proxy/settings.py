@@ -17,7 +17,7 @@ OPTION_NAMES = frozenset({
     "fisproxy_seed", "fisproxy_account_id", "fisproxy_fault_header", "fisproxy_quiet",
     "fisproxy_control_token", "fisproxy_control_credentials", "fisproxy_metrics_public",
     "fisproxy_placement", "fisproxy_max_active_experiments", "fisproxy_store", "fisproxy_reuse_port",
-    "listen_host",
+    "fisproxy_fail_unperformable", "listen_host",
 })
 
 
@@ -91,6 +91,13 @@ def declare_options(loader: Any) -> None:
         "workers share their ports).",
     )
     loader.add_option(
+        "fisproxy_fail_unperformable", bool, False,
+        "Fail an experiment at start when one of its actions is one fisproxy cannot perform "
+        "(it needs an agent on a host or in a cluster, or AWS performs it through an API it does "
+        "not publish), or when the upstream does not implement what an action needs. Off: such "
+        "actions end skipped, saying why, and the rest of the experiment runs.",
+    )
+    loader.add_option(
         "fisproxy_metrics_public", bool, False,
         "Serve /metrics without credentials even when control API authentication is on.",
     )
@@ -113,6 +120,7 @@ class Settings:
     placement: Placement
     max_active_experiments: int = 5
     reuse_port: bool = False
+    fail_unperformable: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -146,6 +154,7 @@ class Settings:
             placement=parse_placement(options.fisproxy_placement),
             max_active_experiments=max(1, options.fisproxy_max_active_experiments),
             reuse_port=options.fisproxy_reuse_port,
+            fail_unperformable=options.fisproxy_fail_unperformable,
         )
 
 

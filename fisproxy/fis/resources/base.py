@@ -28,21 +28,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fisproxy.fis.resources.targets import ResolvedTarget
-from fisproxy.fis.upstream import describe_error, error_code
+from fisproxy.fis.upstream import UPSTREAM_ERRORS, describe_error, error_code, lacks_api
 
 T = TypeVar("T")
 
 
 class ActionError(Exception):
-    """An action failed; `reason` is the action's state reason (upstream message included)."""
+    """An action failed; `reason` is the action's state reason (upstream message included).
+    `skippable`: the upstream does not implement what the action needs (moto, LocalStack):
+    the engine skips the action rather than failing the experiment, unless told to fail."""
 
-    def __init__(self, reason: str, code: str = "DependentServiceFailure") -> None:
+    def __init__(self, reason: str, code: str = "DependentServiceFailure", *, skippable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.skippable = skippable
 
 
 class Clients(Protocol):
@@ -162,28 +163,37 @@ def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False
 
     `started`: `start` already ran (an experiment resumed after a restart): only wait and stop.
     `on_started`: called once `start` returned, so `ctx.state` can be saved before waiting."""
-    try:
-        if not started:
-            action.start(ctx)
-            if on_started is not None:
-                on_started()
-        if isinstance(action, WaitingAction):
-            action.wait(ctx)
-        elif ctx.deadline is not None:
-            while not ctx.cancelled.is_set() and (ctx.remaining() or 0) > 0:
-                ctx.sleep(ctx.remaining() or 0)
-    finally:
-        if not ctx.abandoned.is_set():
-            action.stop(ctx)
+    with upstream_call(ctx.action_id):  # an upstream failure outside the actions' own blocks
+        try:
+            if not started:
+                action.start(ctx)
+                if on_started is not None:
+                    on_started()
+            if isinstance(action, WaitingAction):
+                action.wait(ctx)
+            elif ctx.deadline is not None:
+                while not ctx.cancelled.is_set() and (ctx.remaining() or 0) > 0:
+                    ctx.sleep(ctx.remaining() or 0)
+        finally:
+            if not ctx.abandoned.is_set():
+                action.stop(ctx)
 
 
 @contextmanager
 def upstream_call(what: str) -> Iterator[None]:
     """Turn an upstream failure inside the block into an ActionError: `<what> failed on the
-    upstream: <its code and message>` (an API the upstream lacks gives its own answer)."""
+    upstream: <its code and message, or its status and an excerpt of an answer that is not
+    AWS's>`. `what` starts with the service and operation (`rds FailoverDBCluster of db1`):
+    an upstream that does not implement that operation makes the error `skippable`."""
     try:
         yield
-    except (ClientError, BotoCoreError) as err:
+    except UPSTREAM_ERRORS as err:
+        if lacks_api(err):
+            words = what.split(" ", 2)
+            api = " ".join(words[:2]) if len(words) > 1 else f"{what} ({getattr(err, 'operation_name', '?')})"
+            rest = f" ({words[2]})" if len(words) > 2 else ""
+            raise ActionError(f"the upstream does not implement {api}{rest}: it answered "
+                              f"{describe_error(err)}", "DependentServiceFailure", skippable=True) from err
         raise ActionError(f"{what} failed on the upstream: {describe_error(err)}", error_code(err)) from err
 
 

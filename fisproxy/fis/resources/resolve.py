@@ -21,12 +21,10 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fisproxy.fis.resources.listers import TYPES, Found, Lookup, TypeSpec, Unlistable
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 from fisproxy.fis.targets import ROLE, TargetError, access_key_ids, parse_selection_mode, select
-from fisproxy.fis.upstream import describe_error, error_code
+from fisproxy.fis.upstream import UPSTREAM_ERRORS, describe_error, error_code, lacks_api
 
 
 def resolve_target(
@@ -100,7 +98,12 @@ def _listed(name: str, spec: TypeSpec, lookup: Lookup) -> list[Found]:
         return list(spec.list(lookup))
     except Unlistable as e:
         raise TargetError(name, f'Target "{name}": {e.reason}.', e.code) from e
-    except (ClientError, BotoCoreError) as e:
+    except UPSTREAM_ERRORS as e:
+        if lacks_api(e):
+            raise TargetError(
+                name, f'Target "{name}": the upstream does not implement {spec.api}: it answered '
+                f"{describe_error(e)}", "DependentServiceFailure", skippable=True,
+            ) from e
         raise TargetError(
             name, f'Target "{name}": {spec.api} failed on the upstream: {describe_error(e)}', error_code(e),
         ) from e
@@ -111,7 +114,7 @@ def _tags_of(name: str, spec: TypeSpec, lookup: Lookup, found: Found) -> Mapping
         return found.tags or {}
     try:
         return spec.tags(lookup, found)
-    except (ClientError, BotoCoreError) as e:
+    except UPSTREAM_ERRORS as e:
         raise TargetError(
             name, f'Target "{name}": reading the tags of {found.arn} failed on the upstream: '
             f"{describe_error(e)}", error_code(e),
