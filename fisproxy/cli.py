@@ -28,6 +28,7 @@ from fisproxy.fis.templates_file import load_templates
 from fisproxy.proxy.auth import ControlAuth
 from fisproxy.proxy.settings import default_state_path, parse_endpoint, parse_placement
 from fisproxy.runtimefile import RunningProxy
+from fisproxy.scenarios import cli as scenarios_cli
 from fisproxy.statefile import state_problem
 
 SCRIPT = Path(__file__).parent / "proxy" / "script.py"
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--certs", type=Path, metavar="DIR",
                     help="CA folder (default: the running proxy's, or ~/.config/fisproxy/certs)")
     reportcli.register(sub)
+    scenarios_cli.register(sub)
     return parser
 
 
@@ -178,7 +180,7 @@ def command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.Ar
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if reportcli.dispatch(args):
+    if reportcli.dispatch(args) or scenarios_cli.dispatch(args):
         return
     if args.command in ("run", "web"):
         run_proxy(args)
