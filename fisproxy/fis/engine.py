@@ -605,7 +605,7 @@ class Engine:
             rule = spec.rule(action.parameters or {})
         if rule is None or not self.placement.in_zones(rule.zones):
             return  # (a fault for another Availability Zone's proxies)
-        if rule.region is None and action.action_id.startswith(REGIONAL_ACTION_PREFIXES):
+        if rule.region is None and rule.regional and action.action_id.startswith(REGIONAL_ACTION_PREFIXES):
             rule = dataclasses.replace(rule, region=run.state.region)
         roles: set[RoleRef] = set()
         keys: set[str] = set()

@@ -134,6 +134,9 @@ class RuleSpec:
     other_traffic: bool = False
     # Calls over this rate get the fault; the others pass (fisproxy:api:rate-limit).
     limit: RateLimit | None = None
+    # An AWS or LocalStack action's rule naming no region acts in its experiment's Region;
+    # False: in every Region (network disruption, whose scope says which Regions it covers).
+    regional: bool = True
 
     def matches(self, names: frozenset[str], operation: str | None, region: str | None) -> bool:
         """Whether a call (its service names, operation, region) is one this rule targets.

@@ -144,7 +144,7 @@ def compile_disrupt(params: Mapping[str, str], subnet: TargetResource, *, region
     if scope in ("dynamodb", "s3"):
         return RuleSpec(frozenset({scope}), None, region, 100.0, (DROP,))
     if scope == "s3express":
-        return RuleSpec(frozenset({"s3", "s3express"}), None, None, 100.0, (DROP,), S3Express())
+        return RuleSpec(frozenset({"s3", "s3express"}), None, region, 100.0, (DROP,), S3Express())
     if scope == "prefix-list":
         dest = Destinations(_networks(facts.get("cidrs", ())), inside=True)
     elif scope == "vpc":
@@ -159,12 +159,13 @@ def compile_disrupt(params: Mapping[str, str], subnet: TargetResource, *, region
         own = [details.get("CidrBlock", "")] + [
             a.get("Ipv6CidrBlock", "") for a in details.get("Ipv6CidrBlockAssociationSet", []) or []]
         dest = Destinations(_networks(c for c in own if c), inside=False)
-    return RuleSpec(None, None, None, 100.0, (DROP,), dest, other_traffic=True)
+    return RuleSpec(None, None, None, 100.0, (DROP,), dest, other_traffic=True, regional=False)
 
 
 def compile_cross_region(params: Mapping[str, str], *, region: str) -> RuleSpec:
     """route-table-disrupt-cross-region-connectivity on a proxy placed in a targeted subnet."""
-    return RuleSpec(None, None, None, 100.0, (DROP,), OtherRegions(region, params.get("region") or None))
+    return RuleSpec(None, None, None, 100.0, (DROP,), OtherRegions(region, params.get("region") or None),
+                    regional=False)
 
 
 # ---- facts looked up on the upstream at start (blocking: the engine's resolving step) ------

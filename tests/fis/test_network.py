@@ -131,3 +131,11 @@ def test_a_prefix_list_that_does_not_exist_or_is_not_named_fails_saying_so(moto_
         network.lookup({"scope": "prefix-list", "prefixListIdentifier": "no-such-list"}, target, session, "us-east-1")
     with pytest.raises(ActionError, match="needs the parameter prefixListIdentifier"):
         network.lookup({"scope": "prefix-list"}, target, session, "us-east-1")
+
+
+def test_network_rules_are_not_narrowed_to_the_experiments_region():
+    """The engine narrows AWS actions' rules to the experiment's Region; a subnet cut in the
+    scope `all` (or a cross-Region cut) covers calls to every Region, and other traffic."""
+    for scope in ("all", "vpc", "prefix-list", "availability-zone"):
+        assert not network.compile_disrupt({"scope": scope}, SUBNET, region="us-east-1", facts=FACTS).regional
+    assert not network.compile_cross_region({"region": "eu-west-1"}, region="us-east-1").regional
