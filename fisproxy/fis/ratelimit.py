@@ -1,28 +1,28 @@
-"""Rates for `fisproxy:api:rate-limit`: token buckets read per request, shared by a fleet in the
-background.
+"""Rates for `fisproxy:api:rate-limit`: token buckets read per request; a fleet's bucket lives in
+the store and each proxy leases tokens from it ahead, in the background.
 
-Per request (the proxy's event loop) `RateLimits.admit` touches memory only: the rule's bucket
-gives a token or not. A bucket holds up to `burst` tokens and gains `per_second` of them a second,
-so over a span T under sustained demand it lets through `per_second x T + burst` calls and no
-more; the others get the service's throttling error.
+Per request (the proxy's event loop) `RateLimits.admit` touches memory only: a call takes a token
+or is over the rate. A bucket holds up to `burst` tokens (full at first) and gains `per_second`
+of them a second, so over a span T under sustained demand it lets through `per_second x T +
+burst` calls and no more; the others get the service's throttling error.
 
-Scope `proxy`: each proxy has its own bucket with the whole rate.
+Scope `proxy`: each proxy has its own bucket with the whole rate and burst.
 
-Scope `fleet`: the rate holds across every proxy on the store. Each proxy keeps its own bucket
-and gives it a share of the rate and of the burst, decided in the background (`sync`, every
-`SYNC_SECONDS` on a worker thread): it publishes the demand it sees for the rule (calls a second,
-smoothed) as a small document in the store, reads the others', and takes
-`share = (own demand + e) / sum over the fleet of (demand + e)` (e, a hundredth of the rate,
-keeps an idle proxy able to let a first call through). The shares add up to one, so the buckets'
-rates add up to the fleet's rate. A new rule starts at `1 / proxies on the store` on each proxy, and for its first second
-counts the proxies that have not published yet as demanding as much as itself.
+Scope `fleet`: the bucket is in the store, shared by every proxy on it (`TokenStore.take_tokens`:
+atomic, refilled by Redis's own clock). Each proxy spends tokens it holds in memory, and every
+`SYNC_SECONDS` (a worker thread) takes from the store what its own demand will need for the next
+`LEASE_SECONDS` (demand: calls a second it saw for the rule, smoothed). A new rule starts with an
+advance of `burst / proxies on the store` tokens on each proxy, taken from the store at the first
+sync: the fleet's first calls need not wait for it.
 
-Accuracy: with steady demand, exact. When demand moves between proxies, the shares follow within
-a sync or two (0.1-0.3 s), and the rate is off by the moved part of the demand for that long.
-A bucket's burst share is at least one token, so a fleet of N proxies may let through up to N
-calls at once even with a smaller burst. Documents older than `STALE_SECONDS` (a proxy gone) are
-ignored and, after a minute, deleted: the proxies' clocks must agree within about a second (NTP).
-If the store is unreachable, each proxy keeps its last share.
+Accuracy: every token let through comes out of the store's bucket, so the fleet never lets more
+than `per_second x T + burst` calls through, but for advances not yet repaid (a proxy that
+starts applying the rule after the bucket ran dry owes its advance, `burst / N` at most, until
+refills repay it). It may let fewer through: tokens one proxy holds while the calls arrive at
+another (at most a lease's worth, `demand x LEASE_SECONDS`, each), tokens a proxy still holds when
+the rule ends. Under sustained demand over the rate the store's bucket is empty at every sync and
+proxies hold next to nothing: measured within a few percent (`tests/e2e/test_rate_limit.py`). If
+the store is unreachable, each proxy spends what it holds, then throttles until it is back.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fisproxy.fis.faults import RateLimit
@@ -39,23 +40,17 @@ from fisproxy.fis.faults import RateLimit
 log = logging.getLogger(__name__)
 
 SYNC_SECONDS = 0.1
-STALE_SECONDS = 1.0
-FORGET_SECONDS = 60.0  # documents of proxies gone this long are deleted
+LEASE_SECONDS = 0.2  # how far ahead of its demand a proxy takes tokens from the fleet's bucket
 IDLE_SECONDS = 30.0  # a bucket no call asked for this long is dropped (its rule has ended)
+BUCKET_TTL_SECONDS = 600.0  # the store forgets a fleet bucket unused this long
 FLEET_SIZE_SECONDS = 2.0  # how often the number of proxies on the store is read
-STARTUP_SECONDS = 1.0  # a new fleet bucket waits this long for the other proxies' demand
-DOC_KIND = "rate-limit"
-SMOOTHING = 0.5  # weight of the newest demand measurement
+SMOOTHING = 0.3  # weight of the newest demand measurement (one every SYNC_SECONDS)
 
 
 class RateStore(Protocol):
-    """What the fleet's sharing needs from the store (a `DocStore`, and the proxy registry)."""
+    """What the fleet's sharing needs from the store."""
 
-    def put_doc(self, kind: str, key: str, value: dict[str, Any]) -> None: ...
-
-    def list_docs(self, kind: str) -> dict[str, dict[str, Any]]: ...
-
-    def delete_doc(self, kind: str, key: str) -> None: ...
+    def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int: ...
 
     def list_proxies(self) -> list[dict[str, Any]]: ...
 
@@ -72,49 +67,45 @@ class TokenBucket:
         self.stamp = now
 
     def take(self, now: float) -> bool:
-        self._refill(now)
+        elapsed = now - self.stamp
+        if elapsed > 0:
+            self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
+            self.stamp = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
         return False
 
-    def reshape(self, rate: float, capacity: float, now: float) -> None:
-        self._refill(now)
-        self.rate, self.capacity = rate, capacity
-        self.tokens = min(self.tokens, capacity)
 
-    def _refill(self, now: float) -> None:
-        elapsed = now - self.stamp
-        if elapsed > 0:
-            self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
-            self.stamp = now
+@dataclass
+class _Fleet:
+    """One fleet rule's tokens on this proxy. `held` and `seen` change on the event loop; the
+    sync thread appends what it took from the store to `granted`, which the loop adds in."""
+
+    held: int
+    owed: int  # the advance, still to be taken from the store
+    created: float
+    seen: int = 0
+    counted: int = 0  # `seen` at the last sync
+    synced: float = 0.0
+    demand: float | None = None  # calls a second, smoothed
+    granted: deque[int] = field(default_factory=deque)
 
 
 @dataclass
 class _Entry:
-    """One rule's bucket on this proxy. `seen` and `used` are written on the event loop and
-    read by the sync thread; `share` is written by the sync thread and applied on the loop."""
-
     limit: RateLimit
-    bucket: TokenBucket
-    seen: int = 0
-    used: float = 0.0
-    share: float | None = None  # a new fleet share to apply (None: nothing new)
-    applied: float = 1.0
-    counted: int = 0  # `seen` at the last sync
-    demand: float | None = None  # calls a second, smoothed (None: not measured yet)
-    synced: float = 0.0  # when `counted` was taken (at first: when the bucket was made)
-    created: float = 0.0
+    used: float
+    bucket: TokenBucket | None = None  # scope proxy
+    fleet: _Fleet | None = None  # scope fleet
 
 
 class RateLimits:
     """The buckets of the rate-limited rules in force on this proxy, by rule source."""
 
-    def __init__(self, proxy_id: str, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, proxy_id: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.proxy_id = proxy_id
         self._clock = clock
-        self._wall = wall
         self._entries: dict[str, _Entry] = {}
         self._fleet_size = 1
         self._fleet_size_read = float("-inf")
@@ -125,87 +116,67 @@ class RateLimits:
         now = self._clock()
         entry = self._entries.get(source)
         if entry is None or entry.limit != limit:
-            first = 1.0 / self._fleet_size if limit.fleet else 1.0
-            entry = self._entries[source] = _Entry(
-                limit, TokenBucket(limit.per_second * first, _capacity(limit, first), now),
-                applied=first, synced=now, created=now)
-        share = entry.share
-        if share is not None:  # a new share from the fleet: applied here, on the loop
-            entry.share = None
-            entry.applied = share
-            entry.bucket.reshape(limit.per_second * share, _capacity(limit, share), now)
-        entry.seen += 1
+            entry = self._entries[source] = self._new(limit, now)
         entry.used = now
-        return entry.bucket.take(now)
+        fleet = entry.fleet
+        if fleet is None:
+            assert entry.bucket is not None
+            return entry.bucket.take(now)
+        while fleet.granted:
+            fleet.held += fleet.granted.popleft()
+        fleet.seen += 1
+        if fleet.held >= 1:
+            fleet.held -= 1
+            return True
+        return False
+
+    def _new(self, limit: RateLimit, now: float) -> _Entry:
+        if not limit.fleet:
+            return _Entry(limit, now, bucket=TokenBucket(limit.per_second, float(limit.burst), now))
+        advance = max(1, limit.burst // self._fleet_size)
+        return _Entry(limit, now, fleet=_Fleet(held=advance, owed=advance, created=now, synced=now))
 
     # ---- background (a worker thread, every SYNC_SECONDS) ----------------------------------
 
     @property
     def sharing(self) -> bool:
         """Whether some fleet-scoped rule needs the store."""
-        return any(e.limit.fleet for e in list(self._entries.values()))
+        return any(e.fleet is not None for e in list(self._entries.values()))
+
+    def due(self) -> bool:
+        """Whether `sync` has something to do: fleet rules, or the number of proxies on the store
+        to read again (a new fleet rule's advance is the burst over it)."""
+        return self.sharing or self._clock() - self._fleet_size_read >= FLEET_SIZE_SECONDS
 
     def sync(self, store: RateStore) -> None:
-        """Publish this proxy's demand per fleet rule, read the fleet's, set the shares; drop
-        buckets whose rule no call used for IDLE_SECONDS. Blocking (store calls)."""
-        now, wall = self._clock(), self._wall()
+        """Take from the store's buckets what each fleet rule's demand here will need, repaying
+        advances first; drop buckets of rules no call used for IDLE_SECONDS. Blocking."""
+        now = self._clock()
         if now - self._fleet_size_read >= FLEET_SIZE_SECONDS:
             self._fleet_size = max(1, len(store.list_proxies()))
             self._fleet_size_read = now
         for source, entry in list(self._entries.items()):
             if now - entry.used > IDLE_SECONDS:
                 self._entries.pop(source, None)
-                if entry.limit.fleet:
-                    store.delete_doc(DOC_KIND, self._key(source))
                 continue
-            if not entry.limit.fleet:
+            fleet = entry.fleet
+            if fleet is None:
                 continue
-            demand = self._measure(entry, now)
-            store.put_doc(DOC_KIND, self._key(source), {"demand": demand, "time": wall})
-        docs = store.list_docs(DOC_KIND) if self.sharing else {}
-        demands: dict[str, list[float]] = {}
-        for key, doc in docs.items():
-            source, _, proxy = key.rpartition("@")
-            age = wall - float(doc.get("time", 0))
-            if age > FORGET_SECONDS:
-                store.delete_doc(DOC_KIND, key)
-            elif age <= STALE_SECONDS and proxy != self.proxy_id:
-                demands.setdefault(source, []).append(float(doc.get("demand", 0.0)))
-        for source, entry in list(self._entries.items()):
-            if not entry.limit.fleet or entry.demand is None:
+            demand = _measure(fleet, now)
+            stock = fleet.held + sum(fleet.granted.copy())  # copy: the loop pops meanwhile
+            want = fleet.owed + max(0, math.ceil(demand * LEASE_SECONDS) - stock)
+            if want <= 0:
                 continue
-            others = demands.get(source, [])
-            if now - entry.created < STARTUP_SECONDS:
-                # Proxies that have not published yet are counted as demanding as much as this
-                # one: a new rule starts at 1/N of the rate on each, never at all of it.
-                others = others + [entry.demand] * max(0, self._fleet_size - 1 - len(others))
-            entry.share = fleet_share(entry.demand, others, entry.limit.per_second)
-
-    @staticmethod
-    def _measure(entry: _Entry, now: float) -> float:
-        seen = entry.seen
-        rate = (seen - entry.counted) / max(1e-3, now - entry.synced)
-        demand = rate if entry.demand is None else SMOOTHING * rate + (1 - SMOOTHING) * entry.demand
-        entry.demand, entry.counted, entry.synced = demand, seen, now
-        return demand
-
-    def _key(self, source: str) -> str:
-        return f"{source}@{self.proxy_id}"
-
-    def forget(self, store: RateStore) -> None:
-        """At shutdown: withdraw this proxy's documents (the others take over its share)."""
-        for source, entry in list(self._entries.items()):
-            if entry.limit.fleet:
-                store.delete_doc(DOC_KIND, self._key(source))
-        self._entries.clear()
+            taken = store.take_tokens(source, entry.limit.per_second, entry.limit.burst, want, BUCKET_TTL_SECONDS)
+            repaid = min(taken, fleet.owed)
+            fleet.owed -= repaid
+            if taken > repaid:
+                fleet.granted.append(taken - repaid)
 
 
-def fleet_share(own: float, others: list[float], per_second: float) -> float:
-    """This proxy's share of a fleet rate: its demand against the fleet's, each smoothed by a
-    hundredth of the rate so that every share is above zero and they add up to one."""
-    e = max(per_second / 100.0, 1e-6)
-    return (own + e) / (own + e + sum(d + e for d in others))
-
-
-def _capacity(limit: RateLimit, share: float) -> float:
-    return max(1.0, math.ceil(limit.burst * share * 1000) / 1000)
+def _measure(fleet: _Fleet, now: float) -> float:
+    seen = fleet.seen
+    rate = (seen - fleet.counted) / max(1e-3, now - fleet.synced)
+    demand = rate if fleet.demand is None else SMOOTHING * rate + (1 - SMOOTHING) * fleet.demand
+    fleet.demand, fleet.counted, fleet.synced = demand, seen, now
+    return demand

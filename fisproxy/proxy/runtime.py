@@ -206,23 +206,20 @@ class Runtime:
                             settings.control_host, settings.control_port)
 
     async def _share_rates(self) -> None:
-        """Fleet-scoped rate limits: every SYNC_SECONDS, off the loop, publish this proxy's
-        demand and take its share (`fis/ratelimit.py`). A store that fails keeps the last shares."""
+        """Fleet-scoped rate limits: every SYNC_SECONDS, off the loop, take from the store's
+        buckets what this proxy's demand needs (`fis/ratelimit.py`). A store that fails: the
+        tokens held are spent, then calls are throttled until it is back."""
         store = self.store
         assert store is not None
-        try:
-            while True:
-                await asyncio.sleep(SYNC_SECONDS)
-                if self.limits.sharing:
-                    try:
-                        await asyncio.to_thread(self.limits.sync, store)
-                    except StoreUnavailable as e:
-                        logger.debug("fisproxy: rate limits not shared this time: %s", e)
-                    except Exception:
-                        logger.exception("fisproxy: could not share the rate limits; retrying")
-        finally:
-            if self.limits.sharing:
-                await asyncio.to_thread(_quietly, self.limits.forget, store)
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            if self.limits.due():
+                try:
+                    await asyncio.to_thread(self.limits.sync, store)
+                except StoreUnavailable as e:
+                    logger.debug("fisproxy: rate limits not shared this time: %s", e)
+                except Exception:
+                    logger.exception("fisproxy: could not share the rate limits; retrying")
 
     def _save_chaos(self, doc: dict[str, Any]) -> None:
         assert self.store is not None
@@ -311,13 +308,6 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _quietly(fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception as e:  # shutting down: the documents go stale on their own
-        logger.debug("fisproxy: %s", e)
 
 
 def _changed(options: Any, name: str) -> bool:

@@ -4,6 +4,7 @@ and the fleet's shares computed from the demand each proxy publishes in a (real 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from fisproxy.aws.call import AwsCall
 from fisproxy.fis.actions import ACTIONS
 from fisproxy.fis.decide import decide
 from fisproxy.fis.faults import RateLimit
-from fisproxy.fis.ratelimit import DOC_KIND, RateLimits, TokenBucket, fleet_share
+from fisproxy.fis.ratelimit import RateLimits, TokenBucket
 from fisproxy.fis.rules import ActiveRule
 from fisproxy.store import Store
 
@@ -75,36 +76,45 @@ def test_the_burst_defaults_to_the_rate_and_the_scope_to_one_proxy():
     assert fleet is not None and fleet.limit is not None and fleet.limit.fleet
 
 
-def test_shares_follow_demand_and_add_up_to_one():
-    assert fleet_share(20, [20, 20], 60) == pytest.approx(1 / 3)
-    assert fleet_share(0, [30], 30) == pytest.approx(0.3 / 30.6, rel=1e-6)  # idle: a sliver, not zero
-    shares = [fleet_share(d, [o for j, o in enumerate((5, 15, 40)) if j != i], 10) for i, d in enumerate((5, 15, 40))]
-    assert sum(shares) == pytest.approx(1.0)
-
-
-def test_three_proxies_on_one_store_share_the_fleet_rate(tmp_path: Path):
+def test_three_proxies_on_one_store_share_the_fleet_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Three RateLimits (three proxies) on one real SQLite store, each with a third of the
-    demand: once they have synced, they let through the fleet's rate together."""
+    demand, syncing every 0.1 s: together they let through the fleet's rate and burst."""
     store = Store(tmp_path / "state.sqlite")
     try:
-        clock, wall = Clock(), Clock()
-        proxies = [RateLimits(f"p{i}", clock=clock, wall=wall) for i in range(3)]
+        clock = Clock()
+        store_clock = [1000.0]
+        proxies = [RateLimits(f"p{i}", clock=clock) for i in range(3)]
         for i in range(3):
             store.register_proxy(f"p{i}", {}, 60)
         limit = RateLimit(per_second=30, burst=15, fleet=True)
         total = 0
-        for _ in range(100):  # 10 s at 90 calls a second (3x the rate), syncing every 0.1 s
+        monkeypatch.setattr(time, "time", lambda: store_clock[0])  # the store refills by time.time()
+        for _ in range(100):  # 10 s at 90 calls a second (3x the rate)
             for _ in range(3):
                 for p in proxies:  # one call on each proxy in turn
                     total += p.admit("EXP/limit", limit)
                     clock.t += 1 / 90
-                    wall.t += 1 / 90
+                    store_clock[0] += 1 / 90
             for p in proxies:
                 p.sync(store)
-        assert total == pytest.approx(30 * 10 + 15, rel=0.1)
-        assert len(store.list_docs(DOC_KIND)) == 3
-        for p in proxies:
-            p.forget(store)
-        assert store.list_docs(DOC_KIND) == {}
+        assert total == pytest.approx(30 * 10 + 15, rel=0.05)
     finally:
         store.close()
+
+
+def test_a_new_fleet_rule_starts_with_an_advance_repaid_from_the_store(tmp_path: Path):
+    store = Store(tmp_path / "state.sqlite")
+    try:
+        for i in range(2):
+            store.register_proxy(f"p{i}", {}, 60)
+        clock = Clock()
+        limits = RateLimits("p0", clock=clock)
+        limits.sync(store)  # reads the fleet's size: 2
+        limit = RateLimit(per_second=1, burst=10, fleet=True)
+        assert [limits.admit("EXP/limit", limit) for _ in range(6)] == [True] * 5 + [False]  # 10 / 2
+        limits.sync(store)  # repays the 5 from the store's 10, takes what the demand needs
+        left = store.take_tokens("EXP/limit", 1, 10, 100, 60)
+        assert left <= 5
+    finally:
+        store.close()
+
