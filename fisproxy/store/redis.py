@@ -462,7 +462,8 @@ class RedisStore:
     # ---- shared token buckets ----
 
     def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int:
-        args = [repr(float(per_second)), repr(float(burst)), max(0, int(want)), _ttl_ms(ttl_seconds)]
+        args: list[str | int] = [repr(float(per_second)), repr(float(burst)), max(0, int(want)),
+                                 _ttl_ms(ttl_seconds)]
         # Not repeated on a lost answer: tokens taken twice would be lost to the fleet.
         return int(self._do(lambda: self._take_tokens(keys=[bucket_key(key)], args=args), repeatable=False))
 
