@@ -708,6 +708,8 @@ class Engine:
             if held:
                 run.lease_renewed = now
                 if not run.owned:
+                    if self._ended_meanwhile(run):  # its holder ended it, then let the lease go
+                        continue
                     self._take_over(run, now)
                     changed = True
             elif run.owned:
@@ -715,6 +717,17 @@ class Engine:
                 self._give_up(run)
                 changed = True
         return changed
+
+    def _ended_meanwhile(self, run: _Run) -> bool:
+        """A lease just taken for an experiment this proxy mirrors: true (lease given back, the
+        mirror forgotten) if the store says it has ended, which this mirror has not heard yet.
+        Taking its schedule over would resume and save a stale copy over the ended one."""
+        stored = self._store.get_experiment(run.id)
+        if stored is None or stored.state.status not in TERMINAL:
+            return False
+        self._store.release_lease(_lease(run.id), self.proxy_id)
+        self._forget(run)
+        return True
 
     def _take_over(self, run: _Run, now: float) -> None:
         """Run the schedule of an experiment from where the store says it is."""

@@ -149,3 +149,22 @@ def test_an_availability_zone_outage_hits_only_the_proxies_placed_there(tmp_path
             engine.close()
         for store in stores:
             store.close()
+
+
+def test_an_experiment_ended_by_its_holder_is_not_taken_over_by_a_stale_mirror(fleet: list[Engine]) -> None:
+    """The holder ends the experiment and lets its lease go; a mirror that has not heard of the
+    end yet gets the free lease at its next step: it must not resume the ended experiment (and
+    save its stale copy, `stopping`, over the holder's `stopped`)."""
+    a, b, _ = fleet
+    exp_id = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all").id
+    step(a)
+    step(a)
+    b.sync()  # b mirrors it, running
+    b.stop_experiment(exp_id)  # asked on the mirror: handed to the holder through the store
+    wait_until(lambda: (a.sync(), a.tick(), a._store.get_experiment(exp_id).state.status)[2] == "stopped",
+               5, "the holder to end it")
+    a.tick()  # forgotten there: the lease is free
+    b.tick()  # before any sync: b takes the free lease, and must see the end
+    stored = b._store.get_experiment(exp_id)
+    assert stored is not None and stored.state.status == "stopped"
+    assert b.active_count() == 0 and not b.match(CALL)
