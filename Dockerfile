@@ -22,13 +22,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FISPROXY_CERTS=/certs \
     FISPROXY_STATE=/state/fisproxy.sqlite
 
-# Only what `pip install .` reads (.dockerignore is an allow-list too); no dev extras. Every
-# dependency at the exact version of docker/constraints.txt (regenerate it with
+# Only what `pip install .` reads (.dockerignore is an allow-list too); no dev extras, but the
+# Redis client (the `redis` extra: `--store redis://...`, a fleet of sidecars on one store).
+# Every dependency at the exact version of docker/constraints.txt (regenerate it with
 # docker/update-constraints after changing pyproject.toml's dependencies).
 COPY pyproject.toml README.md /src/
 COPY docker/constraints.txt /src/docker/constraints.txt
 COPY fisproxy /src/fisproxy
-RUN pip install --no-cache-dir --constraint /src/docker/constraints.txt /src \
+RUN pip install --no-cache-dir --constraint /src/docker/constraints.txt "/src[redis]" \
     && rm -rf /src \
     && useradd --system --create-home --uid 10001 --user-group fisproxy \
     && mkdir -p /certs /state \

@@ -19,7 +19,8 @@ from pathlib import Path
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.engine import Engine
-from fisproxy.fis.models import CreateExperimentTemplateRequest, parse
+from fisproxy.fis.fielderror import parse
+from fisproxy.fis.inputs import CreateExperimentTemplateRequest
 from fisproxy.store import Store
 
 SERVICES = ["sqs", "sns", "kinesis", "lambda", "ec2", "s3"]

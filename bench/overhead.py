@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/overhead.py [--requests 2000] [--rounds 3]
 
-Four configurations, measured in interleaved rounds so machine noise hits them alike:
+Four configurations, measured in interleaved rounds so machine noise hits them alike (CPU per
+request of each proxy process, from /proc, and throughput):
   direct           client -> upstream
   mitmdump         client -> bare `mitmdump -q` -> upstream
   fisproxy         client -> `fisproxy run --quiet` (no experiment) -> upstream
@@ -200,13 +201,13 @@ def main() -> None:
                 configs["baseline"] = base
                 pids["baseline"] = proc.pid
             results: dict[str, list[float]] = {name: [] for name in configs}
-            cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
+            cpu: dict[str, list[float]] = {name: [] for name in pids}  # seconds, per round
             for r in range(args.rounds):
                 for name, port in configs.items():
                     before = cpu_seconds(pids[name]) if name in pids else 0.0
                     results[name].append(measure(up, port, args.requests))
                     if name in pids:
-                        cpu[name] += cpu_seconds(pids[name]) - before
+                        cpu[name].append(cpu_seconds(pids[name]) - before)
                 print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in results.items()),
                       flush=True)
     finally:
@@ -219,19 +220,27 @@ def main() -> None:
     for name, value in med.items():
         print(f"  {name:16} {value:8.0f} req/s")
 
-    def ratio(a: str, b: str) -> str:
+    def ratio(a: str, b: str, of: dict[str, list[float]] = results) -> str:
         # Per round, the two were measured back to back: the median of those ratios is what
         # survives the machine's noise best.
-        per_round = [x / y for x, y in zip(results[a], results[b], strict=True)]
+        per_round = [x / y for x, y in zip(of[a], of[b], strict=True) if y]
         q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
         return f"{statistics.median(per_round):.3f}  (quartiles {q[0]:.3f}-{q[-1]:.3f})"
 
     print("\nproxy CPU per request (all threads; steadier than req/s on a noisy machine):")
     total = args.requests * args.rounds
     for name, seconds in cpu.items():
-        print(f"  {name:16} {seconds / total * 1000:6.3f} ms")
+        print(f"  {name:16} {sum(seconds) / total * 1000:6.3f} ms   "
+              f"({med[name]:.0f} req/s)")
+    print("\nCPU per request, ratios (median of per-round ratios; the goals: fisproxy <= 0.75, "
+          "fisproxy-loaded <= 0.80):")
+    print(f"  fisproxy / mitmdump          {ratio('fisproxy', 'mitmdump', cpu)}")
+    print(f"  fisproxy-loaded / mitmdump   {ratio('fisproxy-loaded', 'mitmdump', cpu)}")
+    if args.baseline is not None:
+        print(f"  baseline / mitmdump          {ratio('baseline', 'mitmdump', cpu)}")
+        print(f"  fisproxy / baseline          {ratio('fisproxy', 'baseline', cpu)}")
 
-    print("\nratios (median of per-round ratios):")
+    print("\nthroughput ratios (median of per-round ratios):")
     print(f"  fisproxy / mitmdump          {ratio('fisproxy', 'mitmdump')}")
     print(f"  fisproxy-loaded / mitmdump   {ratio('fisproxy-loaded', 'mitmdump')}")
     print(f"  mitmdump / direct            {ratio('mitmdump', 'direct')}")

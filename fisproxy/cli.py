@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from fisproxy import __version__, reportcli, runtimefile
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
@@ -31,7 +31,6 @@ from fisproxy.runtimefile import RunningProxy
 from fisproxy.scenarios import cli as scenarios_cli
 from fisproxy.statefile import state_problem
 
-SCRIPT = Path(__file__).parent / "proxy" / "script.py"
 LIST_OPTIONS = frozenset({"fisproxy_templates", "fisproxy_control_credentials", "mode", "scripts"})
 
 
@@ -291,7 +290,7 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     chosen = {o.partition("=")[0] for o in args.setoptions}
     options = [o for o in options if o.partition("=")[0] not in chosen or o.partition("=")[0] in LIST_OPTIONS]
     options += args.setoptions
-    argv = ["--listen-host", host, "--listen-port", str(args.port), "-s", str(SCRIPT)]
+    argv = ["--listen-host", host, "--listen-port", str(args.port)]
     for option in options:
         argv += ["--set", option]
     return argv
@@ -356,8 +355,7 @@ def run_proxy(args: argparse.Namespace) -> None:
     # Exposure warnings (non-loopback without proxyauth / control auth) are logged by the
     # addon at start-up, so `mitmdump -s` users see them too; not repeated here.
     print(f"  control API authentication: {describe_auth(auth)}", file=sys.stderr)
-    from mitmproxy.tools import cmdline
-    from mitmproxy.tools import main as mitm_main
+    from fisproxy.proxy import master as masters
 
     if args.workers > 1:
         from fisproxy.workers import supervise
@@ -367,14 +365,8 @@ def run_proxy(args: argparse.Namespace) -> None:
             code = supervise(argv, args.workers)
         sys.exit(code)
     with recorded(args):
-        if args.command == "web":
-            from mitmproxy.tools.web.master import WebMaster
-
-            master: Any = mitm_main.run(WebMaster, cmdline.mitmweb, argv)
-        else:
-            from mitmproxy.tools.dump import DumpMaster
-
-            master = mitm_main.run(DumpMaster, cmdline.mitmdump, argv)
+        run = masters.run_web if args.command == "web" else masters.run_dump
+        master = run(argv)
     runtime = master.addons.get("runtime")
     if runtime is not None and runtime.failed:
         sys.exit(1)  # the proxy stopped because it could not start (its log says why)

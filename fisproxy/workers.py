@@ -39,11 +39,9 @@ def share_listening_ports() -> None:
 def run_worker(argv: Sequence[str]) -> int:
     """One worker: mitmdump with fisproxy's addons, its ports shared. The exit code."""
     share_listening_ports()
-    from mitmproxy.tools import cmdline
-    from mitmproxy.tools import main as mitm_main
-    from mitmproxy.tools.dump import DumpMaster
+    from fisproxy.proxy.master import run_dump
 
-    master: Any = mitm_main.run(DumpMaster, cmdline.mitmdump, list(argv))
+    master = run_dump(argv)
     runtime = master.addons.get("runtime")
     return 1 if runtime is not None and runtime.failed else 0
 

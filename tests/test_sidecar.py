@@ -132,7 +132,9 @@ def test_dockerfile_runs_fisproxy_as_a_service(dockerfile: Dockerfile) -> None:
     health = " ".join(dockerfile.healthcheck())
     assert f"http://127.0.0.1:{flag(argv, '--control-port')}/_fisproxy/health" in health
     installs = [r for r in dockerfile.all("RUN") if "pip install" in r]
-    assert installs and not any("[" in r for r in installs), "the package only, no extras"
+    # The package with the Redis client (a fleet on one `--store redis://`), no other extra.
+    extras = {extra for r in installs for extra in re.findall(r"\[([^\]]*)\]", r)}
+    assert installs and extras == {"redis"}, installs
 
 
 def test_dependencies_are_installed_from_the_pinned_constraints(dockerfile: Dockerfile) -> None:
@@ -153,8 +155,8 @@ def test_constraints_pin_every_dependency_for_the_images_python(dockerfile: Dock
     assert f"with Python {python}:" in CONSTRAINTS.read_text(), "generated for another Python"
     environment = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
                    "platform_system": "Linux", "implementation_name": "cpython"}
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    for text in dependencies:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"] + project["optional-dependencies"]["redis"]:  # what the image installs
         req = Requirement(text)
         if req.marker is not None and not req.marker.evaluate(environment):
             continue

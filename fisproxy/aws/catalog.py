@@ -187,6 +187,27 @@ def api_version(api: str) -> str:
 
 
 @cache
+def checksum_headers() -> dict[str, str]:
+    """Endpoint prefix -> the response header that carries a CRC32 of the body, for the
+    services whose SDKs check it (DynamoDB's `x-amz-crc32`). From botocore's retry
+    configuration (`_retry.json`), where a `crc32body` response check makes the client retry
+    a response whose body does not match it."""
+    data = loader().load_data("_retry")
+    definitions = data.get("definitions", {})
+    found: dict[str, str] = {}
+    for prefix, operations in data["retry"].items():
+        if prefix == "__default__":  # every service's: throttling and transient errors only
+            continue
+        for config in operations.values():  # the service's `__default__`, per-operation entries
+            for policy in config.get("policies", {}).values():
+                policy = definitions.get(policy.get("$ref"), policy)
+                header = policy.get("applies_when", {}).get("response", {}).get("crc32body")
+                if header:
+                    found[prefix] = header
+    return found
+
+
+@cache
 def apis_by_target_prefix() -> dict[str, tuple[str, ...]]:
     index: dict[str, list[str]] = defaultdict(list)
     for api in api_names():

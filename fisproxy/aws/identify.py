@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from urllib.parse import unquote, unquote_plus
 
 from fisproxy.aws import catalog, hosts, restmatch
@@ -62,6 +62,7 @@ class _Credential:
         self.scoped = scoped  # a SigV4 credential scope, as opposed to a bare SigV2 key
 
 
+@lru_cache(maxsize=1024)  # a client sends the same scope all day; bounded, for what clients send
 def _scope(credential: str) -> _Credential | None:
     # AKID/yyyymmdd/region/service/aws4_request (SigV4) or AKID/yyyymmdd/service/aws4_request
     # (SigV4a). Access key ids contain no "/".
@@ -218,7 +219,7 @@ def identify(
     """Identify an AWS API request; None if it is not one (unsigned and not to an AWS host).
 
     `path` is the raw request target (path and query string), `host` the host name without
-    port, `headers` case-insensitive. For query/ec2 requests with `Action` only in the form body
+    port, `headers` read by lower-case names (a dict by lower-case name, or case-insensitive). For query/ec2 requests with `Action` only in the form body
     and no `body` given, the call has `operation=None, needs_body=True`.
     """
     raw_path, _, raw_query = path.partition("?")

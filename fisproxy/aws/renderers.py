@@ -33,7 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from botocore.model import ServiceModel
 
-from fisproxy.aws import cbor
+from fisproxy.aws import catalog, cbor
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -139,8 +139,6 @@ _JSON_TYPE_NAMESPACES = {
     "dynamodb": "com.amazonaws.dynamodb.v20120810",
     "sqs": "com.amazonaws.sqs",
 }
-# Services whose clients verify `x-amz-crc32` (botocore `_retry.json` crc32 checker).
-_CRC32_APIS = frozenset({"dynamodb"})
 
 
 class JsonRenderer(_JsonBodyRenderer):
@@ -158,8 +156,9 @@ class JsonRenderer(_JsonBodyRenderer):
         error_type = self._type(d)
         body = _json({"__type": error_type, d.message_key: d.message})
         headers = [("x-amzn-ErrorType", error_type), *self._query_error_header(d)]
-        if d.api in _CRC32_APIS:
-            headers.append(("x-amz-crc32", str(zlib.crc32(body))))
+        checksum = catalog.checksum_headers().get(d.model.endpoint_prefix) if d.model else None
+        if checksum:  # the SDK checks it (and retries on a mismatch)
+            headers.append((checksum, str(zlib.crc32(body))))
         return _Formatted(self._content_type(d), headers, body)
 
 

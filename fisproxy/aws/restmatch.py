@@ -15,6 +15,9 @@ table per service turns that back into the operation:
    fewer greedy labels; then host context (S3's `UseS3ExpressControlEndpoint` routes on the
    `s3express-control` host only), then not deprecated.
 
+The match carries its route, whose `labels(path)` gives the raw text of each `{label}` (the
+FIS control API reads its URI members this way).
+
 S3 virtual-hosted requests carry the bucket in the host: their table holds only the
 bucket-scoped routes with the leading `/{Bucket}` removed, as botocore does
 (`handlers.remove_bucket_from_url_paths_from_model`), so `GET /` there is ListObjects.
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from botocore.model import OperationModel
@@ -46,7 +49,8 @@ class Route:
     operation: str
     method: str
     template: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str]  # one group per label, in `label_names` order
+    label_names: tuple[str, ...]
     # (key, value) pairs from the template's query part; value None means "key present".
     literal_query: tuple[tuple[str, str | None], ...]
     required_query: tuple[str, ...]
@@ -72,12 +76,19 @@ class Route:
             return False
         return self.pattern.fullmatch(path) is not None
 
+    def labels(self, path: str) -> dict[str, str]:
+        """The raw (percent-encoded) text of each label of `path`, by label name; empty if
+        `path` is not this route's."""
+        m = self.pattern.fullmatch(path)
+        return dict(zip(self.label_names, m.groups(), strict=True)) if m else {}
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
     operation: str
     # Comparable across services: (specificity..., host context score, not deprecated).
     rank: tuple[int, ...]
+    route: Route = field(compare=False)
 
 
 def _route(op: OperationModel, template: str) -> Route:
@@ -87,14 +98,16 @@ def _route(op: OperationModel, template: str) -> Route:
         key, eq, value = part.partition("=")
         literal_query.append((key, value if eq else None))
     regex, pos, literal_chars, greedy = [], 0, 0, 0
+    label_names: list[str] = []
     for label in _LABEL.finditer(path):
         regex.append(re.escape(path[pos : label.start()]))
         literal_chars += label.start() - pos
+        label_names.append(label.group(1))
         if label.group(2):
             greedy += 1
-            regex.append(".+")
+            regex.append("(.+)")
         else:
-            regex.append("[^/]+")
+            regex.append("([^/]+)")
         pos = label.end()
     tail = path[pos:]
     literal_chars += len(tail)
@@ -116,7 +129,7 @@ def _route(op: OperationModel, template: str) -> Route:
             if location == "querystring" and member.type_name != "map":
                 required_query.append(wire)
             elif location == "header":
-                required_headers.append(wire)
+                required_headers.append(wire.lower())  # looked up by lower-case name
     host_context = frozenset(
         p.name for p in op.static_context_parameters if p.value is True
     ) & HOST_CONTEXT_PARAMS
@@ -126,6 +139,7 @@ def _route(op: OperationModel, template: str) -> Route:
         method=op.http["method"],
         template=template,
         pattern=re.compile("".join(regex)),
+        label_names=tuple(label_names),
         literal_query=tuple(literal_query),
         required_query=tuple(required_query),
         required_headers=tuple(required_headers),
@@ -179,7 +193,7 @@ class RouteTable:
             context = len(route.host_context & host_context) - len(route.host_context - host_context)
             rank = (*route.specificity, context, not route.deprecated)
             if best is None or rank > best.rank:
-                best = Match(route.operation, rank)
+                best = Match(route.operation, rank, route)
         return best
 
 

@@ -12,6 +12,9 @@ import secrets
 import string
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -73,30 +76,34 @@ def now() -> datetime:
     return timestamp(time.time())
 
 
-# ISO 8601 durations as FIS uses them: PT1M, PT2M30S, PT1H, PT0.5S, P1D. Years and months are
-# not fixed lengths, so they are refused.
-_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<days>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
-)
+# ISO 8601 durations as FIS uses them (PT1M, PT2M30S, PT1H, P1D), and shorter ones than AWS
+# takes (PT0.5S, PT30S): parsed by pydantic. Before it, fisproxy keeps to the `P...` form (any
+# case; pydantic also reads `10:00` and signs) and refuses years and months, which are not
+# fixed lengths (pydantic counts 365 and 30 days).
+def _iso_8601_form(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip().upper()
+    date_part = text.partition("T")[0]
+    if not text.startswith("P") or "Y" in date_part or "M" in date_part:
+        raise ValueError("not of the form PnDTnHnMnS")
+    return text
 
 
-MAX_DURATION_TEXT = 64  # far longer than any real duration; bounds the regex's work
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(Annotated[timedelta, BeforeValidator(_iso_8601_form)])
 
 
 def parse_duration(text: str) -> timedelta:
     """An ISO 8601 duration (`PT5M`, `PT1H30M`, `PT2S`) as a timedelta; ValueError otherwise,
     also for a duration too long for a timedelta (`P9999999999D`, 400 digits of seconds)."""
     shown = text if len(text) <= 40 else text[:37] + "..."
-    m = _DURATION.match(text.strip().upper()) if len(text) <= MAX_DURATION_TEXT else None
-    if not m:
-        raise ValueError(f"not an ISO 8601 duration like PT5M: {shown!r}")
-    parts = {k: float(v) for k, v in m.groupdict().items() if v is not None}
     try:
-        return timedelta(**parts)
-    except OverflowError:  # more than timedelta's 999999999 days, or an infinite float
-        raise ValueError(f"duration too long: {shown!r}") from None
+        return _DURATION.validate_python(text)
+    except ValidationError as e:
+        problem = e.errors()[0]["msg"]
+        if "too large" in problem or "exceed" in problem:
+            raise ValueError(f"duration too long: {shown!r}") from None
+        raise ValueError(f"not an ISO 8601 duration like PT5M: {shown!r}") from None
 
 
 def format_duration(d: timedelta) -> str:

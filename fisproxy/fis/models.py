@@ -1,22 +1,22 @@
-"""The FIS shapes: one pydantic model per botocore `fis` shape that fisproxy uses.
+"""The FIS shapes: one pydantic model per botocore `fis` shape of a template, an experiment
+and the other resources, the one definition of each (requests and responses of the API are
+`inputs.py` and `outputs.py`, built from these).
 
 Attributes are snake_case, the wire is camelCase (`alias_generator=to_camel`; both spellings are
 accepted on input). Timestamps are UTC datetimes, truncated to milliseconds, and travel as epoch
 seconds (rest-json's default). `wire()` gives the JSON-ready dict boto3 parses.
 
 The same models validate API bodies and templates files, shape responses and are what the store
-writes. Structural checks (types, lengths, enums) come from the field types; the rules that span
-fields (known action ids and their parameters, target references, `startAfter` cycles, quotas)
-live in `validate_template`. Either way a bad input becomes a `FieldError` whose message names
-the field: `actions.ThrottleAPI.parameters.percentage: must be an integer 1-100, got "150"`.
+writes. Structural checks (types, lengths, enums, the selection-mode grammar) come from the
+field types; the rules that span fields are `templaterules.py`. Either way a bad input becomes a
+`FieldError` naming the field.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol, Self, TypeVar
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -26,72 +26,11 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
-    ValidationError,
-    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from fisproxy.fis import actions as action_catalog
-
-MAX_ACTIONS = 20
-MAX_STOP_CONDITIONS = 5
-MAX_NAME = 64
-
-
-class FieldError(ValueError):
-    """Bad input, naming the field: `str()` is `<field path>: <problem>`."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}" if field else problem)
-        self.field = field
-        self.problem = problem
-
-    @classmethod
-    def from_pydantic(cls, error: ValidationError, prefix: str = "") -> FieldError:
-        """The first problem pydantic found (and how many more), with its field path."""
-        problems = error.errors()
-        first = problems[0]
-        field = ".".join([prefix] * bool(prefix) + [_printable(str(part)) for part in first["loc"]])
-        cause = (first.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldError):
-            found = FieldError(".".join(p for p in (field, cause.field) if p), cause.problem)
-        else:
-            found = FieldError(field, _problem(first))
-        if len(problems) > 1:
-            more = len(problems) - 1
-            return cls(found.field, f"{found.problem} (and {more} more problem{'s' * (more > 1)})")
-        return found
-
-
-def _printable(text: str) -> str:
-    # Undecodable bytes (lone surrogates) shown escaped: messages must encode as UTF-8.
-    return text.encode("utf-8", "backslashreplace").decode()
-
-
-def _problem(err: Any) -> str:
-    if err["type"] == "missing":
-        return "required"
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    value = err.get("input")
-    if isinstance(value, str):
-        if len(value) > 60:
-            value = value[:57] + "..."
-        value = _printable(value)
-    got = f', got "{value}"' if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
-    return f"{err['msg']}{got}"
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse(model: type[M], data: Any, prefix: str = "") -> M:
-    """`model.model_validate(data)`, with errors as a FieldError naming the field."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise FieldError.from_pydantic(e, prefix) from None
-
+from fisproxy.fis.fielderror import FieldError
+from fisproxy.fis.targets import SelectionModeError, parse_selection_mode
 
 # ---- field types ----------------------------------------------------------------------------
 
@@ -145,7 +84,6 @@ class FisModel(BaseModel):
         """The JSON-ready dict for responses and storage."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
-
 # ---- experiment templates -------------------------------------------------------------------
 
 class ExperimentTemplateAction(FisModel):
@@ -161,12 +99,24 @@ class ExperimentTemplateTargetFilter(FisModel):
     values: list[Annotated[str, StringConstraints(max_length=128)]]
 
 
+def _selection_mode(mode: str) -> str:
+    try:
+        parse_selection_mode(mode)
+    except SelectionModeError as e:
+        raise FieldError("", e.problem) from None
+    return mode
+
+
+# `ALL`, `COUNT(n)` or `PERCENT(n)`: the grammar of `targets.py`.
+SelectionMode = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_selection_mode)]
+
+
 class ExperimentTemplateTarget(FisModel):
     resource_type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     resource_arns: Annotated[list[Arn], Field(max_length=5)] = Field(default_factory=list)
     resource_tags: TagMap = Field(default_factory=dict)
     filters: list[ExperimentTemplateTargetFilter] = Field(default_factory=list)
-    selection_mode: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    selection_mode: SelectionMode
     parameters: ParameterMap = Field(default_factory=dict)
 
 
@@ -250,134 +200,6 @@ class ExperimentTemplateSummary(FisModel):
     def of(cls, t: ExperimentTemplate) -> Self:
         return cls(id=t.id, arn=t.arn, description=t.description, creation_time=t.creation_time,
                    last_update_time=t.last_update_time, tags=t.tags)
-
-
-# ---- requests -------------------------------------------------------------------------------
-
-ClientToken = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"\S")]
-
-
-class CreateExperimentTemplateRequest(FisModel):
-    """CreateExperimentTemplate's body; also one entry of a templates file. `clientToken` is
-    required by the model but boto3 always fills it, so it is optional here (files have none)."""
-
-    client_token: ClientToken | None = None
-    description: Description
-    stop_conditions: list[ExperimentTemplateStopCondition]
-    targets: dict[str, ExperimentTemplateTarget] = Field(default_factory=dict)
-    actions: dict[str, ExperimentTemplateAction]
-    role_arn: Arn
-    tags: TagMap = Field(default_factory=dict)
-    log_configuration: ExperimentTemplateLogConfiguration | None = None
-    experiment_options: ExperimentTemplateExperimentOptions | None = None
-    experiment_report_configuration: ExperimentTemplateReportConfiguration | None = None
-
-    @model_validator(mode="after")
-    def _rules(self) -> Self:
-        validate_template(self)
-        return self
-
-
-class UpdateExperimentTemplateActionInputItem(FisModel):
-    """An action in an update: fields left out keep the value of the action of the same name."""
-
-    action_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
-    description: Description | None = None
-    parameters: ParameterMap | None = None
-    targets: dict[str, str] | None = None
-    start_after: list[str] | None = None
-
-
-class UpdateExperimentTemplateLogConfigurationInput(FisModel):
-    cloud_watch_logs_configuration: ExperimentTemplateCloudWatchLogsLogConfiguration | None = None
-    s3_configuration: ExperimentTemplateS3LogConfiguration | None = None
-    log_schema_version: int | None = None
-
-
-class UpdateExperimentTemplateExperimentOptionsInput(FisModel):
-    empty_target_resolution_mode: EmptyTargetResolutionMode | None = None
-
-
-class UpdateExperimentTemplateRequest(FisModel):
-    """Partial update: only the fields the request names change (`exclude_unset`). A given
-    `targets`, `actions` or `stopConditions` replaces the whole collection; an action named
-    again keeps the fields its update item leaves out."""
-
-    description: Description | None = None
-    stop_conditions: list[ExperimentTemplateStopCondition] | None = None
-    targets: dict[str, ExperimentTemplateTarget] | None = None
-    actions: dict[str, UpdateExperimentTemplateActionInputItem] | None = None
-    role_arn: Arn | None = None
-    log_configuration: UpdateExperimentTemplateLogConfigurationInput | None = None
-    experiment_options: UpdateExperimentTemplateExperimentOptionsInput | None = None
-    experiment_report_configuration: ExperimentTemplateReportConfiguration | None = None
-
-    def apply_to(self, template: ExperimentTemplate) -> ExperimentTemplate:
-        """`template` with this update applied (not validated: see validate_template)."""
-        changes = self.model_dump(exclude_unset=True, exclude={"actions", "log_configuration",
-                                                               "experiment_options"})
-        given_fields = {k: getattr(self, k) for k in changes if getattr(self, k) is not None}
-        out = template.model_copy(update=given_fields, deep=True)
-        if self.actions is not None:
-            merged: dict[str, ExperimentTemplateAction] = {}
-            for name, item in self.actions.items():
-                old = template.actions.get(name)
-                given = item.model_dump(exclude_unset=True, exclude_none=True)
-                base = old.model_dump() if old else {}
-                merged[name] = parse(ExperimentTemplateAction, {**base, **given}, f"actions.{name}")
-            out.actions = merged
-        if self.log_configuration is not None:
-            # Given fields merge into the current configuration; an empty object turns logging off.
-            given = self.log_configuration.model_dump(exclude_unset=True)
-            base = template.log_configuration.model_dump() if template.log_configuration else {}
-            combined = {**base, **given}
-            has_destination = combined.get("cloud_watch_logs_configuration") or combined.get("s3_configuration")
-            out.log_configuration = (
-                parse(ExperimentTemplateLogConfiguration, combined, "logConfiguration")
-                if given and has_destination else None
-            )
-        if self.experiment_options is not None:
-            base_options = template.experiment_options or ExperimentTemplateExperimentOptions()
-            out.experiment_options = base_options.model_copy(
-                update=self.experiment_options.model_dump(exclude_unset=True, exclude_none=True)
-            )
-        return out
-
-
-class StartExperimentExperimentOptionsInput(FisModel):
-    actions_mode: ActionsMode | None = None
-
-
-class StartExperimentRequest(FisModel):
-    experiment_template_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    client_token: ClientToken | None = None
-    tags: TagMap = Field(default_factory=dict)
-    experiment_options: StartExperimentExperimentOptionsInput | None = None
-
-
-class TagResourceRequest(FisModel):
-    tags: TagMap
-
-
-class CreateTargetAccountConfigurationRequest(FisModel):
-    client_token: ClientToken | None = None
-    role_arn: Arn
-    description: Annotated[str, StringConstraints(max_length=512)] | None = None
-
-
-class UpdateTargetAccountConfigurationRequest(FisModel):
-    role_arn: Arn | None = None
-    description: Annotated[str, StringConstraints(max_length=512)] | None = None
-
-
-class UpdateSafetyLeverStateInput(FisModel):
-    status: Literal["engaged", "disengaged"]
-    reason: str
-
-
-class UpdateSafetyLeverStateRequest(FisModel):
-    state: UpdateSafetyLeverStateInput
-
 
 # ---- experiments ----------------------------------------------------------------------------
 
@@ -587,136 +409,3 @@ class TargetResourceTypeSummary(FisModel):
 
 class TargetResourceType(TargetResourceTypeSummary):
     parameters: dict[str, TargetResourceTypeParameter] = Field(default_factory=dict)
-
-
-# ---- rules across fields --------------------------------------------------------------------
-
-# Role ARNs as FIS needs them; LocalStack's templates leave out the empty region field
-# (`arn:aws:iam:000000000000:role/ExperimentRole`), which is accepted too.
-_ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::?\d{12}:role/\S+$")
-_ALARM_ARN = re.compile(r"^arn:aws[\w-]*:cloudwatch:[a-z0-9-]+:\d{12}:alarm:\S+$")
-_SELECTION_MODE = re.compile(r"^(ALL|COUNT\((?P<count>\d+)\)|PERCENT\((?P<percent>\d+)\))$")
-STOP_CONDITION_SOURCES = ("none", "aws:cloudwatch:alarm")
-
-
-class _TemplateParts(Protocol):
-    """What validate_template reads: a CreateExperimentTemplateRequest or an ExperimentTemplate."""
-
-    role_arn: str | None
-    targets: Mapping[str, ExperimentTemplateTarget]
-    actions: Mapping[str, ExperimentTemplateAction]
-    stop_conditions: list[ExperimentTemplateStopCondition]
-
-
-def validate_template(t: _TemplateParts | CreateExperimentTemplateRequest | ExperimentTemplate) -> None:
-    """Raise FieldError for the first rule `t` breaks (the rules the field types cannot say)."""
-    if t.role_arn is not None and not _ROLE_ARN.match(t.role_arn):
-        raise FieldError("roleArn", f'must be an IAM role ARN like arn:aws:iam::123456789012:role/fis, got "{t.role_arn}"')
-    _validate_targets(t.targets)
-    _validate_actions(t.actions, t.targets)
-    _validate_stop_conditions(t.stop_conditions)
-
-
-def _check_name(field: str, name: str) -> None:
-    if not name.strip():
-        raise FieldError(field, "names must not be blank")
-    if len(name) > MAX_NAME:
-        raise FieldError(f"{field}.{name}", f"names are at most {MAX_NAME} characters, got {len(name)}")
-
-
-def _validate_targets(targets: Mapping[str, ExperimentTemplateTarget]) -> None:
-    for name, target in targets.items():
-        _check_name("targets", name)
-        where = f"targets.{name}"
-        m = _SELECTION_MODE.match(target.selection_mode)
-        if not m:
-            raise FieldError(f"{where}.selectionMode",
-                             f'must be ALL, COUNT(n) or PERCENT(n), got "{target.selection_mode}"')
-        if m["count"] is not None and int(m["count"]) < 1:
-            raise FieldError(f"{where}.selectionMode", f'COUNT needs at least 1, got "{target.selection_mode}"')
-        if m["percent"] is not None and not 1 <= int(m["percent"]) <= 100:
-            raise FieldError(f"{where}.selectionMode", f'PERCENT takes 1-100, got "{target.selection_mode}"')
-        if target.resource_arns and (target.resource_tags or target.filters):
-            raise FieldError(f"{where}.resourceArns", "cannot be combined with resourceTags or filters")
-        if not (target.resource_arns or target.resource_tags or target.parameters):
-            raise FieldError(where, "needs resourceArns, resourceTags or parameters")
-
-
-def _validate_actions(
-    actions: Mapping[str, ExperimentTemplateAction], targets: Mapping[str, ExperimentTemplateTarget]
-) -> None:
-    if not actions:
-        raise FieldError("actions", "a template needs at least one action")
-    if len(actions) > MAX_ACTIONS:
-        raise FieldError("actions", f"at most {MAX_ACTIONS} actions per template, got {len(actions)}")
-    for name, action in actions.items():
-        _check_name("actions", name)
-        where = f"actions.{name}"
-        try:
-            spec = action_catalog.get(action.action_id)
-        except ValueError as e:
-            raise FieldError(f"{where}.actionId", str(e)) from None
-        for param, value in action.parameters.items():
-            if not 1 <= len(value) <= 1024:
-                raise FieldError(f"{where}.parameters.{param}", "values are 1-1024 characters")
-        try:
-            spec.validate(action.parameters)
-        except action_catalog.ParameterError as e:
-            raise FieldError(f"{where}.parameters.{e.parameter}", e.problem) from None
-        for key, target_name in action.targets.items():
-            field = f"{where}.targets.{key}"
-            needed = spec.targets.get(key)
-            if needed is None and spec.runnable:
-                valid = ", ".join(spec.targets) or "none"
-                raise FieldError(field, f'{spec.action_id} takes no "{key}" target (valid: {valid})')
-            target = targets.get(target_name)
-            if target is None:
-                known = ", ".join(targets) or "none defined"
-                raise FieldError(field, f'names no target "{target_name}" (targets: {known})')
-            if needed is not None and target.resource_type != needed:
-                raise FieldError(field, f'target "{target_name}" is {target.resource_type}, but {key} needs {needed}')
-        for before in action.start_after:
-            if before == name:
-                raise FieldError(f"{where}.startAfter", "an action cannot start after itself")
-            if before not in actions:
-                raise FieldError(f"{where}.startAfter", f'names no action "{before}"')
-    cycle = _find_cycle({name: a.start_after for name, a in actions.items()})
-    if cycle:
-        raise FieldError(f"actions.{cycle[0]}.startAfter", "cycle " + " -> ".join(cycle))
-
-
-def _find_cycle(edges: Mapping[str, list[str]]) -> list[str] | None:
-    """A startAfter cycle as a path whose first and last names are equal, or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in edges:
-        if node not in state and (found := visit(node)):
-            return found
-    return None
-
-
-def _validate_stop_conditions(conditions: list[ExperimentTemplateStopCondition]) -> None:
-    if len(conditions) > MAX_STOP_CONDITIONS:
-        raise FieldError("stopConditions",
-                         f"at most {MAX_STOP_CONDITIONS} stop conditions per template, got {len(conditions)}")
-    for i, cond in enumerate(conditions):
-        where = f"stopConditions.{i}"
-        if cond.source not in STOP_CONDITION_SOURCES:
-            raise FieldError(f"{where}.source",
-                             f'must be {" or ".join(STOP_CONDITION_SOURCES)}, got "{cond.source}"')
-        if cond.source == "aws:cloudwatch:alarm" and not (cond.value and _ALARM_ARN.match(cond.value)):
-            raise FieldError(f"{where}.value",
-                             f'must be a CloudWatch alarm ARN like arn:aws:cloudwatch:us-east-1:123456789012:alarm:name, got "{cond.value}"')

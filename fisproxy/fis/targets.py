@@ -1,9 +1,11 @@
 """What every target shares: its selection mode, its error, the role target's access keys.
 
 A target names resources by ARN (`resourceArns`) or by `resourceTags` / `filters`, then keeps
-`selectionMode` of them: `ALL`, `COUNT(n)` (n at random) or `PERCENT(n)` (rounded down). The
-resolution itself, on the upstream, is `resources/resolve.py`. An `aws:iam:role` target may
-also map access keys to itself explicitly: `parameters: {"accessKeyIds": "AKIA1,AKIA2"}`.
+`selectionMode` of them: `ALL`, `COUNT(n)` (n at random) or `PERCENT(n)` (rounded down). That
+grammar is defined here only: templates are checked against it when they are written
+(`models.py`) and resolved with it when an experiment starts. The resolution itself, on the
+upstream, is `resources/resolve.py`. An `aws:iam:role` target may also map access keys to
+itself explicitly: `parameters: {"accessKeyIds": "AKIA1,AKIA2"}`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import TypeVar
 ROLE = "aws:iam:role"
 ACCESS_KEYS_PARAMETER = "accessKeyIds"
 
-_SELECTION = re.compile(r"^(ALL|COUNT|PERCENT)(?:\((\d+)\))?$")
+# ASCII digits only (`\d` also takes other scripts' digits, which int() reads).
+_SELECTION = re.compile(r"ALL|(?P<kind>COUNT|PERCENT)\((?P<n>[0-9]{1,9})\)")
 
 T = TypeVar("T")
 
@@ -35,21 +38,45 @@ class TargetError(Exception):
         self.skippable = skippable
 
 
+class SelectionModeError(ValueError):
+    """A selectionMode outside the grammar; `problem` says why, without the field's name."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"selectionMode: {problem}")
+        self.problem = problem
+
+
 def parse_selection_mode(mode: str | None) -> tuple[str, int | None]:
-    """`ALL` -> ("ALL", None), `COUNT(3)` -> ("COUNT", 3); ValueError otherwise."""
-    m = _SELECTION.match((mode or "ALL").strip())
-    if not m or (m.group(1) == "ALL") != (m.group(2) is None):
-        raise ValueError(f"Invalid selectionMode {mode!r}: expected ALL, COUNT(n) or PERCENT(n).")
-    n = None if m.group(2) is None else int(m.group(2))
-    if m.group(1) == "PERCENT" and n is not None and not 0 < n <= 100:
-        raise ValueError(f"Invalid selectionMode {mode!r}: PERCENT takes 1-100.")
-    return m.group(1), n
+    """`ALL` (or None) -> ("ALL", None), `COUNT(3)` -> ("COUNT", 3), `PERCENT(50)` ->
+    ("PERCENT", 50); SelectionModeError otherwise.
+
+    n is at least 1: FIS's docs define COUNT(n) as n targets chosen at random (COUNT(1) the
+    smallest example) and PERCENT(n) as n percent of them, and a mode that can select nothing
+    would leave the target empty on every run (the experiment fails, or its actions are
+    skipped), which no template means: COUNT(0) is refused like PERCENT(0), when the template
+    is written."""
+    if mode is None:
+        return "ALL", None
+    m = _SELECTION.fullmatch(mode)
+    if m is None:
+        shown = mode if len(mode) <= 64 else mode[:61] + "..."
+        # Undecodable bytes (lone surrogates) escaped: messages must encode as UTF-8.
+        shown = shown.encode("utf-8", "backslashreplace").decode()
+        raise SelectionModeError(f'must be ALL, COUNT(n) or PERCENT(n), got "{shown}"')
+    if m["kind"] is None:
+        return "ALL", None
+    n = int(m["n"])
+    if m["kind"] == "COUNT" and n < 1:
+        raise SelectionModeError(f'COUNT needs at least 1, got "{mode}"')
+    if m["kind"] == "PERCENT" and not 1 <= n <= 100:
+        raise SelectionModeError(f'PERCENT takes 1-100, got "{mode}"')
+    return m["kind"], n
 
 
 def select(resources: Sequence[T], mode: str | None, rng: random.Random) -> tuple[T, ...]:
     """Apply a selection mode; random choices come from `rng`, order stays as given."""
     kind, n = parse_selection_mode(mode)
-    if kind == "ALL" or n is None:
+    if n is None:  # ALL
         return tuple(resources)
     k = n if kind == "COUNT" else len(resources) * n // 100
     k = min(k, len(resources))

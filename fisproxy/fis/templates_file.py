@@ -23,12 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from fisproxy.fis.models import (
-    CreateExperimentTemplateRequest,
-    ExperimentTemplate,
-    FieldError,
-    parse,
-)
+from fisproxy.fis.fielderror import FieldError, parse
+from fisproxy.fis.inputs import CreateExperimentTemplateRequest
+from fisproxy.fis.models import ExperimentTemplate
 
 if TYPE_CHECKING:
     from fisproxy.fis.api import FisApi

@@ -37,6 +37,7 @@ from fisproxy.fis.decide import (
 from fisproxy.fis.faults import Phase
 from fisproxy.proxy import apply
 from fisproxy.proxy.controlplane import is_control_flow
+from fisproxy.proxy.headers import HeaderIndex
 from fisproxy.proxy.kinds import KINDS, Env
 from fisproxy.proxy.notes import Note
 from fisproxy.proxy.redirect import original_host
@@ -57,7 +58,7 @@ class FaultInjector:
             return None
         try:
             req = flow.request
-            call = identify(req.method, original_host(flow), req.path, req.headers)
+            call = identify(req.method, original_host(flow), req.path, HeaderIndex(req.headers))
             if call is None:
                 return self._other_traffic(flow)
             service_only = call.needs_body and bool(req.stream)

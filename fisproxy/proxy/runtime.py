@@ -101,10 +101,6 @@ class Runtime:
             raise exceptions.OptionsError(str(e)) from e
         if "fisproxy_seed" in updated:
             self.rng.seed(self.settings.seed)
-        control_host = self.settings.control_host if self.settings.control_port else "127.0.0.1"
-        for line in exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
-                                      self.settings.control_auth, control_host=control_host):
-            logger.warning(line)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -112,7 +108,16 @@ class Runtime:
         # Sync on purpose: mitmproxy re-runs `running` synchronously after a script reload.
         self._require_core_options()
         if self._starting is None:
+            self._warn_exposure()  # once, with the options the proxy starts with
             self._starting = self.spawn(self._start(), "fisproxy-start")
+
+    def _warn_exposure(self) -> None:
+        settings = self.settings
+        assert settings is not None  # configured before running
+        control_host = settings.control_host if settings.control_port else "127.0.0.1"
+        for line in exposure_warnings(ctx.options.listen_host, getattr(ctx.options, "proxyauth", None),
+                                      settings.control_auth, control_host=control_host):
+            logger.warning(line)
 
     def _require_core_options(self) -> None:
         """Two mitmproxy options fisproxy relies on, set when the user left their defaults."""

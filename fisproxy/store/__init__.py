@@ -1,6 +1,7 @@
 """Persistence behind one interface (`StoreBackend`, in `base.py`): SQLite embedded by default
 (`sqlite.py`), Redis for a fleet of proxies sharing one FIS (`redis.py`). `open_store` picks one
-from the `--store` option."""
+from the `--store` option. The Redis client is an extra (`pip install 'fisproxy[redis]'`),
+imported only when a `redis://` store is opened."""
 
 from __future__ import annotations
 
@@ -19,9 +20,16 @@ __all__ = [
 def open_store(url: str | None, state_path: Path) -> StoreBackend:
     """The store `--store URL` names: None (or empty) is the SQLite file at `state_path`;
     `redis://[user:password@]host:port/db` or `rediss://...` a Redis server (StoreUnavailable
-    if it cannot be reached). Anything else: ValueError naming `--store`."""
+    if it cannot be reached). Anything else, or a Redis URL without the Redis client installed:
+    ValueError naming `--store`."""
     if url is None or not url.strip():
         return SqliteStore(state_path)
-    from fisproxy.store.redis import RedisStore  # the client is imported only when used
-
-    return RedisStore(redis_url(url))
+    checked = redis_url(url)
+    try:
+        from fisproxy.store.redis import RedisStore
+    except ImportError as e:
+        if e.name != "redis":
+            raise
+        raise ValueError(f"--store {redacted(url)}: the Redis client is not installed "
+                         f"(pip install 'fisproxy[redis]')") from None
+    return RedisStore(checked)

@@ -130,3 +130,16 @@ def test_routes_are_sorted_most_specific_first() -> None:
     put = {r.operation: r for r in table.routes["PUT"]}
     assert put["CopyObject"].required_headers == ("x-amz-copy-source",)
     assert put["PutObject"].specificity[2] == -1  # one greedy label
+
+
+@pytest.mark.parametrize(("api", "method", "path", "labels"), [
+    ("s3", "GET", "/b1/a/b%20c.txt", {"Bucket": "b1", "Key": "a/b%20c.txt"}),  # greedy, raw
+    ("s3", "GET", "/b1", {"Bucket": "b1"}),
+    ("fis", "GET", "/experimentTemplates/EXT1/targetAccountConfigurations/123456789012",
+     {"id": "EXT1", "accountId": "123456789012"}),
+    ("fis", "GET", "/actions/aws%3Afis%3Await", {"id": "aws%3Afis%3Await"}),
+    ("fis", "GET", "/experimentTemplates", {}),
+])
+def test_a_match_gives_the_raw_text_of_each_label(api: str, method: str, path: str, labels: dict[str, str]) -> None:
+    match = route_table(api).match(method, path, {}, Headers())
+    assert match is not None and match.route.labels(path) == labels

@@ -217,6 +217,22 @@ def test_an_unreachable_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "s3cret" not in result.stderr + result.stdout
 
 
+def test_a_redis_store_without_the_redis_client_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # The client is the `redis` extra: shadowed here by a module that fails to import, as a
+    # missing package does (PYTHONPATH comes before site-packages).
+    shadow = tmp_path / "no-redis"
+    shadow.mkdir()
+    (shadow / "redis.py").write_text("raise ModuleNotFoundError(\"No module named 'redis'\", name='redis')\n")
+    result = subprocess.run(
+        [str(VENV_BIN / "fisproxy"), "run", "--port", str(free_port()), "--control-port", str(free_port()),
+         "--certs", str(tmp_path / "c"), "--store", f"redis://:s3cret@127.0.0.1:{free_port()}/0"],
+        capture_output=True, text=True, timeout=60, env=clean_env(PYTHONPATH=str(shadow)))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "--store" in result.stderr and "pip install 'fisproxy[redis]'" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
+
+
 def test_workers_share_the_ports_and_the_experiments(tmp_path: Path, moto: str) -> None:
     """`--workers 2` on the SQLite file of --state: two processes behind the same ports, one FIS."""
     workdir = tmp_path / "workers"

@@ -308,6 +308,9 @@ BAD_TEMPLATES = [
     (template_args(targets={"myRole": {"resourceType": "aws:iam:role", "selectionMode": "SOME",
                                        "resourceArns": [APP_ROLE]}}),
      'targets.myRole.selectionMode: must be ALL, COUNT(n) or PERCENT(n), got "SOME"'),
+    (template_args(targets={"myRole": {"resourceType": "aws:iam:role", "selectionMode": "COUNT(0)",
+                                       "resourceArns": [APP_ROLE]}}),
+     'targets.myRole.selectionMode: COUNT needs at least 1, got "COUNT(0)"'),
     (template_args(targets={"myRole": {"resourceType": "aws:iam:role", "selectionMode": "ALL",
                                        "resourceArns": [APP_ROLE], "resourceTags": {"a": "b"}}}),
      "targets.myRole.resourceArns: cannot be combined with resourceTags or filters"),
@@ -472,8 +475,8 @@ def test_active_experiment_quota(fis: Any, runner: FakeRunner) -> None:
     fis.start_experiment(experimentTemplateId=tid)
 
 
-def test_template_quota(api: FisApi, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fisproxy.fis.api.MAX_TEMPLATES", 2)
+def test_template_quota(store: Store, runner: FakeRunner) -> None:
+    api = FisApi(store, runner, account_id=ACCOUNT, max_templates=2)
     for _ in range(2):
         assert raw(api, "POST", "/experimentTemplates", template_args())[0] == 200
     status, headers, out = raw(api, "POST", "/experimentTemplates", template_args())
@@ -620,3 +623,14 @@ def test_percent_encoded_labels_and_unencoded_arns(api: FisApi) -> None:
     assert status == 200 and out["action"]["id"] == "aws:fis:wait"
     t = raw(api, "POST", "/experimentTemplates", template_args())[2]["experimentTemplate"]
     assert raw(api, "GET", "/tags/" + t["arn"])[2] == {"tags": {"Name": "throttle-ddb"}}
+
+
+def test_every_operation_of_the_model_has_a_handler(api: FisApi) -> None:
+    assert set(api.handlers) == set(catalog.service_model("fis").operation_names)
+
+
+def test_a_path_of_the_model_with_another_method_is_a_validation_error(api: FisApi) -> None:
+    status, headers, out = raw(api, "PUT", "/experimentTemplates/EXT1")
+    assert (status, headers["x-amzn-ErrorType"]) == (400, "ValidationException")
+    assert out["message"] == "PUT is not allowed on /experimentTemplates/EXT1"
+    assert raw(api, "GET", "/experimentTemplates/")[2] == {"experimentTemplates": []}  # a trailing slash

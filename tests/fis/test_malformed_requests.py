@@ -18,9 +18,10 @@ import pytest
 
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import EFFECTS_PATH, FAULTS_PATH, ChaosApi, ChaosState
+from fisproxy.fis.fielderror import FieldError, parse
 from fisproxy.fis.ids import parse_duration
+from fisproxy.fis.inputs import CreateExperimentTemplateRequest
 from fisproxy.fis.jsonbody import BodyError, loads
-from fisproxy.fis.models import CreateExperimentTemplateRequest, FieldError, parse
 from fisproxy.httpdata import ApiRequest
 from fisproxy.store import Store
 from tests.fis.test_api import FakeRunner

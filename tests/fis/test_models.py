@@ -12,16 +12,11 @@ import pytest
 from botocore.parsers import create_parser
 
 from fisproxy.aws import catalog
-from fisproxy.fis import ids
-from fisproxy.fis.models import (
-    CreateExperimentTemplateRequest,
-    Experiment,
-    ExperimentTemplate,
-    FieldError,
-    UpdateExperimentTemplateRequest,
-    parse,
-    validate_template,
-)
+from fisproxy.fis import ids, targets
+from fisproxy.fis.fielderror import FieldError, parse
+from fisproxy.fis.inputs import CreateExperimentTemplateRequest, UpdateExperimentTemplateRequest
+from fisproxy.fis.models import Experiment, ExperimentTemplate, ExperimentTemplateTarget
+from fisproxy.fis.templaterules import validate_template
 
 ROLE = "arn:aws:iam::123456789012:role/fis"
 
@@ -177,10 +172,40 @@ def test_ids_arns_and_durations() -> None:
     assert ids.now().microsecond % 1000 == 0 and ids.now().tzinfo is UTC
     for text, delta in [("PT2S", timedelta(seconds=2)), ("PT1H30M", timedelta(minutes=90)),
                         ("PT0.5S", timedelta(milliseconds=500)), ("P1D", timedelta(days=1)),
-                        ("pt5m", timedelta(minutes=5))]:
+                        ("pt5m", timedelta(minutes=5)), (" PT1M30.5S ", timedelta(seconds=90.5))]:
         assert ids.parse_duration(text) == delta
-    for bad in ("", "P", "PT", "PT5", "5M", "P1Y", "P1M", "PT-1S"):
+    # pydantic reads these too (a clock time, seconds, a sign, 365 or 30 days): not FIS durations.
+    for bad in ("", "P", "PT", "PT5", "5M", "P1Y", "P1M", "PT-1S", "-PT1S", "10:00:00", "300", "P1Y2M"):
         with pytest.raises(ValueError):
             ids.parse_duration(bad)
     assert ids.format_duration(timedelta(minutes=90, seconds=3)) == "PT1H30M3S"
     assert ids.format_duration(timedelta(0)) == "PT0S"
+
+
+MODES = ["ALL", "COUNT(1)", "COUNT(25)", "PERCENT(1)", "PERCENT(100)", "COUNT(0)", "PERCENT(0)", "PERCENT(101)",
+         "COUNT(01)", "COUNT(\u0663)", "count(1)", " ALL", "ALL ", "COUNT()", "SOME", "PERCENT(50%)"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_templates_and_experiments_share_one_selection_grammar(mode: str) -> None:
+    # A template is accepted exactly when its experiments can resolve it (COUNT(0) was
+    # accepted by one and refused by the other).
+    try:
+        targets.parse_selection_mode(mode)
+        resolvable = True
+    except targets.SelectionModeError:
+        resolvable = False
+    try:
+        parse(ExperimentTemplateTarget, {"resourceType": "aws:iam:role", "resourceArns": [ROLE], "selectionMode": mode})
+        accepted = True
+    except FieldError as e:
+        assert str(e).startswith("selectionMode: ")
+        accepted = False
+    assert accepted == resolvable
+
+
+def test_count_zero_is_refused_naming_the_field() -> None:
+    body = request(targets={"app": {"resourceType": "aws:iam:role", "resourceArns": [ROLE], "selectionMode": "COUNT(0)"}})
+    with pytest.raises(FieldError) as info:
+        parse(CreateExperimentTemplateRequest, body)
+    assert str(info.value) == 'targets.app.selectionMode: COUNT needs at least 1, got "COUNT(0)"'

@@ -30,10 +30,18 @@ def test_parse_selection_mode(mode, expected):
     assert targets.parse_selection_mode(mode) == expected
 
 
-@pytest.mark.parametrize("mode", ["COUNT", "ALL(2)", "PERCENT(0)", "PERCENT(101)", "RANDOM(1)", "count(2)"])
+@pytest.mark.parametrize("mode", ["COUNT", "ALL(2)", "PERCENT(0)", "PERCENT(101)", "RANDOM(1)", "count(2)",
+                                  "COUNT(0)", "COUNT(\u0663)", " ALL", "COUNT(1) "])
 def test_parse_selection_mode_rejects(mode):
     with pytest.raises(ValueError, match="selectionMode"):
         targets.parse_selection_mode(mode)
+
+
+def test_count_zero_is_refused_at_run_time_too():
+    # A target that can select nothing: the template is refused when written (test_models.py),
+    # and the same grammar refuses it when an experiment resolves it.
+    with pytest.raises(targets.SelectionModeError, match=r'COUNT needs at least 1, got "COUNT\(0\)"'):
+        targets.select(ARNS, "COUNT(0)", random.Random(0))
 
 
 def test_count_is_random_but_reproducible_with_a_seed():
