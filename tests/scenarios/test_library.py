@@ -9,7 +9,8 @@ import json
 import pytest
 
 from fisproxy.fis.actions import ACTIONS
-from fisproxy.fis.models import CreateExperimentTemplateRequest, validate_template
+from fisproxy.fis.inputs import CreateExperimentTemplateRequest
+from fisproxy.fis.templaterules import validate_template
 from fisproxy.scenarios import SCENARIOS, render
 
 
