@@ -266,9 +266,9 @@ def test_subnet_disruption_drops_the_scope_on_a_proxy_placed_there(
                      "parameters": {"duration": "PT10M", "scope": "dynamodb"}}},
             {"net": by_tags("aws:ec2:subnet", tag)})
         wait_for_state(placed.fis(), exp_id, "running")
-        ddb = placed.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1})
-        with pytest.raises(botocore.exceptions.BotoCoreError):
-            ddb.list_tables()  # the scope: dropped
+        ddb = placed.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=2)
+        with pytest.raises(botocore.exceptions.ReadTimeoutError):
+            ddb.list_tables()  # the scope: dropped, hanging until the client's timeout
         placed.client("sqs").list_queues()  # not in the scope: through
         # The shared proxy, placed nowhere, is not in the subnet: same template, no effect.
         elsewhere = run_experiment(
