@@ -353,3 +353,16 @@ def _readme_rows() -> dict[str, str]:
 
 def test_the_readme_lists_every_action_with_how_it_runs():
     assert _readme_rows() == {a: s.kind for a, s in ACTIONS.items()}
+
+
+def test_the_readme_says_each_action_fisproxy_cannot_perform_is_skipped_and_why():
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text[text.index("## Actions\n"):text.index("## Experiments, as in FIS")]
+    rows = [line for line in section.splitlines()
+            if line.startswith("| `") and ("| needs an agent" in line or "| AWS-internal" in line)]
+    assert len(rows) >= 8
+    for row in rows:
+        what = row.rstrip(" |").rsplit("|", 1)[-1]
+        assert "skipped" in what and "(" in what, row  # skipped, and why
