@@ -182,12 +182,19 @@ def launch(ec2: Any, world: dict[str, Any], az: str) -> str:
 
 
 def dropped(proxy: Fisproxy) -> bool:
+    """Whether a call through `proxy` hangs until the client's (short) read timeout."""
     client = proxy.client("sqs", retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=1.5)
     try:
         client.list_queues()
     except botocore.exceptions.ReadTimeoutError:
         return True
     return False
+
+
+def passes(proxy: Fisproxy) -> bool:
+    """Whether a call through `proxy` is answered (a generous timeout: a busy machine)."""
+    proxy.client("sqs", retries={"mode": "standard", "total_max_attempts": 1}).list_queues()
+    return True
 
 
 def failovers_asked(upstream: str) -> list[str]:
@@ -239,7 +246,7 @@ def test_az_power_interruption_as_published_runs_and_a_stop_undoes_it(
         wait_until(lambda: launch(ec2, world, A) == "InsufficientInstanceCapacity", 20, "launches in a faulted")
         assert launch(ec2, world, B) == "launched"
         # Network: the proxy placed in the zone drops its traffic (it hangs); the other does not.
-        assert dropped(in_a) and not dropped(in_b)
+        assert dropped(in_a) and passes(in_b)
         # What fisproxy cannot do is skipped, saying why; the rest runs.
         asg = action(in_a, exp_id, "Pause-ASG-Scaling")
         assert asg["status"] == "skipped" and asg["reason"].startswith(
@@ -259,7 +266,7 @@ def test_az_power_interruption_as_published_runs_and_a_stop_undoes_it(
     assert exp["actions"]["Stop-Instances"]["state"]["status"] == "stopped"
     wait_until(lambda: states(upstream, inst["a"] + inst["asg_a"]) == {"running"}, 60, "zone a's instances started")
     assert launch(ec2, world, A) == "launched"
-    assert not dropped(in_a)
+    assert passes(in_a)
 
 
 def test_run_to_its_end_recovery_comes_and_the_ebs_pause_is_skipped_as_aws_internal(
@@ -285,4 +292,4 @@ def test_run_to_its_end_recovery_comes_and_the_ebs_pause_is_skipped_as_aws_inter
     assert "agent on" not in ebs["reason"]
     assert actions["Pause-Instance-Launches"]["status"] == "completed"
     assert states(upstream, world["instances"]["a"]) == {"running"}  # started again after the outage
-    assert not dropped(in_a)
+    assert passes(in_a)

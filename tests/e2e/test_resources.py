@@ -142,17 +142,22 @@ def test_a_target_resolving_to_nothing_fails_or_is_skipped(proxy: Fisproxy, tag:
     assert exp["actions"]["reboot"]["state"]["status"] == "skipped"
 
 
-def test_an_api_the_upstream_lacks_fails_the_action_with_the_upstreams_answer(proxy: Fisproxy) -> None:
-    exp_id = run_experiment(
-        proxy,
-        {"auto": {"actionId": "aws:ssm:start-automation-execution",
-                  "parameters": {"documentArn": "arn:aws:ssm:us-east-1::document/AWS-RestartEC2Instance",
-                                 "maxDuration": "PT1M"}}},
-        {},
-    )
-    exp = wait_for_state(proxy.fis(), exp_id, "failed", timeout=30)
-    reason = exp["actions"]["auto"]["state"]["reason"]
-    assert "on the upstream" in reason and "not supported by fisproxy" not in reason
+def test_an_api_the_upstream_lacks_skips_the_action_saying_so(proxy: Fisproxy, tmp_path: Any) -> None:
+    """moto lacks StartAutomationExecution: the action ends skipped, its reason the upstream's
+    own answer; with fisproxy_fail_unperformable the experiment fails with that reason."""
+    action = {"auto": {"actionId": "aws:ssm:start-automation-execution",
+                       "parameters": {"documentArn": "arn:aws:ssm:us-east-1::document/AWS-RestartEC2Instance",
+                                      "maxDuration": "PT1M"}}}
+    exp = wait_for_state(proxy.fis(), run_experiment(proxy, action, {}), "completed", "failed", timeout=30)
+    assert exp["state"]["status"] == "completed", exp["state"]
+    state = exp["actions"]["auto"]["state"]
+    assert state["status"] == "skipped"
+    assert state["reason"].startswith("Skipped: the upstream does not implement ssm StartAutomationExecution")
+    assert "not supported by fisproxy" not in state["reason"] and "in fisproxy" not in state["reason"]
+    strict = Fisproxy(tmp_path, proxy.upstream, extra_args=("--set", "fisproxy_fail_unperformable=true"))
+    with strict.running():
+        exp = wait_for_state(strict.fis(), run_experiment(strict, action, {}), "failed", timeout=30)
+    assert exp["actions"]["auto"]["state"]["reason"].startswith("the upstream does not implement ssm StartAutomationExecution")
     assert exp["state"]["error"]["location"] == "auto"
 
 
