@@ -293,3 +293,33 @@ def test_run_to_its_end_recovery_comes_and_the_ebs_pause_is_skipped_as_aws_inter
     assert actions["Pause-Instance-Launches"]["status"] == "completed"
     assert states(upstream, world["instances"]["a"]) == {"running"}  # started again after the outage
     assert passes(in_a)
+
+
+def test_cross_region_connectivity_as_published_runs_on_moto(
+    tmp_path: Path, upstream: str, world: dict[str, Any], proxies: dict[str, Fisproxy]
+) -> None:
+    """Cross-Region: Connectivity as AWS publishes it: calls to the destination Region through
+    the proxy placed in the tagged subnet hang, other Regions go through; MemoryDB's pause is
+    AWS-internal, skipped (its target not even resolved); the rest finds nothing tagged here and
+    is skipped as FIS skips it; a stop lets the calls through again."""
+    in_a, in_b = proxies[A], proxies[B]
+    aws(upstream, "ec2").create_tags(Resources=[world["subnets"][A]], Tags=[{"Key": "SubnetKey", "Value": "SubnetValue"}])
+    result = subprocess.run([str(VENV_BIN / "fisproxy"), "scenarios", "cross-region-connectivity",
+                             "--param", "region=eu-west-1", "--param", "duration=PT20S", "--param", f"roleArn={ROLE}"],
+                            capture_output=True, text=True, env=clean_env(), timeout=60, check=True)
+    path = tmp_path / "cross-region.json"
+    path.write_text(result.stdout)
+    exp_id = create_and_start(in_b, path)
+    try:
+        wait_until(lambda: action(in_a, exp_id, "Disrupt-Subnet-Connectivity")["status"] == "running", 20, "the cut")
+        eu = in_a.client("sqs", "eu-west-1", retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=1.5)
+        with pytest.raises(botocore.exceptions.ReadTimeoutError):
+            eu.list_queues()
+        in_a.client("sqs", "us-east-1").list_queues()
+        in_b.client("sqs", "eu-west-1").list_queues()  # the other zone's proxy: not in the subnet
+        memorydb = action(in_a, exp_id, "Pause-MemoryDB-Multi-Region-Cluster-Replication")
+        assert memorydb["status"] == "skipped" and "performed by AWS itself" in memorydb["reason"]
+    finally:
+        in_a.fis().stop_experiment(id=exp_id)
+        wait_for_state(in_a.fis(), exp_id, "stopped", timeout=60)
+    in_a.client("sqs", "eu-west-1").list_queues()
