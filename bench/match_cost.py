@@ -21,6 +21,7 @@ from fisproxy.fis.api import FisApi
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.fielderror import parse
 from fisproxy.fis.inputs import CreateExperimentTemplateRequest
+from fisproxy.fis.loops import drive
 from fisproxy.store import Store
 
 SERVICES = ["sqs", "sns", "kinesis", "lambda", "ec2", "s3"]
@@ -49,7 +50,7 @@ def main() -> None:
                      for i in range(args.templates)]
         for t in templates[: args.running]:
             engine.start_experiment(t, region="us-east-1", tags={}, actions_mode="run-all")
-        engine.tick()  # resolve targets, start the actions
+        drive(engine)  # resolve targets, start the actions
         calls = {
             "no running rule for it (dynamodb)": AwsCall("dynamodb", "us-east-1", "GetItem", "dynamodb"),
             "second name (monitoring/cloudwatch)": AwsCall("monitoring", "us-east-1", "ListMetrics", "cloudwatch"),

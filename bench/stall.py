@@ -51,6 +51,7 @@ def seed_records(state: Path, n: int) -> str:
     """A finished experiment spanning `n` recorded requests, written into the state file before
     fisproxy starts (as a long experiment would leave it)."""
     from fisproxy.fis.models import Experiment
+    from fisproxy.fis.runstate import RunState
     from fisproxy.store import Store
 
     store = Store(state)
@@ -65,7 +66,7 @@ def seed_records(state: Path, n: int) -> str:
                                  "startTime": STARTED, "endTime": STARTED + n / 100}},
         "creationTime": STARTED, "startTime": STARTED, "endTime": STARTED + n / 100,
     })
-    store.put_experiment(exp, {"region": "us-east-1"})
+    store.put_experiment(exp, RunState(region="us-east-1"))
     store.close()
     db = sqlite3.connect(state)
     with db:

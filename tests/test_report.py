@@ -25,6 +25,7 @@ from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.faults import Fault, FaultSpec
+from fisproxy.fis.loops import drive
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.httpdata import ApiRequest
 from fisproxy.metrics import Metrics
@@ -206,7 +207,7 @@ def test_report_from_a_real_engine_run(tmp_path: Path) -> None:
                              "parameters": {"service": "dynamodb", "operations": "PutItem", "duration": "PT10S"}}},
     })
     exp_id = engine.start_experiment(template, region="us-east-1", tags={}, actions_mode="run-all").id
-    engine.tick()
+    drive(engine)
     put = AwsCall("dynamodb", region="us-east-1", operation="PutItem", api="dynamodb")
     recorded = []
     for i in range(4):
@@ -215,7 +216,7 @@ def test_report_from_a_real_engine_run(tmp_path: Path) -> None:
         recorded.append(RequestRecord(now[0], 5, "dynamodb", "PutItem", "us-east-1", labels,
                                       500 if labels else 200, f"call-{i // 2}", i % 2 + 1))
     now[0] = T0 + 11
-    engine.tick()  # the action's 10 s are over: the experiment completes
+    drive(engine)  # the action's 10 s are over: the experiment completes
     now[0] = T0 + 20
     recorded.append(RequestRecord(now[0], 5, "dynamodb", "PutItem", "us-east-1", (), 200, "call-1", 3))
     s.append_requests(recorded)

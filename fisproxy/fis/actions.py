@@ -7,9 +7,14 @@ parameter) and says how fisproxy runs it (`kind`):
 
 - `api-fault`: faults on API calls; `rule(params)` compiles it into the `RuleSpec` the proxy
   applies (the compilers live here, keyed by action id).
-- `resource`: API calls on the upstream made with the experiment role (`fis/resources/`).
+- `resource`: API calls on the upstream made with the experiment role: `implementation`, the
+  action's class in `fis/resources/` (how it runs, how it is undone).
 - `proxy-fault`: a fault on the calls that name the targeted resources (Lambda invocations,
-  Kinesis streams, ...), applied in the proxy (`fis/resources/scoped.py` has the helpers).
+  Kinesis streams, ...), applied in the proxy: `scoped`, its compiler in `proxyfaults.py`.
+
+Each action id is one `ActionSpec` entry: the catalogue's data plus, by kind, its compiler,
+scoped compiler or implementation, attached here when the catalogue loads (one registry; no
+other table maps an action id to behaviour). `compile` gives any running action's rule.
 - `wait`: nothing happens; sequencing.
 - `agent` / `aws-internal`: cannot run here. Such an action ends `skipped` when it would start,
   `skip_reason` saying what fisproxy cannot do and what that means, and the experiment runs on
@@ -39,6 +44,16 @@ import yaml
 from fisproxy.aws import catalog
 from fisproxy.fis.faults import ErrorKind, FaultSpec, RateLimit, RuleSpec
 from fisproxy.fis.ids import parse_duration
+from fisproxy.fis.proxyfaults import (
+    FACT_LOOKUPS,
+    SCOPED_COMPILERS,
+    START_NOTES,
+    FactLookup,
+    ScopedCompiler,
+    StartNotes,
+    Where,
+)
+from fisproxy.fis.resources import IMPLEMENTATIONS, ResolvedTarget, ResourceAction
 
 MAX_ACTION_DURATION = timedelta(hours=12)
 LOCALSTACK_MESSAGE = "Failing as per Fault Injection Service configuration"
@@ -92,6 +107,10 @@ class ActionSpec:
     unknown_parameters: UnknownParameters = "reject"
     operation_params: tuple[str, ...] = ()
     compiler: Compiler | None = None
+    scoped: ScopedCompiler | None = None
+    implementation: type[ResourceAction] | None = None
+    lookup: FactLookup | None = None  # what a proxy fault reads on the upstream at start
+    notes: StartNotes | None = None  # what the action's log says when it starts
 
     @property
     def runnable(self) -> bool:
@@ -176,6 +195,25 @@ class ActionSpec:
         if self.kind != "api-fault" or self.compiler is None:
             return None
         return self.compiler(parameters)
+
+    def facts(self, parameters: Mapping[str, str], targets: Mapping[str, ResolvedTarget], clients: Any,
+              region: str) -> dict[str, Any]:
+        """What the running action's rule needs from the upstream, read once at experiment
+        start (blocking): empty for most actions. Failure if it cannot be read."""
+        return self.lookup(parameters, targets, clients, region) if self.lookup is not None else {}
+
+    def start_notes(self, parameters: Mapping[str, str]) -> list[str]:
+        """What the action's log says when it starts (network disruption: what fisproxy drops,
+        what never passes through a proxy)."""
+        return self.notes(parameters) if self.notes is not None else []
+
+    def compile(self, parameters: Mapping[str, str], targets: Mapping[str, ResolvedTarget],
+                where: Where) -> RuleSpec | None:
+        """The rule of a running api-fault or proxy-fault action (`targets` by the action's
+        target keys), or None: another kind, or a rule for other proxies (another subnet)."""
+        if self.kind == "proxy-fault" and self.scoped is not None:
+            return self.scoped(parameters, targets, where)
+        return self.rule(parameters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,6 +616,10 @@ def _load(text: str) -> tuple[dict[str, ActionSpec], dict[str, ResourceTypeSpec]
             unknown_parameters=raw.get("unknown_parameters", "reject" if strict else "ignore"),
             operation_params=tuple(raw.get("operation_parameters") or ()),
             compiler=COMPILERS.get(action_id),
+            scoped=SCOPED_COMPILERS.get(action_id),
+            implementation=IMPLEMENTATIONS.get(action_id),
+            lookup=FACT_LOOKUPS.get(action_id),
+            notes=START_NOTES.get(action_id),
         )
     types = {
         name: ResourceTypeSpec(name, raw["description"], _parameter_docs(raw.get("parameters")))

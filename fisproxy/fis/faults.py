@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from fisproxy.aws.call import AwsCall, RequestParts
 
-FaultKind = Literal["latency", "error", "disconnect", "lambda-error", "lambda-http", "rate-limit"]
+FaultKindName = Literal["latency", "error", "disconnect", "lambda-error", "lambda-http", "rate-limit"]
 Phase = Literal["request", "response"]
 ErrorKind = Literal["throttle", "internal", "unavailable"]
 DisconnectMode = Literal["close", "reset", "hang"]
@@ -37,7 +37,7 @@ class FaultSpec:
     Phase `response` forwards the request first (the write happens), then replaces the answer.
     """
 
-    kind: FaultKind
+    kind: FaultKindName
     phase: Phase = "request"
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -104,8 +104,8 @@ class Scope(Protocol):
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """A rate a rule lets calls through at: `per_second` on average, `burst` at once after a
-    quiet spell (a token bucket). `fleet`: the rate holds across every proxy on the store,
-    each taking a share (`fis/ratelimit.py`); otherwise each proxy applies it on its own."""
+    quiet spell (a token bucket). `fleet`: the rate holds across every proxy on the store
+    (`fis/ratelimit.py`); otherwise each proxy applies it on its own."""
 
     per_second: float
     burst: int

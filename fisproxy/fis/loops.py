@@ -1,13 +1,15 @@
 """The engine's background work, on its own threads (never the proxy's event loop).
 
-- `fisproxy-engine`: `Engine.tick()` every 0.1 s (lifecycle steps, saves, the heartbeat).
+- `fisproxy-engine`: `Engine.step()` every 0.1 s: lifecycle steps and planned ends, in memory
+  (never waits on the store or the upstream, so faults end on time whatever they do).
+- `fisproxy-store`: `Engine.persist()` every 0.1 s: leases, saves, log records, identities.
 - `fisproxy-upstream`: the calls that wait on the upstream: stop-condition alarms every
   `alarm_poll_seconds`, and delivering the logs of ended experiments (CloudWatch Logs, S3).
 - `fisproxy-housekeeping`: every `HOUSEKEEPING_SECONDS`, the owner's `housekeeping` callback
   (this proxy in the fleet listing, shared metrics, the periodic resync with the store).
 
 Each loop is its own error boundary: an exception is logged and the loop goes on. `stop()`
-asks both to end and waits for them; the engine is then closed by its owner.
+asks them all to end and waits for them; the engine is then closed by its owner.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fisproxy.fis.engine import Engine
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.1
+PERSIST_SECONDS = 0.1
 UPSTREAM_SECONDS = 0.5  # how soon an ended experiment's logs start going out
 HOUSEKEEPING_SECONDS = 2.0
 
@@ -37,7 +40,8 @@ class EngineLoops:
         self._next_poll = 0.0
 
     def start(self) -> None:
-        loops = [("fisproxy-engine", self._tick_loop), ("fisproxy-upstream", self._upstream_loop)]
+        loops = [("fisproxy-engine", self._tick_loop), ("fisproxy-store", self._store_loop),
+                 ("fisproxy-upstream", self._upstream_loop)]
         if self.housekeeping is not None:
             loops.append(("fisproxy-housekeeping", self._housekeeping_loop))
         for name, body in loops:
@@ -62,8 +66,12 @@ class EngineLoops:
         return run
 
     def _tick_loop(self) -> None:
-        self.engine.tick()
+        self.engine.step()
         self._stopping.wait(TICK_SECONDS)
+
+    def _store_loop(self) -> None:
+        self.engine.persist()
+        self._stopping.wait(PERSIST_SECONDS)
 
     def _housekeeping_loop(self) -> None:
         assert self.housekeeping is not None
@@ -78,11 +86,22 @@ class EngineLoops:
             if watched:
                 arns = {a for v in watched.values() for a in v}
                 self.engine.on_alarms(self.engine.poller.firing(arns))
-        while (experiment_id := self.engine.next_log_delivery()) is not None:
-            failures = self.engine.deliver_logs(experiment_id)
+        deliveries = self.engine.deliveries
+        while (experiment_id := deliveries.next()) is not None:
+            failures = deliveries.deliver(experiment_id)
             if failures:
                 log.warning("experiment %s: log delivery failed (retried at next start): %s",
                             experiment_id, "; ".join(failures))
             else:
-                self.engine.log_delivered(experiment_id)
+                deliveries.delivered(experiment_id)
         self._stopping.wait(min(UPSTREAM_SECONDS, self.alarm_poll_seconds))
+
+
+def drive(engine: Engine, resolutions_timeout: float = 60.0) -> None:
+    """What the loops do in one round, on the calling thread (tests, tools): persist, step,
+    wait for the target resolutions that started, step, persist."""
+    engine.persist()
+    engine.step()
+    engine.runner.wait_resolutions(resolutions_timeout)
+    engine.step()
+    engine.persist()

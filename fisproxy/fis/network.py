@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fisproxy.aws.call import AwsCall, RequestParts
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.faults import FaultSpec, RuleSpec
-from fisproxy.fis.resources.base import ActionError, upstream_call
+from fisproxy.fis.resources.base import upstream_call
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 
 DISRUPT = "aws:network:disrupt-connectivity"
@@ -173,7 +174,7 @@ def compile_cross_region(params: Mapping[str, str], *, region: str) -> RuleSpec:
 def lookup(params: Mapping[str, str], subnets: ResolvedTarget | None, clients: Any, region: str) -> dict[str, Any]:
     """What disrupt-connectivity's scope needs from the upstream, read once at experiment
     start with the experiment role: a prefix list's CIDRs, the VPCs' CIDR blocks, the other
-    subnets of the VPCs. JSON-safe (kept with the experiment for every proxy). ActionError if
+    subnets of the VPCs. JSON-safe (kept with the experiment for every proxy). Failure if
     the prefix list cannot be found."""
     scope = scope_of(params)
     if subnets is None or clients is None or scope not in ("prefix-list", "vpc", "availability-zone"):
@@ -196,7 +197,7 @@ def lookup(params: Mapping[str, str], subnets: ResolvedTarget | None, clients: A
 
 def _prefix_list(ec2: Any, identifier: str | None) -> dict[str, Any]:
     if not identifier:
-        raise ActionError("scope prefix-list needs the parameter prefixListIdentifier (a prefix "
+        raise Failure("scope prefix-list needs the parameter prefixListIdentifier (a prefix "
                           "list's name, ID or ARN).", "ConfigurationFailure")
     pl_id = identifier.rsplit("/", 1)[-1] if identifier.startswith("arn:") else identifier
     by = {"PrefixListIds": [pl_id]} if _PREFIX_LIST_ID.match(pl_id) else {
@@ -204,7 +205,7 @@ def _prefix_list(ec2: Any, identifier: str | None) -> dict[str, Any]:
     with upstream_call(f"ec2 DescribeManagedPrefixLists of {identifier}"):
         found = ec2.describe_managed_prefix_lists(**by)["PrefixLists"]
     if not found:
-        raise ActionError(f"prefix list {identifier} not found on the upstream.", "ConfigurationFailure")
+        raise Failure(f"prefix list {identifier} not found on the upstream.", "ConfigurationFailure")
     pl_id = found[0]["PrefixListId"]
     cidrs: list[str] = []
     with upstream_call(f"ec2 GetManagedPrefixListEntries of {pl_id}"):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from fisproxy.fis.models import Experiment, ExperimentTemplate
+from fisproxy.fis.runstate import RunState
 
 
 class StoreUnavailable(Exception):
@@ -48,13 +49,13 @@ class TemplateStore(Protocol):
 
 
 class ExperimentStore(Protocol):
-    def put_experiment(self, e: Experiment, runtime: dict[str, Any] | None = None) -> None:
-        """Insert or replace `e`; `runtime` (the engine's RunState) None keeps the stored one."""
+    def put_experiment(self, e: Experiment, runtime: RunState | None = None) -> None:
+        """Insert or replace `e` and, unless `runtime` is None, the engine's state beside it."""
         ...
 
     def get_experiment(self, experiment_id: str) -> Experiment | None: ...
 
-    def get_runtime(self, experiment_id: str) -> dict[str, Any] | None: ...
+    def get_runtime(self, experiment_id: str) -> RunState | None: ...
 
     def list_experiments(self) -> list[Experiment]: ...
 

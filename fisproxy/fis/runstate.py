@@ -2,17 +2,20 @@
 
 The `Experiment` model is what the FIS API shows; `RunState` is what the engine needs to carry
 an experiment on after a restart (or, in a fleet, on another proxy): the region it runs in, what
-its targets resolved to, when running actions are planned to end, and a stop that was asked for
-but not yet carried out. Field names are the JSON keys stored since the first version.
+its targets resolved to, when running actions are planned to end (absolute times: a restart or a
+takeover keeps them), how far its resource actions got, and how it ends while they are undone.
+Field names are the JSON keys stored since the first version.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fisproxy.fis.resources.targets import ResolvedTarget
+
+Phase = Literal["intent", "started"]
 
 
 class ResolvedResource(BaseModel):
@@ -59,10 +62,14 @@ class ResolvedSet(BaseModel):
 
 
 class StopRequest(BaseModel):
-    """The terminal state a stop asked for, carried out at the engine's next step."""
+    """How an experiment ends: the terminal state it gets (`stopped`, `failed`, `cancelled`,
+    `completed`), its reason and, for `failed`, FIS's error (`code`, `location`, `accountId`).
+    Kept while resource actions are being undone, and handed to the schedule's holder as a
+    stop request when asked on another proxy."""
 
     status: str
     reason: str
+    error: dict[str, str] | None = None
 
 
 class RunState(BaseModel):
@@ -78,10 +85,21 @@ class RunState(BaseModel):
     # time is up (epoch seconds; None: when its own wait ends).
     action_state: dict[str, dict[str, Any]] = Field(default_factory=dict)
     action_deadlines: dict[str, float | None] = Field(default_factory=dict)
+    # How far each resource action got: `intent` (saved before its upstream call: a proxy that
+    # resumes it checks the upstream before acting again) or `started` (the effect is done and
+    # `action_state` says how to undo it). An action in `action_state` without a phase was
+    # saved by an earlier version, after its effect: `started`.
+    action_phase: dict[str, Phase] = Field(default_factory=dict)
     # Targets not resolved, with why (the upstream cannot list them, or only skipped actions use
     # them): the actions using them are skipped. Facts proxy-fault actions looked up on the
     # upstream at start (a prefix list's CIDRs), by action name.
     unresolved: dict[str, str] = Field(default_factory=dict)
     facts: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    # Written by versions that kept a heartbeat per experiment; read once at resume.
-    heartbeat: float | None = None
+    # Actions fisproxy cannot perform (or whose API the upstream lacks) fail the experiment
+    # instead of being skipped (the proxy option fisproxy_fail_unperformable, when it started).
+    fail_unperformable: bool = False
+
+    def phase(self, action: str) -> Phase | None:
+        if action in self.action_phase:
+            return self.action_phase[action]
+        return "started" if action in self.action_state else None

@@ -24,20 +24,6 @@ _SELECTION = re.compile(r"ALL|(?P<kind>COUNT|PERCENT)\((?P<n>[0-9]{1,9})\)")
 T = TypeVar("T")
 
 
-class TargetError(Exception):
-    """A target that cannot be resolved; `reason` is shown as the experiment's state reason.
-    `skippable`: the upstream does not implement the API that lists the target's resources
-    (moto, LocalStack): the actions using it are skipped, unless the proxy is told to fail."""
-
-    def __init__(self, target_name: str, reason: str, code: str = "InvalidTarget", *,
-                 skippable: bool = False) -> None:
-        super().__init__(reason)
-        self.target_name = target_name
-        self.reason = reason
-        self.code = code
-        self.skippable = skippable
-
-
 class SelectionModeError(ValueError):
     """A selectionMode outside the grammar; `problem` says why, without the field's name."""
 

@@ -9,7 +9,7 @@ provider is dropped (it would stall on its network timeout) and environment prox
 
 An experiment acts with its template's `roleArn`, as FIS does: `RoleSessions` assumes the role
 with STS AssumeRole on the upstream, using the proxy's own credentials, and caches the
-credentials until shortly before they expire. A refusal is a `RoleError` carrying the upstream's
+credentials until shortly before they expire. A refusal is a `Failure` (located at `roleArn`) carrying the upstream's
 message. Never log the credentials themselves.
 """
 
@@ -29,12 +29,15 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from fisproxy.fis.failure import Failure
+
 _lock = threading.Lock()
 
 # The AssumeRole session lasts an hour; credentials are renewed when less than this is left,
 # so a client handed out never carries credentials about to expire mid-call.
 ROLE_SESSION_SECONDS = 3600
 REFRESH_MARGIN_SECONDS = 300
+ROLE_LOCATION = "roleArn"  # where a role failure is located (ExperimentError.location)
 
 
 @cache
@@ -190,17 +193,6 @@ def _html_text(text: str) -> str:
     return re.sub(r"\s+", " ", out).strip()[:300]
 
 
-class RoleError(Exception):
-    """The experiment role could not be assumed. `reason` (with the upstream's message) is for
-    the experiment's or action's state; `code` is a FIS error code."""
-
-    def __init__(self, role_arn: str, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.role_arn = role_arn
-        self.reason = reason
-        self.code = code
-
-
 @dataclass(frozen=True, slots=True)
 class AssumedRole:
     role_arn: str
@@ -236,7 +228,7 @@ class RoleSessions:
         self._lock = threading.Lock()
 
     def assume(self, role_arn: str, region: str, experiment_id: str | None = None) -> AssumedRole:
-        """The role's credentials, assumed now or taken from the cache; RoleError if the
+        """The role's credentials, assumed now or taken from the cache; Failure (at `roleArn`) if the
         upstream refuses (its message in the reason) or cannot be reached."""
         name = session_name(experiment_id)
         key = (role_arn, name)
@@ -249,10 +241,10 @@ class RoleSessions:
                 RoleArn=role_arn, RoleSessionName=name, DurationSeconds=ROLE_SESSION_SECONDS
             )
         except (ClientError, BotoCoreError) as err:
-            raise RoleError(
-                role_arn,
+            raise Failure(
                 f"Cannot assume the experiment role {role_arn} on the upstream: {describe_error(err)}",
                 error_code(err) if isinstance(err, ClientError) else "DependentServiceFailure",
+                ROLE_LOCATION,
             ) from err
         c = answer["Credentials"]
         expiration = c["Expiration"]
@@ -271,7 +263,7 @@ class RoleSessions:
 
     def session(self, role_arn: str, region: str, experiment_id: str | None = None) -> RoleSession:
         """Clients for one experiment's role, in its region; assumes the role now, so a refusal
-        surfaces at the experiment's start (RoleError)."""
+        surfaces at the experiment's start (Failure)."""
         session = RoleSession(self, role_arn, region, experiment_id)
         session.assumed()
         return session

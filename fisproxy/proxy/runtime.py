@@ -69,6 +69,7 @@ class Runtime:
         self.loops: EngineLoops | None = None
         self.chaos: ChaosState | None = None
         self.plane: ControlPlane | None = None
+        self.fis_api: FisApi | None = None  # the FIS API, also for mitmproxy's commands
         self.control: ControlServer | None = None
         self.recorder: Recorder | None = None
         self.metrics: Metrics | None = None
@@ -177,8 +178,8 @@ class Runtime:
             self.engine.subscribe(),
             store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
         ]
-        fis_api = FisApi(store, self.engine, account_id=settings.account_id,
-                         max_active_experiments=settings.max_active_experiments)
+        self.fis_api = fis_api = FisApi(store, self.engine, account_id=settings.account_id,
+                                        max_active_experiments=settings.max_active_experiments)
         self.recorder = recorder = Recorder(store)
         self.metrics = Metrics(self.engine.active_count, shared=store)
         router = ControlRouter(
@@ -305,7 +306,7 @@ class Runtime:
             self.reports.close()
         if self.store is not None:
             self.store.close()
-        self.control = self.loops = self.engine = self.recorder = self.store = None
+        self.control = self.loops = self.engine = self.recorder = self.store = self.fis_api = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a task this runtime owns: kept referenced, cancelled and awaited in `done`."""

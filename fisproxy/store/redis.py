@@ -65,6 +65,7 @@ from redis.retry import Retry
 
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.ports import ChangeCallback, StoreUnavailable, Subscription
+from fisproxy.fis.runstate import RunState
 from fisproxy.requestlog import RequestRecord
 from fisproxy.store.base import MAX_COUNTER_SERIES, CounterKey, Subscribers, counter_field
 from fisproxy.store.url import redacted
@@ -78,7 +79,7 @@ COMMAND_TIMEOUT_SECONDS = 10.0
 HEALTH_CHECK_SECONDS = 10  # a connection idle this long is pinged before use
 SUBSCRIBE_WAIT_SECONDS = 2.0  # how long `subscribe` waits for the listener's first connection
 RECONNECT_MIN_SECONDS = 0.05
-RECONNECT_MAX_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 0.5  # a stop reaches every proxy within a second of Redis answering again
 REQUEST_CHUNK = 5000  # request records per ZADD (all of a batch in one MULTI/EXEC)
 RANGE_CHUNK = 10_000  # records per read in requests_between
 MIN_SERVER_VERSION = (5, 0)  # scripts replicated by effects (TIME before writes)
@@ -340,20 +341,20 @@ class RedisStore:
 
     # ---- experiments ----
 
-    def put_experiment(self, e: Experiment, runtime: dict[str, Any] | None = None) -> None:
+    def put_experiment(self, e: Experiment, runtime: RunState | None = None) -> None:
         """Insert or replace `e`; `runtime` None keeps the stored runtime."""
         args = [e.id, _dumps(e.wire())]
         if runtime is not None:
-            args.append(_dumps(runtime))
+            args.append(runtime.model_dump_json())
         self._put([EXPERIMENT, EXPERIMENT_ORDER, SEQ, RUNTIME], args)
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
         doc = self._do(lambda: self._redis.hget(EXPERIMENT, experiment_id))
         return Experiment.model_validate_json(doc) if doc is not None else None
 
-    def get_runtime(self, experiment_id: str) -> dict[str, Any] | None:
+    def get_runtime(self, experiment_id: str) -> RunState | None:
         doc = self._do(lambda: self._redis.hget(RUNTIME, experiment_id))
-        return json.loads(doc) if doc is not None else None
+        return RunState.model_validate_json(doc) if doc is not None else None
 
     def list_experiments(self) -> list[Experiment]:
         return [Experiment.model_validate_json(doc)

@@ -33,6 +33,7 @@ from typing import Any
 
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.ports import ChangeCallback, Subscription
+from fisproxy.fis.runstate import RunState
 from fisproxy.requestlog import RequestRecord
 from fisproxy.store.base import MAX_COUNTER_SERIES, CounterKey, Subscribers, counter_field
 
@@ -118,7 +119,7 @@ class SqliteStore:
 
     # ---- experiments ----
 
-    def put_experiment(self, e: Experiment, runtime: dict[str, Any] | None = None) -> None:
+    def put_experiment(self, e: Experiment, runtime: RunState | None = None) -> None:
         """Insert or replace `e`; `runtime` None keeps the stored runtime."""
         doc = _dumps(e.wire())
         if runtime is None:
@@ -131,16 +132,16 @@ class SqliteStore:
             self._run(
                 "INSERT INTO experiments (id, doc, runtime) VALUES (?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, runtime = excluded.runtime",
-                (e.id, doc, _dumps(runtime)),
+                (e.id, doc, runtime.model_dump_json()),
             )
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
         rows = self._run("SELECT doc FROM experiments WHERE id = ?", (experiment_id,))
         return Experiment.model_validate_json(rows[0][0]) if rows else None
 
-    def get_runtime(self, experiment_id: str) -> dict[str, Any] | None:
+    def get_runtime(self, experiment_id: str) -> RunState | None:
         rows = self._run("SELECT runtime FROM experiments WHERE id = ?", (experiment_id,))
-        return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+        return RunState.model_validate_json(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def list_experiments(self) -> list[Experiment]:
         rows = self._run("SELECT doc FROM experiments ORDER BY seq")

@@ -6,7 +6,9 @@ the proxies placed in that zone."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import signal
 import subprocess
 import time
 import uuid
@@ -255,3 +257,74 @@ def test_workers_share_the_ports_and_the_experiments(tmp_path: Path, moto: str) 
     finally:
         proxy.stop()
     assert proxy.proc is not None and proxy.proc.returncode == 0
+
+
+def test_faults_end_at_their_planned_end_on_every_proxy_while_redis_is_frozen(
+    fleet: list[Fisproxy], redis: tuple[subprocess.Popen, int, Path]
+) -> None:
+    """Issue 20, point 2: a Redis that hangs (SIGSTOP: connections accepted, nothing answered)
+    cannot keep a fault on: every proxy ends it at its planned end by its own clock."""
+    a, b, c = fleet
+    proc = redis[0]
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(a, table)
+    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT8S"}})
+    wait_for_state(a.fis(), exp_id, "running")
+    wait_until(lambda: all(throttled(proxy, table) for proxy in fleet), 10, "the fault on every proxy")
+    began = a.fis().get_experiment(id=exp_id)["experiment"]["actions"]["fault"]["startTime"].timestamp()
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        assert throttled(b, table)  # frozen: the known fault goes on until its end
+        # Each proxy watched on its own: the first call it lets through, against the planned end.
+        with concurrent.futures.ThreadPoolExecutor(len(fleet)) as pool:
+            ended = list(pool.map(lambda proxy: first_call_through(proxy, table, deadline=began + 40), fleet))
+        late = [t - (began + 8) for t in ended]
+        print(f"\n[fleet] Redis frozen: the 8 s fault ended on A, B, C at "
+              f"{', '.join(f'{x:+.2f}' for x in late)} s from its planned end")
+        # Before: 10 s and more (every end waited on store calls that hang until their timeout).
+        # The bound is the test's own polling on a busy machine, not the engine's (0.1 s ticks).
+        assert max(late) < 3
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
+def first_call_through(proxy: Fisproxy, table: str, deadline: float) -> float:
+    """When `proxy` first lets a GetItem through unthrottled (epoch seconds); one client,
+    made before, so that the times are the calls'."""
+    ddb = proxy.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1})
+    while time.time() < deadline:
+        asked = time.time()
+        try:
+            ddb.get_item(TableName=table, Key={"pk": {"S": "x"}})
+            return asked
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "ThrottlingException", e
+        time.sleep(0.05)
+    raise AssertionError(f"{proxy.control_url} still throttles")
+
+
+def test_redis_restarted_without_its_data_mid_experiment(
+    fleet: list[Fisproxy], redis: tuple[subprocess.Popen, int, Path], tmp_path: Path
+) -> None:
+    """Issue 20, point 12: Redis comes back empty (a new server on the same port). The proxy
+    that runs the experiment saves it again at its resync; a stop asked on another proxy then
+    ends the faults on every proxy."""
+    a, b, _ = fleet
+    proc, port, _ = redis
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(a, table)
+    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
+    wait_for_state(a.fis(), exp_id, "running")
+    wait_until(lambda: throttled(b, table), 10, "the fault on B")
+    stop(proc)
+    proc2, _ = start_redis(tmp_path / "empty-redis", port, "--appendfsync", "always")
+    try:
+        wait_until(lambda: b.fis().get_experiment(id=exp_id)["experiment"]["state"]["status"] == "running",
+                   20, "the experiment saved again by the proxy that runs it")
+        assert throttled(a, table) and throttled(b, table)
+        b.fis().stop_experiment(id=exp_id)
+        took = seconds_until(lambda: not throttled(a, table) and not throttled(b, table))
+        print(f"\n[fleet] Redis restarted empty: a stop on B ended the faults on A and B after {took:.2f} s")
+        wait_for_state(b.fis(), exp_id, "stopped")
+    finally:
+        stop(proc2)

@@ -286,3 +286,25 @@ def test_subnet_disruption_drops_the_scope_on_a_proxy_placed_there(
         fisproxy.fis().stop_experiment(id=elsewhere)
     finally:
         placed.stop()
+
+
+def test_a_failed_experiment_starts_its_stopped_instances_again_at_once(proxy: Fisproxy, tag: dict[str, str]) -> None:
+    """Issue 20, point 4: when another action fails, the experiment undoes what its resource
+    actions did before it ends `failed`, not when `startInstancesAfterDuration` runs out."""
+    targeted = instances(proxy, 1, tag)
+    missing = f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:missing-{tag['fis-e2e']}"
+    exp_id = run_experiment(
+        proxy,
+        {"stop": {"actionId": "aws:ec2:stop-instances", "targets": {"Instances": "vms"},
+                  "parameters": {"startInstancesAfterDuration": "PT1H"}},
+         "pause": {"actionId": "aws:fis:wait", "parameters": {"duration": "PT3S"}},
+         "check": {"actionId": "aws:cloudwatch:assert-alarm-state", "startAfter": ["pause"],
+                   "parameters": {"alarmArns": missing, "alarmStates": "OK"}}},
+        {"vms": by_tags("aws:ec2:instance", tag)},
+    )
+    wait_until(lambda: states(proxy, targeted)[targeted[0]] == "stopped", 20, "instance stopped")
+    exp = wait_for_state(proxy.fis(), exp_id, "failed", timeout=30)
+    assert exp["actions"]["check"]["state"]["status"] == "failed"
+    assert exp["actions"]["stop"]["state"]["status"] == "stopped"
+    assert exp["state"]["error"]["location"] == "check"
+    assert states(proxy, targeted)[targeted[0]] == "running"  # started again before it ended

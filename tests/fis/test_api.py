@@ -29,6 +29,7 @@ from fisproxy.fis.models import (
     ExperimentTemplate,
     ResolvedTarget,
 )
+from fisproxy.fis.runstate import RunState
 from fisproxy.httpdata import ApiRequest
 from fisproxy.proxy.auth import ControlAuth
 from fisproxy.proxy.control import ControlPlane, ControlRouter
@@ -56,7 +57,7 @@ class FakeRunner:
                                      arn=ids.experiment_arn(region, ACCOUNT, exp_id),
                                      created=ids.now(), tags=tags, actions_mode=actions_mode)  # type: ignore[arg-type]
         self.started.append({"template": template.id, "region": region, "tags": tags, "mode": actions_mode})
-        self.store.put_experiment(e, {"fake": True})
+        self.store.put_experiment(e, RunState(region="eu-west-3"))
         return e
 
     def stop_experiment(self, experiment_id: str) -> Experiment:

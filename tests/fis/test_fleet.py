@@ -16,7 +16,9 @@ import pytest
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.engine import Engine
+from fisproxy.fis.loops import drive
 from fisproxy.fis.models import ExperimentTemplate
+from fisproxy.fis.ports import StoreUnavailable
 from fisproxy.fis.proxyfaults import Placement
 from fisproxy.store import SqliteStore
 from tests.helpers import wait_until
@@ -55,7 +57,7 @@ def fleet(tmp_path: Path) -> Iterator[list[Engine]]:
 def step(*engines: Engine) -> None:
     for engine in engines:
         engine.sync()
-        engine.tick()
+        drive(engine)
 
 
 def status(engine: Engine, experiment_id: str) -> str:
@@ -125,7 +127,7 @@ def test_mirrors_end_faults_at_the_planned_end_even_if_the_store_says_nothing(fl
     assert b.match(CALL)
     time.sleep(1.1)
     a._store.acquire_lease(f"experiment/{exp.id}", "proxy-a", 60)  # a holds on, but says nothing
-    b.tick()  # no sync: the holder never said it ended (stuck, or the store is unreachable)
+    drive(b)  # no sync: the holder never said it ended (stuck, or the store is unreachable)
     assert status(a, exp.id) == "running"  # nobody has ended it in the store
     assert b.match(CALL) == []  # yet b ended its faults on time
 
@@ -151,20 +153,98 @@ def test_an_availability_zone_outage_hits_only_the_proxies_placed_there(tmp_path
             store.close()
 
 
+def test_a_stop_asked_where_the_schedule_does_not_run_keeps_the_faults_off_there(fleet: list[Engine]) -> None:
+    """Issue 20, point 12: the faults a stop ended on a proxy that only mirrors the experiment
+    stay off at its next steps, whether or not the holder has ended it yet."""
+    a, b, c = fleet
+    exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b, c)
+    c.stop_experiment(exp.id)
+    for _ in range(3):
+        step(b, c)  # a (the holder) has not acted yet
+        assert c.match(CALL) == [], "the stop was undone by a later step"
+        assert b.match(CALL) == [], "b read the stop request: its faults end too"
+
+
+class Outage:
+    """The real store, with reads refused while `down` is set (a Redis that is not answering)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name.startswith(("get_", "list_")) and callable(attr):
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if self.down:
+                    raise StoreUnavailable("the store is down (test)")
+                return attr(*args, **kwargs)
+            return call
+        return attr
+
+
+def test_a_change_missed_while_the_store_was_down_is_read_as_soon_as_it_answers(tmp_path: Path) -> None:
+    """Issue 20, point 12: a change notice whose read failed (the store was down) is made up for
+    by the next persist (0.1 s later in the loops), not by the periodic resync 10 s later."""
+    stores = [SqliteStore(tmp_path / "outage.sqlite") for _ in range(2)]
+    flaky = Outage(stores[1])
+    a = Engine(stores[0], state_dir=tmp_path, rng=random.Random(0), proxy_id="a", lease_ttl_seconds=TTL)
+    b = Engine(flaky, state_dir=tmp_path, rng=random.Random(1), proxy_id="b", lease_ttl_seconds=TTL)  # type: ignore[arg-type]
+    try:
+        exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+        step(a, b)
+        assert b.match(CALL)
+        a.stop_experiment(exp.id)
+        drive(a)  # stopped and saved on a
+        flaky.down = True
+        b._on_change("experiment", exp.id)  # the notice arrives while b cannot read the store
+        assert b.match(CALL)  # b could not know yet
+        flaky.down = False
+        b.persist()  # what b's store thread does next, 0.1 s later
+        assert b.match(CALL) == [] and b.active_count() == 0
+    finally:
+        for engine in (a, b):
+            engine.close()
+        for store in stores:
+            store.close()
+
+
+def test_the_store_restarted_without_its_data_gets_the_running_experiment_again(tmp_path: Path) -> None:
+    """Issue 20, point 12: an experiment the store lost (a Redis restarted without its data) is
+    saved again by the proxy that runs it at the next resync, so a stop asked anywhere finds it."""
+    stores = [SqliteStore(tmp_path / "lost.sqlite") for _ in range(2)]
+    a = Engine(stores[0], state_dir=tmp_path, rng=random.Random(0), proxy_id="a", lease_ttl_seconds=TTL)
+    b = Engine(stores[1], state_dir=tmp_path, rng=random.Random(1), proxy_id="b", lease_ttl_seconds=TTL)
+    try:
+        exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+        step(a, b)
+        stores[0]._run("DELETE FROM experiments")  # the store's data is gone
+        a.sync()  # the resync after the store came back
+        a.persist()
+        assert status(a, exp.id) == "running"
+        b.stop_experiment(exp.id)
+        step(a, b)
+        assert status(a, exp.id) == "stopped"
+        assert a.match(CALL) == [] and b.match(CALL) == []
+    finally:
+        for engine in (a, b):
+            engine.close()
+        for store in stores:
+            store.close()
+
+
 def test_an_experiment_ended_by_its_holder_is_not_taken_over_by_a_stale_mirror(fleet: list[Engine]) -> None:
     """The holder ends the experiment and lets its lease go; a mirror that has not heard of the
-    end yet gets the free lease at its next step: it must not resume the ended experiment (and
-    save its stale copy, `stopping`, over the holder's `stopped`)."""
+    end yet gets the free lease at its next claim: it must not resume the ended experiment (and
+    save its stale copy over the holder's `stopped`)."""
     a, b, _ = fleet
-    exp_id = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all").id
-    step(a)
-    step(a)
-    b.sync()  # b mirrors it, running
-    b.stop_experiment(exp_id)  # asked on the mirror: handed to the holder through the store
-    wait_until(lambda: (a.sync(), a.tick(), a._store.get_experiment(exp_id).state.status)[2] == "stopped",
-               5, "the holder to end it")
-    a.tick()  # forgotten there: the lease is free
-    b.tick()  # before any sync: b takes the free lease, and must see the end
-    stored = b._store.get_experiment(exp_id)
-    assert stored is not None and stored.state.status == "stopped"
+    exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b)  # b mirrors it, running
+    a.stop_experiment(exp.id)
+    drive(a)  # ended, saved, forgotten: the lease is free
+    assert status(a, exp.id) == "stopped" and a._store.lease_holder(f"experiment/{exp.id}") is None
+    time.sleep(TTL / 3)  # b's next claim is due
+    drive(b)  # before any sync: b takes the free lease, and must see the end
+    assert status(b, exp.id) == "stopped"
     assert b.active_count() == 0 and not b.match(CALL)

@@ -10,7 +10,7 @@ import pytest
 from fisproxy.aws.call import AwsCall, RequestParts
 from fisproxy.fis import network
 from fisproxy.fis.decide import OTHER_TRAFFIC, decide
-from fisproxy.fis.resources import ActionError
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 from fisproxy.fis.rules import ActiveRule
 from fisproxy.fis.upstream import RoleSession, RoleSessions
@@ -127,9 +127,9 @@ def test_facts_are_read_on_the_upstream(moto_url, session):
 
 def test_a_prefix_list_that_does_not_exist_or_is_not_named_fails_saying_so(moto_url, session):
     target, _ = subnet_target(boto(moto_url, "ec2"), "10.42.1.0/24")
-    with pytest.raises(ActionError, match="prefix list no-such-list not found on the upstream"):
+    with pytest.raises(Failure, match="prefix list no-such-list not found on the upstream"):
         network.lookup({"scope": "prefix-list", "prefixListIdentifier": "no-such-list"}, target, session, "us-east-1")
-    with pytest.raises(ActionError, match="needs the parameter prefixListIdentifier"):
+    with pytest.raises(Failure, match="needs the parameter prefixListIdentifier"):
         network.lookup({"scope": "prefix-list"}, target, session, "us-east-1")
 
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from fisproxy.fis import targets
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.identities import Identities, RoleRef, role_arn, role_ref
 from fisproxy.fis.resources import resolve_target
 
@@ -70,7 +71,7 @@ def test_a_role_target_of_explicit_keys_only():
 
 
 def test_arns_with_tags_is_a_configuration_failure():
-    with pytest.raises(targets.TargetError, match="cannot combine") as e:
+    with pytest.raises(Failure, match="cannot combine") as e:
         resolve_target("app", target(resource_arns=ARNS[:1], resource_tags={"a": "b"}), None, "us-east-1",
                        random.Random(0))
     assert e.value.code == "ConfigurationFailure"

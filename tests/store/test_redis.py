@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from fisproxy.fis.runstate import RunState
 from fisproxy.store import StoreUnavailable, open_store, redacted
 from fisproxy.store.redis import RedisStore
 from tests.helpers import clean_env, free_port, redis_server_binary, start_redis, stop
@@ -205,7 +206,7 @@ def test_stopped_redis_raises_store_unavailable_and_the_store_recovers_when_it_r
     got: queue.Queue[tuple[str, str | None]] = queue.Queue()
     try:
         store.subscribe(["experiment"], lambda kind, key: got.put((kind, key)))
-        store.put_experiment(make_experiment("EXP1"), {"clock": 1})
+        store.put_experiment(make_experiment("EXP1"), RunState(region="r-1"))
         store.publish_change("experiment", "EXP1")
         while got.get(timeout=2) != ("experiment", "EXP1"):
             pass  # the resync notices of subscribing come first; none is left after this
@@ -219,7 +220,7 @@ def test_stopped_redis_raises_store_unavailable_and_the_store_recovers_when_it_r
                 call()
         server.start()
         # the same objects work again, without reopening
-        assert store.get_runtime("EXP1") == {"clock": 1}
+        assert store.get_runtime("EXP1") == RunState(region="r-1")
         assert store.acquire_lease("L", "a", 5)
         # the subscriber reconnected and was told to resync what it may have missed...
         deadline = time.monotonic() + 5
@@ -237,6 +238,7 @@ def test_stopped_redis_raises_store_unavailable_and_the_store_recovers_when_it_r
 _WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
+    from fisproxy.fis.runstate import RunState
     from fisproxy.store import StoreUnavailable, open_store
     from tests.store.samples import make_experiment, make_template
     s = open_store(sys.argv[1], Path("unused"))
@@ -244,7 +246,7 @@ _WRITER = textwrap.dedent("""
     while True:
         try:
             s.put_template(make_template(f"EXT{i}"))
-            s.put_experiment(make_experiment(f"EXP{i}"), {"i": i})
+            s.put_experiment(make_experiment(f"EXP{i}"), RunState(region=f"r-{i}"))
             s.put_doc("tok", str(i), {"i": i})
         except StoreUnavailable:
             time.sleep(0.02)  # Redis is restarting: round i again
@@ -295,7 +297,7 @@ def test_redis_restart_loses_no_acknowledged_write(
         for i in range(last + 1):
             assert store.get_template(f"EXT{i}") is not None, i
             assert store.get_experiment(f"EXP{i}") is not None, i
-            assert store.get_runtime(f"EXP{i}") == {"i": i}
+            assert store.get_runtime(f"EXP{i}") == RunState(region=f"r-{i}")
             assert store.get_doc("tok", str(i)) == {"i": i}
         assert [t.id for t in store.list_templates()][: last + 1] == [f"EXT{i}" for i in range(last + 1)]
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fisproxy.fis.runstate import RunState
 from fisproxy.store import Store, open_store
 from fisproxy.store import sqlite as sqlite_store
 from tests.helpers import clean_env
@@ -71,13 +72,14 @@ def test_a_subscriber_that_fell_behind_the_kept_changes_resyncs(
 
 _WRITER = textwrap.dedent("""
     import sys
+    from fisproxy.fis.runstate import RunState
     from fisproxy.store import Store
     from tests.store.samples import make_experiment, make_template
     s = Store(sys.argv[1])
     i = 0
     while True:
         s.put_template(make_template(f"EXT{i}"))
-        s.put_experiment(make_experiment(f"EXP{i}"), {"i": i})
+        s.put_experiment(make_experiment(f"EXP{i}"), RunState(region=f"r-{i}"))
         s.put_doc("tok", str(i), {"i": i})
         s.append_log("EXP", {"i": i})
         print(i, flush=True)  # acknowledged: all four writes of round i returned
@@ -111,7 +113,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         for i in range(acked + 1):
             assert s.get_template(f"EXT{i}") is not None, i
             assert s.get_experiment(f"EXP{i}") is not None, i
-            assert s.get_runtime(f"EXP{i}") == {"i": i}
+            assert s.get_runtime(f"EXP{i}") == RunState(region=f"r-{i}")
             assert s.get_doc("tok", str(i)) == {"i": i}
         assert [r["i"] for r in s.logs("EXP")][: acked + 1] == list(range(acked + 1))
     finally:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from fisproxy.fis.models import ExperimentState
+from fisproxy.fis.runstate import RunState
 from fisproxy.store import StoreBackend
 from fisproxy.store.redis import RedisStore
 from fisproxy.store.sqlite import SqliteStore
@@ -53,15 +54,15 @@ def test_templates_round_trip_in_creation_order(store: StoreBackend) -> None:
 
 def test_experiments_and_runtime(store: StoreBackend) -> None:
     e = make_experiment("EXP1")
-    store.put_experiment(e, {"region": "us-east-1", "clock": 1.5})
+    store.put_experiment(e, RunState(region="us-east-1", stop_condition="x"))
     assert store.get_experiment("EXP1") == e
-    assert store.get_runtime("EXP1") == {"region": "us-east-1", "clock": 1.5}
+    assert store.get_runtime("EXP1") == RunState(region="us-east-1", stop_condition="x")
     e.state = ExperimentState(status="completed", reason="Experiment completed.")
     store.put_experiment(e)  # no runtime: the stored one stays
-    assert store.get_runtime("EXP1") == {"region": "us-east-1", "clock": 1.5}
+    assert store.get_runtime("EXP1") == RunState(region="us-east-1", stop_condition="x")
     assert store.get_experiment("EXP1").state.status == "completed"  # type: ignore[union-attr]
-    store.put_experiment(e, {"clock": 2})
-    assert store.get_runtime("EXP1") == {"clock": 2}
+    store.put_experiment(e, RunState(region="eu-west-1"))
+    assert store.get_runtime("EXP1") == RunState(region="eu-west-1")
     store.put_experiment(make_experiment("EXP0"))
     assert [x.id for x in store.list_experiments()] == ["EXP1", "EXP0"]
     assert store.get_runtime("EXP0") is None
@@ -108,9 +109,9 @@ def test_concurrent_writers_from_threads(store: StoreBackend) -> None:
 def test_two_stores_on_the_same_data_see_each_others_writes(open_backend: OpenStore) -> None:
     a, b = open_backend(), open_backend()
     a.put_template(make_template("EXT1"))
-    b.put_experiment(make_experiment("EXP1"), {"clock": 1})
+    b.put_experiment(make_experiment("EXP1"), RunState(region="r-1"))
     assert [t.id for t in b.list_templates()] == ["EXT1"]
-    assert a.get_runtime("EXP1") == {"clock": 1}
+    assert a.get_runtime("EXP1") == RunState(region="r-1")
 
 
 # ---- request records ------------------------------------------------------------------------

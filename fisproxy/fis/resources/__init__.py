@@ -24,7 +24,7 @@ from fisproxy.fis.resources import (  # noqa: F401 - importing registers the act
 from fisproxy.fis.resources.base import (
     IMPLEMENTATIONS,
     ActionContext,
-    ActionError,
+    RecoverableAction,
     ResourceAction,
     WaitingAction,
     implementation,
@@ -36,10 +36,10 @@ from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 __all__ = [
     "IMPLEMENTATIONS",
     "ActionContext",
-    "ActionError",
     "ResolvedTarget",
     "ResourceAction",
     "TargetResource",
+    "RecoverableAction",
     "WaitingAction",
     "implementation",
     "perform",

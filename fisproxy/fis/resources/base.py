@@ -4,13 +4,20 @@ An action that FIS performs on AWS resources (stop instances, fail over a cluste
 command) is one small class per action id, registered by id (Toxiproxy-style). Its life, driven
 by the engine from a worker thread (every call here blocks on the upstream):
 
-- `start(ctx)`: apply the effect (stop the instances). Raise `ActionError` to fail the action.
+- `start(ctx)`: apply the effect (stop the instances). Raise `Failure` to fail the action.
 - `wait(ctx)`, only for a `WaitingAction`: block until the effect is done (the SSM command has
   finished), returning early when `ctx.cancelled` is set, never waiting past `ctx.deadline`.
 - `stop(ctx)`: undo what `start` did, if the action undoes anything (start the instances
-  again). Called once: when the action's time is up, when the experiment stops early, and after
-  a failed `start` or `wait` (to undo what was done before the failure). Never interrupted by
-  `ctx.cancelled`: it must leave nothing half-done.
+  again): when the action's time is up, when the experiment ends early (however it ends), and
+  after a failed `start` or `wait` (to undo what was done before the failure). Never interrupted
+  by `ctx.cancelled`: it must leave nothing half-done. A failed undo is tried again
+  (`UNDO_ATTEMPTS`, backing off) unless its failure cannot change (`InvalidTarget`,
+  `ConfigurationFailure`); the last failure is the action's, and the experiment's log says it.
+- `recover(ctx)`, only for a `RecoverableAction`: the proxy died after recording its intent to
+  `start` but before recording that `start` returned. Look at the upstream (the instances'
+  state, the command carrying `ctx.who()` as its comment) and fill `ctx.state` as `start` would
+  have; True if the effect is there (so `start` must not run again). An action without it is not
+  started again (at most once: the log says so), since the upstream cannot tell.
 
 An action without `wait` ends at its deadline (its duration parameter, e.g.
 `startInstancesAfterDuration`) or, without one, as soon as `start` returns. `perform` is that
@@ -28,22 +35,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.targets import ResolvedTarget
 from fisproxy.fis.upstream import UPSTREAM_ERRORS, describe_error, error_code, lacks_api
 
 T = TypeVar("T")
-
-
-class ActionError(Exception):
-    """An action failed; `reason` is the action's state reason (upstream message included).
-    `skippable`: the upstream does not implement what the action needs (moto, LocalStack):
-    the engine skips the action rather than failing the experiment, unless told to fail."""
-
-    def __init__(self, reason: str, code: str = "DependentServiceFailure", *, skippable: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-        self.skippable = skippable
 
 
 class Clients(Protocol):
@@ -86,14 +82,14 @@ class ActionContext:
 
     def _session(self) -> Clients:
         if self.clients is None:
-            raise ActionError(f"{self.action_id}: no experiment role session", "ConfigurationFailure")
+            raise Failure(f"{self.action_id}: no experiment role session", "ConfigurationFailure")
         return self.clients
 
     def target(self, key: str) -> ResolvedTarget:
-        """The resolved target under `key`; ActionError if the action has none there."""
+        """The resolved target under `key`; Failure if the action has none there."""
         target = self.targets.get(key)
         if target is None:
-            raise ActionError(f'{self.action_id} needs a "{key}" target', "ConfigurationFailure")
+            raise Failure(f'{self.action_id} needs a "{key}" target', "ConfigurationFailure")
         return target
 
     def remaining(self) -> float | None:
@@ -126,6 +122,11 @@ class WaitingAction(ResourceAction, Protocol):
     def wait(self, ctx: ActionContext) -> None: ...
 
 
+@runtime_checkable
+class RecoverableAction(ResourceAction, Protocol):
+    def recover(self, ctx: ActionContext) -> bool: ...
+
+
 class Immediate:
     """Base for actions whose effect is done once `start` returns and that undo nothing."""
 
@@ -155,13 +156,18 @@ def implementation(action_id: str) -> ResourceAction:
     return IMPLEMENTATIONS[action_id]()
 
 
+UNDO_ATTEMPTS = 5
+UNDO_FIRST_RETRY_SECONDS = 1.0  # then doubled: 1, 2, 4, 8 s between the attempts
+_FINAL = frozenset({"InvalidTarget", "ConfigurationFailure"})  # failures a retry cannot change
+
+
 def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False,
             on_started: Callable[[], None] | None = None) -> None:
     """Run one action to its end: start, then wait (its own way, or until the deadline), then
-    stop. ActionError if it failed; `stop` has run either way, unless the action was abandoned
-    (the proxy is shutting down: whoever resumes the experiment undoes it).
+    undo (`undo`). Failure if it failed; the undo has run either way, unless the action was
+    abandoned (the proxy is shutting down: whoever resumes the experiment undoes it).
 
-    `started`: `start` already ran (an experiment resumed after a restart): only wait and stop.
+    `started`: `start` already ran (an experiment resumed after a restart): only wait and undo.
     `on_started`: called once `start` returned, so `ctx.state` can be saved before waiting."""
     with upstream_call(ctx.action_id):  # an upstream failure outside the actions' own blocks
         try:
@@ -176,15 +182,34 @@ def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False
                     ctx.sleep(ctx.remaining() or 0)
         finally:
             if not ctx.abandoned.is_set():
-                action.stop(ctx)
+                undo(action, ctx)
+
+
+def undo(action: ResourceAction, ctx: ActionContext, *, attempts: int = UNDO_ATTEMPTS,
+         first_retry: float = UNDO_FIRST_RETRY_SECONDS) -> None:
+    """`action.stop(ctx)`, tried again while it fails in a way a retry may change; the last
+    Failure says how often it was tried. A shutdown (`ctx.abandoned`) ends the retries."""
+    wait = first_retry
+    for attempt in range(1, attempts + 1):
+        try:
+            action.stop(ctx)
+            return
+        except Failure as err:
+            if attempt == attempts or err.code in _FINAL or err.skippable or ctx.abandoned.is_set():
+                tried = f" (tried {attempt} times)" if attempt > 1 else ""
+                raise Failure(f"{err.reason}{tried}", err.code, err.location, skippable=err.skippable) from err
+            ctx.log(f"Undo failed: {err.reason}; trying again in {wait:g} s.")
+        if ctx.abandoned.wait(wait):
+            return
+        wait *= 2
 
 
 @contextmanager
 def upstream_call(what: str) -> Iterator[None]:
-    """Turn an upstream failure inside the block into an ActionError: `<what> failed on the
+    """Turn an upstream failure inside the block into a Failure: `<what> failed on the
     upstream: <its code and message, or its status and an excerpt of an answer that is not
     AWS's>`. `what` starts with the service and operation (`rds FailoverDBCluster of db1`):
-    an upstream that does not implement that operation makes the error `skippable`."""
+    an upstream that does not implement that operation makes the failure `skippable`."""
     try:
         yield
     except UPSTREAM_ERRORS as err:
@@ -192,9 +217,9 @@ def upstream_call(what: str) -> Iterator[None]:
             words = what.split(" ", 2)
             api = " ".join(words[:2]) if len(words) > 1 else f"{what} ({getattr(err, 'operation_name', '?')})"
             rest = f" ({words[2]})" if len(words) > 2 else ""
-            raise ActionError(f"the upstream does not implement {api}{rest}: it answered "
-                              f"{describe_error(err)}", "DependentServiceFailure", skippable=True) from err
-        raise ActionError(f"{what} failed on the upstream: {describe_error(err)}", error_code(err)) from err
+            raise Failure(f"the upstream does not implement {api}{rest}: it answered {describe_error(err)}",
+                          "DependentServiceFailure", skippable=True) from err
+        raise Failure(f"{what} failed on the upstream: {describe_error(err)}", error_code(err)) from err
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.base import (
     ActionContext,
-    ActionError,
     Immediate,
     register,
     upstream_call,
@@ -33,8 +33,8 @@ class AssertAlarmState(Immediate):
                     states[names[alarm["AlarmName"]]] = alarm["StateValue"]
         missing = [a for a in arns if a not in states]
         if missing:
-            raise ActionError(f"Alarm {', '.join(missing)} not found on the upstream.", "InvalidTarget")
+            raise Failure(f"Alarm {', '.join(missing)} not found on the upstream.", "InvalidTarget")
         wrong = [f"{a} is {states[a]}" for a in arns if states[a] not in wanted]
         if wrong:
-            raise ActionError(f"Alarm {'; '.join(wrong)}, not {' or '.join(sorted(wanted))}.")
+            raise Failure(f"Alarm {'; '.join(wrong)}, not {' or '.join(sorted(wanted))}.")
         ctx.log(f"Alarms in the expected states: {', '.join(f'{a} {states[a]}' for a in arns)}.")

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.base import (
     ActionContext,
-    ActionError,
     Immediate,
     chunks,
     poll,
@@ -59,15 +59,31 @@ def _wait_for(ctx: ActionContext, ids: Sequence[str], done: set[str], *, undoing
 @register("aws:ec2:stop-instances")
 class StopInstances:
     def start(self, ctx: ActionContext) -> None:
+        self._stop(ctx, list(ctx.target("Instances").ids))
+
+    def recover(self, ctx: ActionContext) -> bool:
+        """The instances' state tells: those stopping or stopped were stopped (and are started
+        again at the end); those still running were not, and are stopped now, once."""
         ids = list(ctx.target("Instances").ids)
+        states = _states(ctx, ids)
+        done = [i for i in ids if states.get(i) in ("stopping", "stopped")]
+        ctx.state["stopped"] = done
+        if done:
+            ctx.log(f"Instances {', '.join(done)} were already stopped by this action: not stopped again.")
+        self._stop(ctx, [i for i in ids if states.get(i) in ("pending", "running")])
+        return True
+
+    def _stop(self, ctx: ActionContext, ids: list[str]) -> None:
         ec2 = ctx.client("ec2")
         for part in chunks(ids, 1000):
             with upstream_call("ec2 StopInstances"):
                 ec2.stop_instances(InstanceIds=list(part))
             ctx.state.setdefault("stopped", []).extend(part)
-        ctx.log(f"Stopped instances {', '.join(ids)}.")
-        states = _wait_for(ctx, ids, {"stopped", "terminated"}, undoing=False)
-        pending = [i for i in ids if states.get(i) not in ("stopped", "terminated")]
+        if ids:
+            ctx.log(f"Stopped instances {', '.join(ids)}.")
+        stopped: list[str] = ctx.state.get("stopped", [])
+        states = _wait_for(ctx, stopped, {"stopped", "terminated"}, undoing=False)
+        pending = [i for i in stopped if states.get(i) not in ("stopped", "terminated")]
         if pending and not ctx.cancelled.is_set():
             ctx.log(f"Instances not stopped yet: {', '.join(pending)}.")
 
@@ -89,7 +105,7 @@ class StopInstances:
             if ctx.flag("completeIfInstancesTerminated"):
                 ctx.log(f"Instances {', '.join(gone)} were terminated meanwhile; not started again.")
             else:
-                raise ActionError(
+                raise Failure(
                     f"Instances {', '.join(gone)} were terminated while stopped and cannot be started "
                     "again (set completeIfInstancesTerminated to true to accept this).",
                     "InvalidTarget",
@@ -110,7 +126,18 @@ class RebootInstances(Immediate):
 @register("aws:ec2:terminate-instances")
 class TerminateInstances(Immediate):
     def start(self, ctx: ActionContext) -> None:
+        self._terminate(ctx, list(ctx.target("Instances").ids))
+
+    def recover(self, ctx: ActionContext) -> bool:
+        """Instances shutting down or terminated were terminated; the others are, now."""
         ids = list(ctx.target("Instances").ids)
+        states = _states(ctx, ids)
+        left = [i for i in ids if states.get(i, "terminated") not in ("shutting-down", "terminated")]
+        if left:
+            self._terminate(ctx, left)
+        return True
+
+    def _terminate(self, ctx: ActionContext, ids: list[str]) -> None:
         ec2 = ctx.client("ec2")
         for part in chunks(ids, 1000):
             with upstream_call("ec2 TerminateInstances"):

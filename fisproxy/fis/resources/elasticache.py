@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.base import (
     ActionContext,
-    ActionError,
     Immediate,
     register,
     upstream_call,
@@ -35,7 +35,7 @@ class InterruptAzPower(Immediate):
         target = ctx.target("ReplicationGroups")
         zone = target.parameters.get("availabilityZoneIdentifier")
         if not zone:
-            raise ActionError(f'Target "{target.name}" needs the parameter availabilityZoneIdentifier.',
+            raise Failure(f'Target "{target.name}" needs the parameter availabilityZoneIdentifier.',
                               "ConfigurationFailure")
         names = _zone_names(ctx, zone)
         ec = ctx.client("elasticache")

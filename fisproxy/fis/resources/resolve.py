@@ -12,7 +12,7 @@
 
 An `aws:iam:role` target given by ARN is taken as is (faults apply to calls signed by the role,
 which may live in another account); given by tags or filters it is listed with IAM ListRoles.
-Failures are `TargetError`s whose reason names the target and carries the upstream's message.
+Failures are `Failure`s located at the target, whose reason names the target and carries the upstream's message.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.listers import TYPES, Found, Lookup, TypeSpec, Unlistable
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
-from fisproxy.fis.targets import ROLE, TargetError, access_key_ids, parse_selection_mode, select
+from fisproxy.fis.targets import ROLE, access_key_ids, parse_selection_mode, select
 from fisproxy.fis.upstream import UPSTREAM_ERRORS, describe_error, error_code, lacks_api
 
 
@@ -31,7 +32,7 @@ def resolve_target(
     name: str, target: Any, clients: Any, region: str, rng: random.Random
 ) -> ResolvedTarget:
     """Resolve one experiment target (an `ExperimentTarget` or anything with its attributes)
-    with the experiment role's `clients` (`RoleSession`) in `region`; TargetError on failure.
+    with the experiment role's `clients` (`RoleSession`) in `region`; Failure (at `name`) on failure.
     An empty result is returned as such: the engine decides (emptyTargetResolutionMode)."""
     resource_type = target.resource_type
     arns = list(target.resource_arns or [])
@@ -41,12 +42,10 @@ def resolve_target(
     try:
         parse_selection_mode(target.selection_mode)
     except ValueError as e:
-        raise TargetError(name, str(e), "ConfigurationFailure") from e
+        raise Failure(str(e), "ConfigurationFailure", name) from e
     if arns and (tags or filters):
-        raise TargetError(
-            name, f'Target "{name}" cannot combine resourceArns with resourceTags or filters.',
-            "ConfigurationFailure",
-        )
+        raise Failure(f'Target "{name}" cannot combine resourceArns with resourceTags or filters.',
+                      "ConfigurationFailure", name)
     keys = access_key_ids(parameters) if resource_type == ROLE else ()
     if resource_type == ROLE and not tags and not filters:
         found = [TargetResource(a, a.rsplit("/", 1)[-1]) for a in arns]
@@ -68,20 +67,15 @@ def _find(
 ) -> list[TargetResource]:
     spec = TYPES.get(resource_type)
     if spec is None:
-        raise TargetError(
-            name, f'Target "{name}": fisproxy cannot list resources of type {resource_type}.',
-            "ConfigurationFailure",
-        )
+        raise Failure(f'Target "{name}": fisproxy cannot list resources of type {resource_type}.',
+                      "ConfigurationFailure", name)
     listed = _listed(name, spec, lookup)
     if lookup.arns:
         by_arn = {f.arn: f for f in listed}
         missing = [a for a in lookup.arns if a not in by_arn]
         if missing:
-            raise TargetError(
-                name,
-                f'Target "{name}": {", ".join(missing)} not found on the upstream '
-                f"({spec.api} in {lookup.region}).",
-            )
+            raise Failure(f'Target "{name}": {", ".join(missing)} not found on the upstream '
+                          f"({spec.api} in {lookup.region}).", "InvalidTarget", name)
         listed = [by_arn[a] for a in dict.fromkeys(lookup.arns)]
     out = []
     for f in listed:
@@ -97,16 +91,13 @@ def _listed(name: str, spec: TypeSpec, lookup: Lookup) -> list[Found]:
     try:
         return list(spec.list(lookup))
     except Unlistable as e:
-        raise TargetError(name, f'Target "{name}": {e.reason}.', e.code) from e
+        raise Failure(f'Target "{name}": {e.reason}.', e.code, name) from e
     except UPSTREAM_ERRORS as e:
         if lacks_api(e):
-            raise TargetError(
-                name, f'Target "{name}": the upstream does not implement {spec.api}: it answered '
-                f"{describe_error(e)}", "DependentServiceFailure", skippable=True,
-            ) from e
-        raise TargetError(
-            name, f'Target "{name}": {spec.api} failed on the upstream: {describe_error(e)}', error_code(e),
-        ) from e
+            raise Failure(f'Target "{name}": the upstream does not implement {spec.api}: it answered '
+                          f"{describe_error(e)}", "DependentServiceFailure", name, skippable=True) from e
+        raise Failure(f'Target "{name}": {spec.api} failed on the upstream: {describe_error(e)}',
+                      error_code(e), name) from e
 
 
 def _tags_of(name: str, spec: TypeSpec, lookup: Lookup, found: Found) -> Mapping[str, str]:
@@ -115,10 +106,8 @@ def _tags_of(name: str, spec: TypeSpec, lookup: Lookup, found: Found) -> Mapping
     try:
         return spec.tags(lookup, found)
     except UPSTREAM_ERRORS as e:
-        raise TargetError(
-            name, f'Target "{name}": reading the tags of {found.arn} failed on the upstream: '
-            f"{describe_error(e)}", error_code(e),
-        ) from e
+        raise Failure(f'Target "{name}": reading the tags of {found.arn} failed on the upstream: '
+                      f"{describe_error(e)}", error_code(e), name) from e
 
 
 def _has_tags(have: Mapping[str, str], want: Mapping[str, str]) -> bool:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fisproxy.fis.resources.base import ActionContext, ActionError, poll, register, upstream_call
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources.base import ActionContext, poll, register, upstream_call
 
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
 _AUTOMATION_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "CompletedWithSuccess",
@@ -49,7 +50,7 @@ class SendCommand:
             "InstanceIds": ids,
             "DocumentName": document_name(ctx),
             "Parameters": document_parameters(ctx),
-            "Comment": ctx.who()[:100],
+            "Comment": _marker(ctx),  # how a resumed action finds it (recover)
         }
         if ctx.parameters.get("documentVersion"):
             kwargs["DocumentVersion"] = ctx.parameters["documentVersion"]
@@ -58,11 +59,26 @@ class SendCommand:
         ctx.state["command_id"] = command["CommandId"]
         ctx.log(f"Sent command {command['CommandId']} ({kwargs['DocumentName']}) to {', '.join(ids)}.")
 
+    def recover(self, ctx: ActionContext) -> bool:
+        """The command this action sent, if it went out: listed for the first target instance
+        with this action's comment. Found: followed, not sent again."""
+        ids = list(ctx.target("Instances").ids)
+        if not ids:
+            return False
+        with upstream_call("ssm ListCommands"):
+            commands = ctx.client("ssm").list_commands(InstanceId=ids[0]).get("Commands", [])
+        mine = [c for c in commands if c.get("Comment") == _marker(ctx)]
+        if not mine:
+            return False
+        ctx.state["command_id"] = mine[-1]["CommandId"]
+        ctx.log(f"Command {mine[-1]['CommandId']} was already sent by this action: not sent again.")
+        return True
+
     def _command(self, ctx: ActionContext) -> dict[str, Any]:
         with upstream_call("ssm ListCommands"):
             commands = ctx.client("ssm").list_commands(CommandId=ctx.state["command_id"]).get("Commands", [])
         if not commands:
-            raise ActionError(f"SSM command {ctx.state['command_id']} is not listed by the upstream.")
+            raise Failure(f"SSM command {ctx.state['command_id']} is not listed by the upstream.")
         return dict(commands[0])
 
     def wait(self, ctx: ActionContext) -> None:
@@ -71,7 +87,7 @@ class SendCommand:
             return  # the duration is over or the experiment stopped: `stop` cancels it
         ctx.state["finished"] = True
         if done["Status"] != "Success":
-            raise ActionError(
+            raise Failure(
                 f"SSM command {done['CommandId']} ended {done['Status']}"
                 f"{': ' + done['StatusDetails'] if done.get('StatusDetails') else ''}."
             )
@@ -87,6 +103,10 @@ class SendCommand:
             ctx.client("ssm").cancel_command(CommandId=command_id)
         ctx.state["finished"] = True
         ctx.log(f"Cancelled command {command_id}.")
+
+
+def _marker(ctx: ActionContext) -> str:
+    return ctx.who()[:100]  # SendCommand's Comment takes at most 100 characters
 
 
 @register("aws:ssm:start-automation-execution")
@@ -112,7 +132,7 @@ class StartAutomationExecution:
         ctx.state["finished"] = True
         status = done["AutomationExecutionStatus"]
         if status not in _AUTOMATION_OK:
-            raise ActionError(
+            raise Failure(
                 f"Automation {ctx.state['execution_id']} ended {status}"
                 f"{': ' + done['FailureMessage'] if done.get('FailureMessage') else ''}."
             )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fisproxy.fis.resources import ActionError, implementation, perform
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources import implementation, perform
 from tests.fis.resources.conftest import boto
 
 
@@ -21,10 +22,10 @@ def test_alarms_in_the_expected_states_pass_and_others_fail_naming_them(moto_url
     firing = _alarm(moto_url, f"firing-{tag['fis-test']}", "ALARM")
     action = implementation("aws:cloudwatch:assert-alarm-state")
     perform(action, context("aws:cloudwatch:assert-alarm-state", {}, {"alarmArns": ok, "alarmStates": "OK,INSUFFICIENT_DATA"}))
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         perform(action, context("aws:cloudwatch:assert-alarm-state", {},
                                 {"alarmArns": f"{ok},{firing}", "alarmStates": "OK"}))
     assert err.value.reason == f"Alarm {firing} is ALARM, not OK."
     missing = ok.replace("ok-", "missing-")
-    with pytest.raises(ActionError, match=f"Alarm {missing} not found on the upstream"):
+    with pytest.raises(Failure, match=f"Alarm {missing} not found on the upstream"):
         perform(action, context("aws:cloudwatch:assert-alarm-state", {}, {"alarmArns": missing, "alarmStates": "OK"}))

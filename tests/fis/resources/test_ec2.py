@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from fisproxy.fis.resources import ActionError, implementation, perform
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources import implementation, perform
 from tests.fis.resources.conftest import Target, boto, image, run_instances, states
 from tests.helpers import wait_until
 
@@ -67,7 +68,7 @@ def test_an_instance_terminated_while_stopped_fails_the_restart_unless_accepted(
         action.start(ctx)
         if accept == "false":
             boto(moto_url, "ec2").terminate_instances(InstanceIds=[targeted[0]])
-            with pytest.raises(ActionError) as err:
+            with pytest.raises(Failure) as err:
                 action.stop(ctx)
             assert err.value.reason.startswith(f"Instances {targeted[0]} were terminated while stopped")
             assert states(moto_url, [targeted[1]])[targeted[1]] == "running"  # the other one restarted

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fisproxy.fis.resources import ActionError, implementation, perform
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources import implementation, perform
 from tests.fis.resources.conftest import Target, boto
 
 
@@ -28,7 +29,7 @@ def test_failover_db_cluster_refused_by_the_upstream_is_the_reason(moto_url, tag
                                             MasterUserPassword="password1",
                                             Tags=[{"Key": k, "Value": v} for k, v in tag.items()])
     target = resolve(Target("aws:rds:cluster", resource_tags=tag))
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         perform(implementation("aws:rds:failover-db-cluster"), context("aws:rds:failover-db-cluster", {"Clusters": target}))
     assert err.value.reason == (
         f"rds FailoverDBCluster of {name} failed on the upstream: InvalidDBClusterStateFault: "

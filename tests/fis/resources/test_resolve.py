@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.resolve import path_values
-from fisproxy.fis.targets import TargetError
 from tests.fis.resources.conftest import ACCOUNT, Target, boto, run_instances
 
 
@@ -35,7 +35,7 @@ def test_instances_by_arns_are_checked_to_exist(moto_url, tag, resolve):
     resolved = resolve(Target("aws:ec2:instance", resource_arns=[arn(ids[1])]))
     assert resolved.ids == (ids[1],) and resolved.by_arn
     missing = arn("i-0123456789abcdef0")
-    with pytest.raises(TargetError) as err:
+    with pytest.raises(Failure) as err:
         resolve(Target("aws:ec2:instance", resource_arns=[arn(ids[0]), missing]), name="Web")
     assert err.value.reason == (f'Target "Web": {missing} not found on the upstream '
                                 "(ec2 DescribeInstances in us-east-1).")
@@ -180,7 +180,7 @@ def test_an_api_the_upstream_lacks_is_said_so_with_its_own_answer(resolve):
     # moto has no ARC zonal shift: it answers a bare HTML 500 page. The reason says the upstream
     # does not implement the call, with the status and an excerpt of that answer, and the actions
     # using the target can be skipped.
-    with pytest.raises(TargetError) as err:
+    with pytest.raises(Failure) as err:
         resolve(Target("aws:arc:zonal-shift-managed-resource", resource_tags={"a": "b"}), name="Shifted")
     assert err.value.reason.startswith(
         'Target "Shifted": the upstream does not implement arc-zonal-shift ListManagedResources'
@@ -190,7 +190,7 @@ def test_an_api_the_upstream_lacks_is_said_so_with_its_own_answer(resolve):
 
 
 def test_pods_need_the_kubernetes_api(resolve):
-    with pytest.raises(TargetError, match="Kubernetes API, which fisproxy cannot reach") as err:
+    with pytest.raises(Failure, match="Kubernetes API, which fisproxy cannot reach") as err:
         resolve(Target("aws:eks:pod", parameters={"clusterIdentifier": "c", "namespace": "n",
                                                    "selectorType": "podName", "selectorValue": "p"}))
     assert err.value.code == "ConfigurationFailure"

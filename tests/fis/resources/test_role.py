@@ -7,9 +7,9 @@ import random
 
 import pytest
 
+from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.resolve import resolve_target
-from fisproxy.fis.targets import TargetError
-from fisproxy.fis.upstream import REFRESH_MARGIN_SECONDS, RoleError, RoleSessions
+from fisproxy.fis.upstream import REFRESH_MARGIN_SECONDS, RoleSessions
 from tests.fis.resources.conftest import ROLE_ARN, AuthUpstream, Target, boto
 from tests.helpers import free_port
 
@@ -65,7 +65,7 @@ def test_the_role_not_the_proxy_lists_the_targets(auth_upstream: AuthUpstream):
 def test_access_denied_to_the_role_is_a_target_error_with_the_upstream_message(auth_upstream: AuthUpstream):
     proxy = CountingSts(auth_upstream.url, **auth_upstream.proxy_keys)
     session = RoleSessions(auth_upstream.url, sts_factory=proxy.factory).session(ROLE_ARN, "us-east-1", "EXPauth")
-    with pytest.raises(TargetError) as err:
+    with pytest.raises(Failure) as err:
         resolve_target("DBs", Target("aws:rds:db", resource_tags={"app": "auth"}), session, "us-east-1", random.Random(0))
     assert err.value.code == "AuthorizationFailure"
     assert err.value.reason.startswith('Target "DBs": rds DescribeDBInstances failed on the upstream: AccessDenied: ')
@@ -74,7 +74,7 @@ def test_access_denied_to_the_role_is_a_target_error_with_the_upstream_message(a
 
 def test_assume_role_refused_is_a_role_error_with_the_upstream_message(auth_upstream: AuthUpstream):
     weak = CountingSts(auth_upstream.url, **auth_upstream.weak_keys)
-    with pytest.raises(RoleError) as err:
+    with pytest.raises(Failure) as err:
         RoleSessions(auth_upstream.url, sts_factory=weak.factory).session(ROLE_ARN, "us-east-1", "EXPweak")
     assert err.value.code == "AuthorizationFailure"
     assert err.value.reason == (
@@ -85,7 +85,7 @@ def test_assume_role_refused_is_a_role_error_with_the_upstream_message(auth_upst
 
 def test_unreachable_upstream_is_a_role_error_saying_so():
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with pytest.raises(RoleError) as err:
+    with pytest.raises(Failure) as err:
         RoleSessions(url).session(ROLE_ARN, "us-east-1", "EXPgone")
     assert err.value.code == "DependentServiceFailure"
     assert f'Could not connect to the endpoint URL: "{url}/"' in err.value.reason

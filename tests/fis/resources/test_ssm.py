@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from fisproxy.fis.resources import ActionError, implementation, perform
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources import implementation, perform
 from fisproxy.fis.resources.base import ActionContext
 from fisproxy.fis.resources.ssm import document_name
 from tests.fis.resources.conftest import Target, boto, run_instances
@@ -40,7 +41,7 @@ def test_start_automation_the_upstream_lacks_is_said_so_with_its_answer(context)
     ctx = context("aws:ssm:start-automation-execution", {},
                   {"documentArn": "arn:aws:ssm:us-east-1::document/AWS-RestartEC2Instance", "maxDuration": "PT1M"},
                   deadline=time.monotonic() + 60)
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         perform(implementation("aws:ssm:start-automation-execution"), ctx)
     assert err.value.reason.startswith(
         'the upstream does not implement ssm StartAutomationExecution: it answered HTTP 500, not an '
@@ -105,7 +106,7 @@ def test_still_running_at_the_end_of_its_duration_it_is_cancelled(context, actio
 ])
 def test_a_failed_command_fails_the_action(context, action_id, reason):
     fake = FakeSsm("Failed", "Failed")
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         perform(implementation(action_id), _ctx(context, fake, action_id, 30.0))
     assert err.value.reason == reason and fake.cancelled == []
 
@@ -118,6 +119,6 @@ def test_document_name_without_a_role_session_is_a_configuration_failure():
         parameters={"documentArn": "arn:aws:ssm:us-east-1:111122223333:document/Shared"}, region="us-east-1",
         log=lambda _: None,
     )
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         document_name(ctx)
     assert (err.value.code, err.value.reason) == ("ConfigurationFailure", "aws:ssm:send-command: no experiment role session")

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from fisproxy.fis.resources import ActionError, implementation, perform
+from fisproxy.fis.failure import Failure
+from fisproxy.fis.resources import implementation, perform
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 from tests.fis.resources.conftest import boto
 
@@ -37,7 +38,7 @@ CASES = [
 @pytest.mark.parametrize(("action_id", "key", "target", "parameters", "reason"), CASES, ids=[c[0] for c in CASES])
 def test_an_api_the_upstream_lacks_is_said_so_with_its_answer(context, action_id, key, target, parameters, reason):
     ctx = context(action_id, {key: target}, parameters, deadline=time.monotonic() + 60)
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         perform(implementation(action_id), ctx)
     assert err.value.reason.startswith(reason)
     assert err.value.skippable and "fisproxy" not in err.value.reason
@@ -56,7 +57,7 @@ def test_elasticache_test_failover_moto_cannot_parse_is_the_upstreams_answer(con
                             {"availabilityZoneIdentifier": "us-east-1a"})
     ctx = context("aws:elasticache:replicationgroup-interrupt-az-power", {"ReplicationGroups": target},
                   {"duration": "PT1M"}, deadline=time.monotonic() + 60)
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(Failure) as err:
         perform(implementation("aws:elasticache:replicationgroup-interrupt-az-power"), ctx)
     assert err.value.reason.startswith(
         f"the upstream does not implement elasticache TestFailover (of {group}/0001): {NOT_AWS}")

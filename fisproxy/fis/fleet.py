@@ -1,0 +1,162 @@
+"""One FIS, many proxies: what the proxies sharing a store tell each other through it.
+
+Every proxy on a store applies the faults of every running action. Exactly one runs each
+experiment's schedule (durations, startAfter, stop conditions, resource actions): the holder of
+its lease (`experiment/<id>`), renewed every third of its lifetime. The others mirror what the
+holder saves (the change feed, and a resync) and end each action's faults at its planned end by
+their own clock (`mirrored_actions`: a stale or silent store cannot keep a fault on). A stop
+asked on a proxy that does not hold the lease ends the faults there at once and is handed to the
+holder as a stop request in the store; every proxy that reads it ends the faults too. When a
+holder dies its lease expires and another proxy takes the schedule over where the store says it
+is (planned ends are absolute: it ends on time).
+
+`Fleet` is the store side of that (blocking calls, made with no engine lock held): leases, stop
+requests, reading what changed. `SharedIdentities` shares the roles learned from STS answers.
+Which thread calls what is in `fis/engine.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fisproxy.fis.identities import Identities
+from fisproxy.fis.lifecycle import ACTIVE, STOPPABLE, STOPPING, TERMINAL, is_resource
+from fisproxy.fis.models import Experiment, ExperimentState
+from fisproxy.fis.ports import ChangeCallback, FleetStore, SaveError, StoreUnavailable, Subscription
+from fisproxy.fis.runstate import RunState, StopRequest
+
+log = logging.getLogger(__name__)
+
+STOP_REQUEST_DOC = "stop-request"  # a stop asked on a proxy that does not run the schedule
+IDENTITY_DOC = "identity"
+EXPERIMENT_CHANGES = "experiment"  # change-feed kinds
+IDENTITY_CHANGES = "identity"
+LEASE_TTL_SECONDS = 6.0  # a schedule holder that stops renewing is replaced after this
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An experiment as the store has it: the model, the engine's state, a pending stop request."""
+
+    experiment: Experiment
+    state: RunState
+    stop: StopRequest | None
+
+
+def mirrored_actions(experiment: Experiment, state: RunState, now: float, stop_asked: bool) -> set[str]:
+    """The actions whose faults a proxy that does not run the schedule applies at `now`:
+    running, not past their planned end, the experiment not asked to stop."""
+    if experiment.state.status != "running" or stop_asked:
+        return set()
+    return {name for name, a in experiment.actions.items()
+            if a.state.status == "running" and not is_resource(a.action_id)
+            and ((end := state.ends.get(name)) is None or end > now)}
+
+
+def lease_name(experiment_id: str) -> str:
+    return f"experiment/{experiment_id}"
+
+
+class Fleet:
+    def __init__(self, store: FleetStore, proxy_id: str, lease_ttl: float = LEASE_TTL_SECONDS) -> None:
+        self.store = store
+        self.proxy_id = proxy_id  # the lease holder name of this proxy
+        self.lease_ttl = lease_ttl
+
+    def claim(self, experiment_id: str) -> bool:
+        """Take or renew the experiment's lease; StoreUnavailable if the store cannot say."""
+        return self.store.acquire_lease(lease_name(experiment_id), self.proxy_id, self.lease_ttl)
+
+    def ended(self, experiment_id: str) -> bool:
+        """Whether the store says the experiment has ended (or is gone)."""
+        stored = self.store.get_experiment(experiment_id)
+        return stored is None or stored.state.status in TERMINAL
+
+    def release(self, experiment_id: str) -> None:
+        """Give the lease up and forget the stop request of an experiment that ended here."""
+        try:
+            self.store.release_lease(lease_name(experiment_id), self.proxy_id)
+            self.store.delete_doc(STOP_REQUEST_DOC, experiment_id)
+        except Exception as e:  # the lease expires anyway; the request names an ended run
+            log.debug("experiment %s: could not tidy up its lease: %s", experiment_id, e)
+
+    def ask_to_stop(self, experiment_id: str, final: StopRequest) -> Experiment:
+        """Hand a stop to whichever proxy runs the schedule, through the store: the experiment,
+        `stopping` (as it was if it already ended). KeyError if unknown, SaveError if the
+        request could not be saved."""
+        stored = self.store.get_experiment(experiment_id)
+        if stored is None:
+            raise KeyError(experiment_id)
+        if stored.state.status not in ACTIVE:
+            return stored
+        try:
+            self.store.put_doc(STOP_REQUEST_DOC, experiment_id, final.model_dump())
+            self.store.publish_change(EXPERIMENT_CHANGES, experiment_id)
+        except StoreUnavailable:
+            raise
+        except Exception as e:
+            raise SaveError(f"could not save the stop of experiment {experiment_id}: {e}") from e
+        if stored.state.status in STOPPABLE:
+            stored.state = ExperimentState(status="stopping", reason=STOPPING)
+        return stored
+
+    def load(self, experiment_id: str | None, known: Iterable[str] = ()) -> list[Stored]:
+        """One experiment, or (None) the active ones and those in `known`. Blocking."""
+        if experiment_id is None:
+            keep = set(known)
+            found = [e for e in self.store.list_experiments() if e.state.status in ACTIVE or e.id in keep]
+        else:
+            one = self.store.get_experiment(experiment_id)
+            found = [one] if one is not None else []
+        out = []
+        for e in found:
+            stop = None
+            if e.state.status not in TERMINAL and (doc := self.store.get_doc(STOP_REQUEST_DOC, e.id)):
+                stop = StopRequest.model_validate(doc)
+            out.append(Stored(e, self.store.get_runtime(e.id) or RunState(), stop))
+        return out
+
+    def subscribe(self, callback: ChangeCallback) -> Subscription:
+        return self.store.subscribe((EXPERIMENT_CHANGES, IDENTITY_CHANGES), callback)
+
+
+class SharedIdentities:
+    """Who each access key belongs to, learned from STS answers on any proxy of the store.
+
+    `learn` runs on the proxy's event loop (memory only: a deque is safe between threads);
+    `save` on the engine's store thread; `load` / `changed` on the change feed's thread."""
+
+    def __init__(self, store: FleetStore) -> None:
+        self.store = store
+        self.identities = Identities()
+        self._unsaved: deque[tuple[str, str]] = deque()
+
+    def learn(self, access_key: str, principal_arn: str) -> None:
+        if self.identities.learn(access_key, principal_arn):
+            self._unsaved.append((access_key, principal_arn))
+
+    def load(self) -> None:
+        for key, doc in self.store.list_docs(IDENTITY_DOC).items():
+            if arn := doc.get("principalArn"):
+                self.identities.learn(key, arn)
+
+    def changed(self, key: str | None) -> None:
+        if key is None:
+            self.load()
+        elif (doc := self.store.get_doc(IDENTITY_DOC, key)) and doc.get("principalArn"):
+            self.identities.learn(key, doc["principalArn"])
+
+    def save(self) -> None:
+        """Write what was learned here, in order; stops at the first failure (tried again)."""
+        while self._unsaved:
+            key, arn = self._unsaved[0]
+            try:
+                self.store.put_doc(IDENTITY_DOC, key, {"principalArn": arn})
+                self.store.publish_change(IDENTITY_CHANGES, key)
+            except Exception as e:
+                log.warning("could not save a learned identity (%s); trying again", e)
+                return
+            self._unsaved.popleft()
