@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from fisproxy.aws.call import AwsCall
-from fisproxy.fis import explog, ids, lifecycle
+from fisproxy.fis import explog, ids, lifecycle, reportstate
 from fisproxy.fis.activation import Rules
 from fisproxy.fis.decide import decide
 from fisproxy.fis.deliveries import LogDeliveries
@@ -111,6 +111,7 @@ class _Run:
     save_failing: bool = False  # said once in the log, not at every retry
     logs: list[tuple[explog.LogType, float, dict[str, Any]]] = field(default_factory=list)
     deliver: bool = False  # its log delivery is still to be recorded
+    report: bool = False  # its FIS report is still to be queued (reports/delivery.py makes it)
 
     @property
     def id(self) -> str:
@@ -122,7 +123,7 @@ class _Run:
 
     @property
     def unsaved(self) -> bool:
-        return self.saved < self.version or bool(self.logs) or self.deliver
+        return self.saved < self.version or bool(self.logs) or self.deliver or self.report
 
 
 class Engine:
@@ -336,6 +337,13 @@ class Engine:
             self.fleet.release(run.id)
         self.identities.save()
 
+    def action_detail(self, experiment_id: str, details: dict[str, Any]) -> None:
+        """A resource action's `action-detail` record (runner threads): saved with the run."""
+        with self._lock:
+            run = self._runs.get(experiment_id)
+            if run is not None:
+                run.logs.append(("action-detail", self._clock(), details))
+
     def worker_event(self, experiment_id: str, event: Resolved | ActionProgress | ActionEnded) -> None:
         """A worker's answer (`runner.py`): targets resolved, an action's progress (an intent is
         saved before this returns: SaveError if it could not be), an action ended."""
@@ -543,9 +551,21 @@ class Engine:
                     self.runner.undo(run.id, name)
                 case lifecycle.DeliverLogs():
                     run.deliver = True
+                case lifecycle.QueueReport():
+                    run.report = True
         if any(isinstance(effect, lifecycle.Save) for effect in step.effects):
             run.version += 1
         self.rules.publish()
+
+    def _queue_report(self, run: _Run, experiment: Experiment) -> None:
+        """FIS's report of an ended experiment, made later by reports/delivery.py; if the store
+        refuses now, that module's sweep queues it (the end itself is saved)."""
+        try:
+            reportstate.queue_report(self._store, experiment, self._clock())
+        except Exception as err:
+            log.warning("experiment %s: report not queued yet (%s)", run.id, err)
+        with self._lock:
+            run.report = False
 
     def _save(self, run: _Run) -> None:
         """Write the run's log records, then the experiment and its state, as they are now;
@@ -556,7 +576,7 @@ class Engine:
                 if not run.unsaved:
                     return
                 experiment, state, version = run.experiment, run.state, run.version
-                records, deliver = list(run.logs), run.deliver
+                records, deliver, report = list(run.logs), run.deliver, run.report
             written = 0
             try:
                 for log_type, t, details in records:
@@ -575,6 +595,8 @@ class Engine:
                 if deliver:
                     run.deliver = False
                     self.deliveries.queue(run.id)
+            if report:
+                self._queue_report(run, experiment)
         try:
             self._store.publish_change(EXPERIMENT_CHANGES, run.id)
         except Exception as e:  # saved: the others see it at their next resync

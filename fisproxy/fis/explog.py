@@ -1,6 +1,11 @@
 """Experiment logs in the FIS log schema, version 2
 (https://docs.aws.amazon.com/fis/latest/userguide/monitoring-logging.html).
 
+fisproxy adds one record type FIS does not write, `action-detail`: what a resource action did to
+which resources (`effect` `done`: instances stopped) or undid at its end (`undone`: started again),
+with the resources' ARNs, so the log tells after the fact what an experiment changed. Consumers
+that read FIS's types only are unaffected.
+
 Every record goes to the store (`Store.append_log`) and to `<state_dir>/logs/<experiment id>.jsonl`.
 When the experiment's `logConfiguration` asks for them, `upload` also delivers the records to
 CloudWatch Logs (stream `/aws/fis/<experiment id>` in the configured group) and S3 (FIS's key
@@ -12,12 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fisproxy.fis import upstream
+
+if TYPE_CHECKING:
+    from fisproxy.fis.resources.base import ActionContext
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,7 @@ LogType = Literal[
     "action-start",
     "action-error",
     "action-end",
+    "action-detail",
     "experiment-end",
 ]
 
@@ -47,6 +57,18 @@ def record(experiment_id: str, log_type: LogType, t: float, details: dict[str, A
         "version": "2",
         "details": {k: v for k, v in details.items() if v is not None},
     }
+
+
+def action_detail(action_name: str, ctx: ActionContext, message: str) -> dict[str, Any]:
+    """The details of an `action-detail` record: the action, whether its effect was done or
+    undone (`ctx.phase`), the message, and the ARNs of its target resources the message names
+    (by id or ARN)."""
+    words = {w.rstrip(".:") for w in re.findall(r"[^\s,;()]+", message)}
+    resources = [r.arn for target in ctx.targets.values() for r in target.resources
+                 if r.id in words or r.arn in words]
+    return {"action_name": action_name, "action_id": ctx.action_id,
+            "effect": "undone" if ctx.phase == "undo" else "done",
+            "message": message, "resources": list(dict.fromkeys(resources))}
 
 
 class ExperimentLog:

@@ -28,7 +28,7 @@ from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.fis.templates_file import DEFAULT_REGION, NAME_TAG
 from fisproxy.httpdata import ApiRequest
 from fisproxy.proxy.runtime import Runtime
-from fisproxy.report import experiment_row
+from fisproxy.reports.present import experiment_row
 
 NOT_RUNNING = "fisproxy is not running yet"
 

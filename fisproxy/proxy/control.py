@@ -1,4 +1,4 @@
-"""The control plane: FIS API, LocalStack Chaos API, health, metrics and reports.
+"""The control plane: FIS API, LocalStack Chaos API, health, metrics, reports and the console.
 
 `ControlPlane.serve` is the one entry for every control request, whichever way it came: the
 control port (`controlserver.py`, its own HTTP server on its own threads) or a FIS hostname
@@ -23,6 +23,7 @@ from fisproxy.fis.api import FisApi, render_error
 from fisproxy.fis.chaos import ChaosApi
 from fisproxy.fis.ports import StoreUnavailable
 from fisproxy.httpdata import ApiRequest, ApiResponse
+from fisproxy.proxy import console
 from fisproxy.proxy.auth import ControlAuth, denied_response
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ControlRouter:
     def handle(self, request: ApiRequest, region: str) -> ApiResponse:
         if request.path == HEALTH_PATH:
             return ApiResponse.json(200, {"status": "ok", "version": __version__, **self.health()})
-        for handler in (self.chaos.handle, *self.extra):
+        for handler in (console.handle, self.chaos.handle, *self.extra):
             response = handler(request)
             if response is not None:
                 return response
@@ -97,7 +98,7 @@ class ControlPlane:
         path, query = split_target(req.target)
         if not path.startswith("/"):
             return render_error("ValidationException", 400, "The request target is not a path.")
-        if not self.auth.is_public(req.method, path):
+        if not (self.auth.is_public(req.method, path) or console.is_console(req.method, path)):
             # Authorized from the path that is served; the Host is read only for SigV4.
             refusal = self.auth.check(req.method, path, req.headers, req.body, query=query,
                                       scheme=req.scheme, authority=req.host or None)

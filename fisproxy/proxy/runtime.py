@@ -45,7 +45,8 @@ from fisproxy.proxy.controlserver import ControlServer
 from fisproxy.proxy.notes import FlowNotes
 from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
 from fisproxy.proxy.sink import FaultSink
-from fisproxy.report import ReportBuilder, report_handler
+from fisproxy.reports.delivery import ReportDelivery
+from fisproxy.reports.service import ReportBuilder, report_handler
 from fisproxy.requestlog import Recorder
 from fisproxy.store import StoreBackend, StoreUnavailable, open_store
 
@@ -75,6 +76,7 @@ class Runtime:
         self.metrics: Metrics | None = None
         self.sink: FaultSink | None = None
         self.reports: ReportBuilder | None = None
+        self.delivery: ReportDelivery | None = None  # FIS's reports, to S3
         self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
         # This process among the proxies sharing a store: the name its leases carry.
         self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -151,6 +153,8 @@ class Runtime:
         self.spawn(self.recorder.run(), "fisproxy-recorder")
         self.spawn(self._share_rates(), "fisproxy-rates")
         self.loops.start()
+        if self.delivery is not None:
+            self.delivery.start()
         warm()
         # botocore's models and our indexes are large and live forever: move them out of the
         # garbage collector's way, or every full collection walks them (measured: ~5% of
@@ -166,7 +170,8 @@ class Runtime:
             if settings.placement != Placement():
                 logger.info("fisproxy: placed in %s (from the platform's metadata)", settings.placement)
         self.store = store = open_store(settings.store_url, settings.state)
-        self.reports = ReportBuilder(settings.store_url, str(settings.state))
+        self.reports = ReportBuilder(settings.store_url, str(settings.state), endpoint=settings.aws_endpoint)
+        self.delivery = ReportDelivery(store, self.reports, holder=self.proxy_id)
         self.engine = Engine(
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
@@ -185,7 +190,7 @@ class Runtime:
         router = ControlRouter(
             fis=fis_api, chaos=ChaosApi(self.chaos),
             extra=(self.metrics.handle,
-                   report_handler(store, flush=recorder.flush, builder=self.reports),
+                   report_handler(builder=self.reports, flush=recorder.flush),
                    self._proxies),
             health=self.describe,
         )
@@ -294,6 +299,8 @@ class Runtime:
         self._subscriptions = []
         if self.control is not None:
             self.control.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.loops is not None:
             self.loops.stop()
         if self.engine is not None:

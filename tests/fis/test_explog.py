@@ -101,3 +101,21 @@ def test_upload_is_best_effort(moto_url):
 def test_no_configuration_no_upload():
     assert explog.upload(sample_records(), experiment_id="E", log_configuration=None, region="r",
                          account_id="1", endpoint="http://127.0.0.1:9", t=T0) == []
+
+
+def test_action_detail_names_the_resources_its_message_names_and_the_phase() -> None:
+    from fisproxy.fis.resources.base import ActionContext
+    from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
+
+    arn = "arn:aws:ec2:us-east-1:123456789012:instance/"
+    vms = ResolvedTarget("vms", "aws:ec2:instance", tuple(TargetResource(arn + i, i) for i in ("i-1", "i-2", "i-3")))
+    ctx = ActionContext(experiment_id="EXP1", action_name="stop", action_id="aws:ec2:stop-instances",
+                        clients=None, targets={"Instances": vms}, parameters={}, region="us-east-1",
+                        log=lambda _: None)
+    assert explog.action_detail("stop", ctx, "Stopped instances i-1, i-3.") == {
+        "action_name": "stop", "action_id": "aws:ec2:stop-instances", "effect": "done",
+        "message": "Stopped instances i-1, i-3.", "resources": [arn + "i-1", arn + "i-3"]}
+    assert explog.action_detail("stop", ctx, "Stopped instances i-10.")["resources"] == []  # whole ids only
+    ctx.phase = "undo"
+    assert explog.action_detail("stop", ctx, f"Started {arn}i-2 again.")["effect"] == "undone"
+    assert explog.action_detail("stop", ctx, f"Started {arn}i-2 again.")["resources"] == [arn + "i-2"]
