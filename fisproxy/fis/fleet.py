@@ -71,9 +71,10 @@ class Fleet:
         return self.store.acquire_lease(lease_name(experiment_id), self.proxy_id, self.lease_ttl)
 
     def ended(self, experiment_id: str) -> bool:
-        """Whether the store says the experiment has ended (or is gone)."""
+        """Whether the store says the experiment has ended. One it does not have is not ended:
+        a store that lost its data (a Redis restarted empty) gets it saved again."""
         stored = self.store.get_experiment(experiment_id)
-        return stored is None or stored.state.status in TERMINAL
+        return stored is not None and stored.state.status in TERMINAL
 
     def release(self, experiment_id: str) -> None:
         """Give the lease up and forget the stop request of an experiment that ended here."""
