@@ -78,6 +78,7 @@ from fisproxy.fis.lifecycle import (
 )
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
+from fisproxy.fis.outage import announced
 from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable, Subscription
 from fisproxy.fis.proxyfaults import Placement, Where
 from fisproxy.fis.resources.scoped import ShardIterators
@@ -158,14 +159,15 @@ class Engine:
         self.shard_iterators = ShardIterators()  # Kinesis GetRecords -> stream, for scoped faults
         self.poller = alarm_poller or AlarmPoller(upstream_endpoint)
         self.fleet = Fleet(store, proxy_id, lease_ttl_seconds)
-        self.deliveries = LogDeliveries(store, endpoint=upstream_endpoint, account_id=account_id, clock=clock)
+        # Experiment roles are assumed on the upstream (AssumeRole) when an experiment needs to
+        # look at or act on resources, or delivers its logs; API faults on roles given by ARN
+        # need no upstream.
+        sessions = sessions or RoleSessions(upstream_endpoint)
+        self.deliveries = LogDeliveries(store, sessions, account_id=account_id, clock=clock)
         self.identities = SharedIdentities(store)
         self.identities.load()
         self.rules = Rules(Where("", self.placement, self.shard_iterators), self.identities.identities, loop)
-        # Experiment roles are assumed on the upstream (AssumeRole) when an experiment needs to
-        # look at or act on resources; API faults on roles given by ARN need no upstream.
-        self.runner = ActionRunner(self, sessions or RoleSessions(upstream_endpoint), clock=clock,
-                                   max_workers=max_action_workers)
+        self.runner = ActionRunner(self, sessions, clock=clock, max_workers=max_action_workers)
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
         self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
         self._runs: dict[str, _Run] = {}
@@ -453,7 +455,7 @@ class Engine:
                     continue
                 held.append((run, ours))
             except StoreUnavailable as e:
-                if run.owned:  # nobody can take it over either: carry on, loudly
+                if run.owned and not announced(e):  # nobody can take it over either: carry on
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
         with self._lock:
             for run in ended:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from fisproxy.fis.identities import Identities
 from fisproxy.fis.lifecycle import ACTIVE, STOPPABLE, STOPPING, TERMINAL, is_resource
 from fisproxy.fis.models import Experiment, ExperimentState
+from fisproxy.fis.outage import announced
 from fisproxy.fis.ports import ChangeCallback, FleetStore, SaveError, StoreUnavailable, Subscription
 from fisproxy.fis.runstate import RunState, StopRequest
 
@@ -158,6 +159,7 @@ class SharedIdentities:
                 self.store.put_doc(IDENTITY_DOC, key, {"principalArn": arn})
                 self.store.publish_change(IDENTITY_CHANGES, key)
             except Exception as e:
-                log.warning("could not save a learned identity (%s); trying again", e)
+                if not announced(e):  # (an outage the store announced once)
+                    log.warning("could not save a learned identity (%s); trying again", e)
                 return
             self._unsaved.popleft()

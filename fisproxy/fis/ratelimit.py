@@ -11,7 +11,8 @@ Scope `proxy`: each proxy has its own bucket with the whole rate and burst.
 Scope `fleet`: the bucket is in the store, shared by every proxy on it (`TokenStore.take_tokens`:
 atomic, refilled by Redis's own clock). Each proxy spends tokens it holds in memory, and every
 `SYNC_SECONDS` (a worker thread) takes from the store what its own demand will need for the next
-`LEASE_SECONDS` (demand: calls a second it saw for the rule, smoothed). A new rule starts with an
+`LEASE_SECONDS`, or two syncs if they come later (demand: calls a second it saw for the rule,
+smoothed). A new rule starts with an
 advance of `burst / proxies on the store` tokens on each proxy, taken from the store at the first
 sync: the fleet's first calls need not wait for it.
 
@@ -162,9 +163,13 @@ class RateLimits:
             fleet = entry.fleet
             if fleet is None:
                 continue
+            # Ahead by LEASE_SECONDS, or by two syncs when they come late (a busy machine): a
+            # proxy must hold what its calls need until its next sync, or its share of the
+            # bucket overflows unused.
+            horizon = max(LEASE_SECONDS, 2 * (now - fleet.synced))
             demand = _measure(fleet, now)
             stock = fleet.held + sum(fleet.granted.copy())  # copy: the loop pops meanwhile
-            want = fleet.owed + max(0, math.ceil(demand * LEASE_SECONDS) - stock)
+            want = fleet.owed + max(0, math.ceil(demand * horizon) - stock)
             if want <= 0:
                 continue
             taken = store.take_tokens(source, entry.limit.per_second, entry.limit.burst, want, BUCKET_TTL_SECONDS)

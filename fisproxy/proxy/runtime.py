@@ -184,7 +184,8 @@ class Runtime:
             store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
         ]
         self.fis_api = fis_api = FisApi(store, self.engine, account_id=settings.account_id,
-                                        max_active_experiments=settings.max_active_experiments)
+                                        max_active_experiments=settings.max_active_experiments,
+                                        roles=settings.roles)
         self.recorder = recorder = Recorder(store)
         self.metrics = Metrics(self.engine.active_count, shared=store)
         router = ControlRouter(
@@ -194,7 +195,7 @@ class Runtime:
                    self._proxies),
             health=self.describe,
         )
-        self.plane = ControlPlane(router, settings.control_auth)
+        self.plane = ControlPlane(router, settings.control_auth, settings.browser)
         self.engine.resume()
         for path in settings.templates:
             try:
@@ -255,9 +256,9 @@ class Runtime:
                 if self.chaos is not None:
                     self.chaos.reload()
         except StoreUnavailable as e:
-            # Traffic goes on; the experiments known here keep their faults until they end.
-            logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
-                           "already known until they end; retrying", e)
+            # Traffic goes on; the experiments known here keep their faults until they end. The
+            # store announced the outage (one line when it starts, one when it ends).
+            logger.debug("fisproxy: housekeeping: the store is unavailable (%s); retrying", e)
 
     def _proxies(self, request: ApiRequest) -> ApiResponse | None:
         """`GET /_fisproxy/proxies`: the proxies sharing this store (the fleet listing)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from fisproxy.fis import reportstate
 from fisproxy.fis.models import Experiment
+from fisproxy.fis.outage import log_failure
 from fisproxy.fis.ports import FleetStore
 from fisproxy.reports.service import ReportBuilder
 
@@ -68,8 +69,8 @@ class ReportDelivery:
         while not self._stopping.is_set():
             try:
                 self.step()
-            except Exception:  # this loop's error boundary: log, try again later
-                log.exception("fisproxy: report delivery step failed")
+            except Exception as e:  # this loop's error boundary: log, try again later
+                log_failure(log, e, "fisproxy: report delivery step failed")  # (quiet in an outage)
             self._stopping.wait(POLL_SECONDS)
 
     def step(self) -> None:

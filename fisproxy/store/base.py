@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from fisproxy.fis.outage import log_failure
 from fisproxy.fis.ports import ChangeCallback, FleetStore, StoreUnavailable
 from fisproxy.requestlog import RequestRecord
 
@@ -145,8 +146,8 @@ def _call(sub: _Subscription, kind: str, key: str | None) -> None:
         return
     try:
         sub.callback(kind, key)
-    except Exception:  # one subscriber's bug must not stop the notices of the others
-        logger.exception("fisproxy: a change subscriber failed on (%s, %s)", kind, key)
+    except Exception as e:  # one subscriber's bug must not stop the notices of the others
+        log_failure(logger, e, "fisproxy: a change subscriber failed on (%s, %s)", kind, key)
 
 
 __all__ = [

@@ -64,6 +64,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fisproxy.fis.models import Experiment, ExperimentTemplate
+from fisproxy.fis.outage import StoreOutage
 from fisproxy.fis.ports import ChangeCallback, StoreUnavailable, Subscription
 from fisproxy.fis.runstate import RunState
 from fisproxy.requestlog import RequestRecord
@@ -255,11 +256,15 @@ class RedisStore:
         self._lock = threading.Lock()
         self._subscribers = Subscribers()
         self._listener: _Listener | None = None
+        # An outage is one warning when it starts and one when it ends (fis/outage.py); set
+        # once the server answered, so a store that cannot be opened is one error, not three.
+        self.outage: StoreOutage | None = None
         try:
             self._check_server()
         except BaseException:
             self._redis.close()
             raise
+        self.outage = StoreOutage(f"the store (Redis at {self.url})")
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
@@ -284,7 +289,14 @@ class RedisStore:
 
     def _do(self, call: Callable[[], T], *, repeatable: bool = True) -> T:
         """Run `call` (a complete operation); Redis failures become StoreUnavailable. A
-        connection found closed is retried once if `repeatable` (applying it twice is harmless)."""
+        connection found closed is retried once if `repeatable` (applying it twice is harmless).
+        Every outcome is reported to `outage`."""
+        result = self._attempt(call, repeatable)
+        if self.outage is not None:
+            self.outage.answered()
+        return result
+
+    def _attempt(self, call: Callable[[], T], repeatable: bool) -> T:
         try:
             return call()
         except rx.RedisError as e:
@@ -303,6 +315,8 @@ class RedisStore:
         if isinstance(e, _UNAVAILABLE) or (
             isinstance(e, rx.ResponseError) and str(e).startswith(_UNAVAILABLE_CODES)
         ):
+            if self.outage is not None:
+                self.outage.failed(e)
             raise StoreUnavailable(f"Redis at {self.url} is unavailable: {e}") from e
 
     # ---- ordered hashes (templates, experiments, docs) ----
@@ -455,7 +469,7 @@ class RedisStore:
         sub = self._subscribers.add(kinds, callback)
         with self._lock:
             if self._listener is None:
-                self._listener = _Listener(self._redis, self._subscribers, self.url)
+                self._listener = _Listener(self._redis, self._subscribers, self.url, self.outage)
             listener = self._listener
         listener.added(sub)
         return sub
@@ -527,8 +541,10 @@ class _Listener:
     connection. It reconnects with backoff; after a reconnection every subscriber resyncs, and
     a subscriber that joined while it was disconnected resyncs once it is connected."""
 
-    def __init__(self, client: redis.Redis, subscribers: Subscribers, url: str) -> None:
+    def __init__(self, client: redis.Redis, subscribers: Subscribers, url: str,
+                 outage: StoreOutage | None = None) -> None:
         self._client = client
+        self._outage = outage  # told at once when the connection drops: the outage's start
         self._subscribers = subscribers
         self._url = url
         self._lock = threading.Lock()
@@ -579,8 +595,8 @@ class _Listener:
                 self._connected_before = True
                 self._pending = []
                 came_back, self._down = self._down, False
-            if came_back:
-                logger.warning("fisproxy: change notices from Redis at %s flow again", self._url)
+            if came_back:  # (the outage itself is announced by the store's StoreOutage)
+                logger.debug("fisproxy: change notices from Redis at %s flow again", self._url)
             self._subscribers.resync(resync)
         elif message.get("type") == "message":
             try:
@@ -594,9 +610,11 @@ class _Listener:
         with self._lock:
             self._live.clear()
             was_down, self._down = self._down, True
+        if error is not None and self._outage is not None and not self._stop.is_set():
+            self._outage.failed(error)
         if not was_down and not self._stop.is_set():
-            logger.warning("fisproxy: change notices from Redis at %s interrupted (%s); reconnecting, "
-                           "and resyncing once back", self._url, error)
+            logger.debug("fisproxy: change notices from Redis at %s interrupted (%s); reconnecting, "
+                         "and resyncing once back", self._url, error)
 
     def stop(self) -> None:
         self._stop.set()

@@ -20,7 +20,8 @@ from tests.helpers import redis_server_binary, start_redis, stop, wait_until
 ROLE = "arn:aws:iam::123456789012:role/fis"
 # Small numbers: eight test sessions share the machine's two cores, and the client must still be
 # able to send at three times the rate.
-RATE, BURST = 5, 5  # calls a second, and at once
+RATE, BURST = 5, 5  # calls a second, and at once (one proxy)
+FLEET_RATE, FLEET_BURST = 10, 10  # three proxies share the load: three processes
 WINDOW = 12.0  # seconds the client sends, well inside the action's 30 s
 
 
@@ -66,7 +67,7 @@ def _paced(client: Any, per_second: float, seconds: float, sent: Sent) -> None:
         n += 1
 
 
-def start(proxy: Fisproxy, scope: str) -> str:
+def start(proxy: Fisproxy, scope: str, rate: int = RATE, burst: int = BURST) -> str:
     """The rate limit on ListTables, and a probe: DescribeLimits throttled, so a test can see a
     proxy apply the experiment's actions without spending the limit's tokens."""
     fis = proxy.fis()
@@ -74,8 +75,8 @@ def start(proxy: Fisproxy, scope: str) -> str:
         description="rate limit", roleArn=ROLE, stopConditions=[{"source": "none"}], targets={},
         actions={
             "limit": {"actionId": "fisproxy:api:rate-limit",
-                      "parameters": {"service": "dynamodb", "operations": "ListTables", "requestsPerSecond": str(RATE),
-                                     "burst": str(BURST), "scope": scope, "duration": "PT30S"}},
+                      "parameters": {"service": "dynamodb", "operations": "ListTables", "requestsPerSecond": str(rate),
+                                     "burst": str(burst), "scope": scope, "duration": "PT30S"}},
             "probe": {"actionId": "fisproxy:api:error",
                       "parameters": {"service": "dynamodb", "operations": "DescribeLimits", "duration": "PT30S"}},
         })["experimentTemplate"]
@@ -96,8 +97,8 @@ def client(proxy: Fisproxy) -> Any:
     return proxy.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1})
 
 
-def expected() -> float:
-    return RATE * WINDOW + BURST
+def expected(rate: int = RATE, burst: int = BURST) -> float:
+    return rate * WINDOW + burst
 
 
 THREADS = 4  # clients per proxy: a slow answer (a busy machine) does not hold the rate back
@@ -148,15 +149,16 @@ def fleet(tmp_path: Path, moto: str) -> Iterator[list[Fisproxy]]:
 
 
 def test_three_proxies_on_one_redis_share_the_fleet_rate(fleet: list[Fisproxy]) -> None:
-    exp_id = start(fleet[0], "fleet")
+    exp_id = start(fleet[0], "fleet", FLEET_RATE, FLEET_BURST)
     try:
         for proxy in fleet:
             wait_until(lambda p=proxy: applies(p), 10, "every proxy to apply the experiment")
-        sent = send(fleet, 3 * RATE, WINDOW)
+        sent = send(fleet, 3 * FLEET_RATE, WINDOW)
+        want = expected(FLEET_RATE, FLEET_BURST)
         print(f"\n[rate-limit] three proxies, one Redis: {sent.passed} of {sent.passed + sent.throttled} "
-              f"calls through; expected {expected():.0f}")
-        assert sent.passed + sent.throttled >= 1.5 * RATE * WINDOW
-        assert sent.passed == pytest.approx(expected(), rel=0.1)
+              f"calls through; expected {want:.0f}")
+        assert sent.passed + sent.throttled >= 1.5 * FLEET_RATE * WINDOW
+        assert sent.passed == pytest.approx(want, rel=0.1)
     finally:
         fleet[1].fis().stop_experiment(id=exp_id)
         wait_for_state(fleet[0].fis(), exp_id, "stopped")

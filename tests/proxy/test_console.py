@@ -52,9 +52,10 @@ def test_the_page_loads_only_its_own_files(plane: ControlPlane) -> None:
 def test_everything_else_still_needs_the_token(plane: ControlPlane) -> None:
     assert serve(plane, "GET", "/experiments")[0] == 403
     assert serve(plane, "GET", "/_fisproxy/console/other.js")[0] == 403
-    assert serve(plane, "POST", "/")[0] == 403  # not a console file: authorized like the API
+    json = {"content-type": "application/json"}  # (a POST without it is refused first: browser.py)
+    assert serve(plane, "POST", "/", **json)[0] == 403  # not a console file: authorized like the API
     assert serve(plane, "GET", "/experiments", authorization=f"Bearer {TOKEN}")[0] == 200
-    assert serve(plane, "POST", "/", authorization=f"Bearer {TOKEN}")[0] == 405
+    assert serve(plane, "POST", "/", authorization=f"Bearer {TOKEN}", **json)[0] == 405
 
 
 def test_is_console_is_exact() -> None:
