@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import Fisproxy, start_action
 from tests.e2e.test_faults import make_table
-from tests.helpers import VENV_BIN, clean_env
+from tests.helpers import AWS_CLI_NO_BACKOFF, VENV_BIN, clean_env
 
 
 def shell(proxy: Fisproxy, script: str) -> subprocess.CompletedProcess[str]:
@@ -29,6 +29,7 @@ def test_aws_cli_after_eval_fisproxy_env(proxy: Fisproxy) -> None:
                           {"service": "dynamodb", "operations": "PutItem", "percentage": "100"})
     item = '{"pk": {"S": "a"}}'
     result = shell(proxy, f"""
+export PYTHONPATH={AWS_CLI_NO_BACKOFF}  # its ten attempts without their 25 s of back-off
 aws dynamodb put-item --table-name {table} --item '{item}'
 echo "put-exit=$?"
 aws dynamodb get-item --table-name {table} --key '{item}' --output json
