@@ -23,8 +23,9 @@ from typing import Any
 
 from fisproxy import __version__, envcli, reportcli, runcli
 from fisproxy.cliflags import CliError
+from fisproxy.scenarios import cli as scenarios_cli
 
-COMMANDS: tuple[Any, ...] = (runcli, envcli, reportcli)
+COMMANDS: tuple[Any, ...] = (runcli, envcli, reportcli, scenarios_cli)
 
 DESCRIPTION = """\
 fisproxy: AWS Fault Injection Service as a proxy. Start it, point SDKs at it, create FIS

@@ -89,7 +89,7 @@ def test_top_level_help_lists_every_command_and_points_to_their_help() -> None:
     text = " ".join(result.stdout.split())
     subparsers = next(a for a in build_parser()._actions if a.choices and a.dest == "command")
     helps = {c.dest: c.help for c in subparsers._choices_actions}
-    assert set(helps) == {"run", "web", "env", "ca", "report", "experiments", "proxies"}
+    assert set(helps) == {"run", "web", "env", "ca", "report", "experiments", "proxies", "scenarios"}
     for command, help_text in helps.items():
         assert help_text and f"{command} {' '.join(help_text.split())}" in text, command
         assert command_parser(build_parser(), command).prog == f"fisproxy {command}"

@@ -144,8 +144,12 @@ class Engine:
         max_action_workers: int = 16,
         proxy_id: str = "fisproxy",
         lease_ttl_seconds: float = LEASE_TTL_SECONDS,
+        fail_unperformable: bool = False,
     ) -> None:
         self._store = store
+        # Actions fisproxy cannot perform fail the experiments started here instead of being
+        # skipped (kept in each experiment's RunState, so whoever runs it decides the same).
+        self._fail_unperformable = fail_unperformable
         self._rng = rng
         self._clock = clock
         self._account = account_id
@@ -180,7 +184,8 @@ class Engine:
         now = self._clock()
         exp_id = ids.new_experiment_id()
         created = lifecycle.create(template, experiment_id=exp_id, arn=ids.experiment_arn(region, self._account, exp_id),
-                                   now=now, region=region, tags=tags, actions_mode=actions_mode)
+                                   now=now, region=region, tags=tags, actions_mode=actions_mode,
+                                   fail_unperformable=self._fail_unperformable)
         run = _Run(created.experiment, created.state, owned=True, lease_renewed=now, version=1)
         self.fleet.claim(exp_id)
         self._save(run)  # not acknowledged (and not kept) unless saved
@@ -257,6 +262,11 @@ class Engine:
         """The running actions' rules that could apply to `call`. Lock-free."""
         index = self.rules.index
         return index.candidates(call) if index else ()
+
+    def other_candidates(self) -> tuple[ActiveRule, ...]:
+        """The running actions' rules that also apply to requests that are not AWS calls
+        (network disruption of a subnet). Lock-free."""
+        return self.rules.index.other_traffic
 
     def match(self, call: AwsCall) -> list[Fault]:
         """The faults for one request: latency faults first, then at most one error/disconnect."""
@@ -442,14 +452,26 @@ class Engine:
             due = [r for r in self._runs.values() if r.status not in TERMINAL and (
                 now - r.lease_renewed >= ttl / 3 if r.owned else now - r.claim_tried >= min(CLAIM_SECONDS, ttl / 3))]
         held: list[tuple[_Run, bool]] = []
+        ended: list[_Run] = []
         for run in due:
             run.claim_tried = now
             try:
-                held.append((run, self.fleet.claim(run.id)))
+                ours = self.fleet.claim(run.id)
+                if ours and not run.owned and self.fleet.ended(run.id):
+                    # Its holder ended it and let the lease go before this mirror heard of the
+                    # end: nothing to take over (resuming would save a stale copy over the end).
+                    self.fleet.release(run.id)
+                    ended.append(run)
+                    continue
+                held.append((run, ours))
             except StoreUnavailable as e:
                 if run.owned and not announced(e):  # nobody can take it over either: carry on
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
         with self._lock:
+            for run in ended:
+                if self._runs.get(run.id) is run:
+                    self.rules.deactivate_all(run.id)
+                    del self._runs[run.id]
             for run, ours in held:
                 if self._runs.get(run.id) is not run:
                     continue
@@ -533,7 +555,8 @@ class Engine:
                 case lifecycle.Deactivate(name):
                     self.rules.deactivate(run.id, name)
                 case lifecycle.Resolve():
-                    self.runner.resolve(run.experiment, run.state.region, random.Random(self._rng.random()))
+                    self.runner.resolve(run.experiment, run.state.region, random.Random(self._rng.random()),
+                                        strict=run.state.fail_unperformable)
                 case lifecycle.Perform(name):
                     self.runner.perform(run.experiment, run.state, name, rng=random.Random(self._rng.random()))
                 case lifecycle.Undo(name):

@@ -71,6 +71,12 @@ class Fleet:
         """Take or renew the experiment's lease; StoreUnavailable if the store cannot say."""
         return self.store.acquire_lease(lease_name(experiment_id), self.proxy_id, self.lease_ttl)
 
+    def ended(self, experiment_id: str) -> bool:
+        """Whether the store says the experiment has ended. One it does not have is not ended:
+        a store that lost its data (a Redis restarted empty) gets it saved again."""
+        stored = self.store.get_experiment(experiment_id)
+        return stored is not None and stored.state.status in TERMINAL
+
     def release(self, experiment_id: str) -> None:
         """Give the lease up and forget the stop request of an experiment that ended here."""
         try:

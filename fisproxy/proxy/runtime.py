@@ -35,6 +35,7 @@ from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.proxyfaults import Placement
+from fisproxy.fis.ratelimit import SYNC_SECONDS, RateLimits
 from fisproxy.fis.templates_file import apply_templates
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
@@ -88,6 +89,8 @@ class Runtime:
         self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
         # This process among the proxies sharing a store: the name its leases carry.
         self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # The buckets of rate-limited rules: read per request, shared with the fleet by a task.
+        self.limits = RateLimits(self.proxy_id)
         self._subscriptions: list[Any] = []
         self._next_resync = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,6 +162,7 @@ class Runtime:
         assert self.sink is not None and self.recorder is not None and self.loops is not None
         await self.sink.start()
         self.spawn(self.recorder.run(), "fisproxy-recorder")
+        self.spawn(self._share_rates(), "fisproxy-rates")
         self.loops.start()
         if self.delivery is not None:
             self.delivery.start()
@@ -183,6 +187,7 @@ class Runtime:
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
             placement=settings.placement, proxy_id=self.proxy_id,
+            fail_unperformable=settings.fail_unperformable,
         )
         self.chaos = chaos = ChaosState(load=lambda: store.get_doc(*CHAOS_DOC), save=self._save_chaos)
         self._subscriptions = [
@@ -222,6 +227,22 @@ class Runtime:
             else:
                 logger.info("fisproxy: control API listening at http://%s:%d",
                             settings.control_host, settings.control_port)
+
+    async def _share_rates(self) -> None:
+        """Fleet-scoped rate limits: every SYNC_SECONDS, off the loop, take from the store's
+        buckets what this proxy's demand needs (`fis/ratelimit.py`). A store that fails: the
+        tokens held are spent, then calls are throttled until it is back."""
+        store = self.store
+        assert store is not None
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            if self.limits.due():
+                try:
+                    await asyncio.to_thread(self.limits.sync, store)
+                except StoreUnavailable as e:
+                    logger.debug("fisproxy: rate limits not shared this time: %s", e)
+                except Exception:
+                    logger.exception("fisproxy: could not share the rate limits; retrying")
 
     def _save_chaos(self, doc: dict[str, Any]) -> None:
         assert self.store is not None

@@ -412,6 +412,14 @@ SETTINGS: tuple[Setting, ...] = (
              "adjustable).",
     ),
     Setting(
+        "fail_unperformable", bool, False, option="fisproxy_fail_unperformable",
+        flag="--fail-unperformable",
+        help="Fail an experiment at start when one of its actions is one fisproxy cannot perform "
+             "(it needs an agent on a host or in a cluster, or AWS performs it through an API it "
+             "does not publish), or when the upstream does not implement what an action needs. "
+             "Off: such actions end skipped, saying why, and the rest of the experiment runs.",
+    ),
+    Setting(
         "reuse_port", bool, False, option="fisproxy_reuse_port",
         help="Open the control port with SO_REUSEPORT (set by `fisproxy run --workers N`, whose "
              "workers share their ports).",
@@ -453,6 +461,7 @@ class Settings:
     reuse_port: bool = False
     browser: BrowserGuard = BrowserGuard()
     roles: RolePolicy = RolePolicy()
+    fail_unperformable: bool = False
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Settings:
@@ -483,6 +492,7 @@ class Settings:
             reuse_port=values["reuse_port"],
             browser=BrowserGuard((*values["allowed_hosts"], *listen_name), values["allowed_origins"]),
             roles=role_policy(values["allowed_roles"], parts, auth),
+            fail_unperformable=values["fail_unperformable"],
         )
 
 

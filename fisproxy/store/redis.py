@@ -118,6 +118,10 @@ def lease_key(name: str) -> str:
     return f"{P}lease:{name}"
 
 
+def bucket_key(name: str) -> str:
+    return f"{P}bucket:{name}"
+
+
 def counter_key(metric: str) -> str:
     return f"{P}counter:{metric}"
 
@@ -210,6 +214,23 @@ return dropped
 """
 
 
+# A token bucket (fisproxy:api:rate-limit, scope fleet): refilled by the server's clock, so the
+# proxies' clocks do not matter. KEYS[1] the bucket; ARGV rate, burst, want, ttl in ms.
+_TAKE_TOKENS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens, stamp = tonumber(b[1]), tonumber(b[2])
+if tokens == nil or stamp == nil then tokens = burst; stamp = now end
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+local taken = math.max(0, math.min(want, math.floor(tokens)))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - taken), 'stamp', tostring(now))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return taken
+"""
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = redacted(url)  # the only form of the URL this object keeps or shows
@@ -231,6 +252,7 @@ class RedisStore:
         self._register = script(_REGISTER)
         self._live_proxies = script(_LIVE_PROXIES)
         self._incr_counters = script(_INCR_COUNTERS)
+        self._take_tokens = script(_TAKE_TOKENS)
         self._lock = threading.Lock()
         self._subscribers = Subscribers()
         self._listener: _Listener | None = None
@@ -451,6 +473,14 @@ class RedisStore:
             listener = self._listener
         listener.added(sub)
         return sub
+
+    # ---- shared token buckets ----
+
+    def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int:
+        args: list[str | int] = [repr(float(per_second)), repr(float(burst)), max(0, int(want)),
+                                 _ttl_ms(ttl_seconds)]
+        # Not repeated on a lost answer: tokens taken twice would be lost to the fleet.
+        return int(self._do(lambda: self._take_tokens(keys=[bucket_key(key)], args=args), repeatable=False))
 
     # ---- proxy registry ----
 

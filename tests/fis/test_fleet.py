@@ -254,3 +254,19 @@ def test_the_store_restarted_without_its_data_gets_the_running_experiment_again(
             engine.close()
         for store in stores:
             store.close()
+
+
+def test_an_experiment_ended_by_its_holder_is_not_taken_over_by_a_stale_mirror(fleet: list[Engine]) -> None:
+    """The holder ends the experiment and lets its lease go; a mirror that has not heard of the
+    end yet gets the free lease at its next claim: it must not resume the ended experiment (and
+    save its stale copy over the holder's `stopped`)."""
+    a, b, _ = fleet
+    exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b)  # b mirrors it, running
+    a.stop_experiment(exp.id)
+    drive(a)  # ended, saved, forgotten: the lease is free
+    assert status(a, exp.id) == "stopped" and a._store.lease_holder(f"experiment/{exp.id}") is None
+    time.sleep(TTL / 3)  # b's next claim is due
+    drive(b)  # before any sync: b takes the free lease, and must see the end
+    assert status(b, exp.id) == "stopped"
+    assert b.active_count() == 0 and not b.match(CALL)
