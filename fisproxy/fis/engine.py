@@ -41,6 +41,7 @@ import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,6 @@ from fisproxy.fis.decide import decide
 from fisproxy.fis.deliveries import LogDeliveries
 from fisproxy.fis.faults import Fault
 from fisproxy.fis.fleet import (
-    EXPERIMENT_CHANGES,
     IDENTITY_CHANGES,
     LEASE_TTL_SECONDS,
     Fleet,
@@ -78,7 +78,13 @@ from fisproxy.fis.lifecycle import (
 )
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
-from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable, Subscription
+from fisproxy.fis.ports import (
+    EXPERIMENT_CHANGES,
+    FleetStore,
+    SaveError,
+    StoreUnavailable,
+    Subscription,
+)
 from fisproxy.fis.proxyfaults import Placement, Where
 from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.rules import ActiveRule
@@ -90,6 +96,7 @@ from fisproxy.fis.upstream import RoleSessions
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 0.5  # how often a proxy tries to take over a schedule nobody holds
+ENDED_KEPT = 4096  # ended experiments remembered, so that an older save never revives one
 
 
 @dataclass
@@ -164,7 +171,12 @@ class Engine:
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
         self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
         self._runs: dict[str, _Run] = {}
+        # Experiments that ended here (forgotten) -> their last revision: a notice or a read of
+        # an older save that arrives late must not bring one back (bounded: oldest go first).
+        self._ended: OrderedDict[str, int] = OrderedDict()
         self._resync_due = False
+        self._synced_version: str | None = None
+        self._synced = False  # a resync has read the store at `_synced_version`
         self._closing = False
 
     # ---- control API (worker threads) ----------------------------------------------------
@@ -319,8 +331,7 @@ class Engine:
             ended = [r for r in self._runs.values() if r.status in TERMINAL and not r.unsaved
                      and r.owned and not self.runner.running(r.id)]
             for run in ended:
-                self.rules.deactivate_all(run.id)
-                del self._runs[run.id]
+                self._forget(run, run.version)
             self.rules.publish()
         for run in ended:
             self.fleet.release(run.id)
@@ -349,7 +360,13 @@ class Engine:
 
     def subscribe(self) -> Subscription:
         """Follow the store's change feed (experiments and identities changed by any proxy)."""
-        return self.fleet.subscribe(self._on_change)
+        return self.fleet.subscribe(self._on_change, self._on_saved)
+
+    def _on_saved(self, experiment: Experiment, state: RunState | None) -> None:
+        """A save on any proxy, carried by its notice: mirrored without reading the store."""
+        with self._lock:
+            self._mirror(Stored(experiment, state or RunState(), None), self._clock())
+            self.rules.publish()
 
     def _on_change(self, kind: str, key: str | None) -> None:
         try:
@@ -361,6 +378,16 @@ class Engine:
             # Missed: the store thread resyncs every experiment as soon as the store answers.
             self._resync_due = True
             log.debug("change feed: the store is unavailable (%s); resyncing once it answers", e)
+
+    def resync(self) -> None:
+        """The periodic safety net under the change feed (a notice lost, or the store's data
+        lost): one small read of the store's data version, and a full `sync` only if it moved
+        since the last one. StoreUnavailable if the store cannot say."""
+        version = self.fleet.data_version()
+        if self._synced and version == self._synced_version:
+            return
+        self.sync()
+        self._synced_version, self._synced = version, True
 
     def sync(self, experiment_id: str | None = None) -> None:
         """Bring what other proxies changed into this one: one experiment, or (None) every
@@ -385,23 +412,40 @@ class Engine:
             self.rules.publish()
 
     def _mirror(self, stored: Stored, now: float) -> None:
-        run = self._runs.get(stored.experiment.id)
+        """Take in what the store says of an experiment (a read, or a save's notice). Saves
+        are applied in their order: an older one arriving late (a notice and a read may cross)
+        is ignored, and an experiment that ended here is never brought back by one."""
+        exp_id, revision = stored.experiment.id, stored.state.revision
+        run = self._runs.get(exp_id)
         if run is not None and run.owned:
             if stored.stop is not None and run.status in STOPPABLE:
                 self._apply(run, Stop(stored.stop), now)
             return
+        if (run is not None and revision < run.state.revision) or (
+                run is None and exp_id in self._ended and revision <= self._ended[exp_id]):
+            return
         if stored.experiment.state.status in TERMINAL:
             if run is not None:
-                self.rules.deactivate_all(run.id)
-                del self._runs[run.id]
+                self._forget(run, revision)
             return
         if run is None:
-            run = self._runs[stored.experiment.id] = _Run(stored.experiment, stored.state)
+            run = self._runs[exp_id] = _Run(stored.experiment, stored.state)
         else:
             run.experiment, run.state = stored.experiment, stored.state
+        # Taking the schedule over goes on counting saves from here.
+        run.version = run.saved = revision
         if stored.stop is not None:
             run.stop_request = stored.stop
         self._reconcile(run, now)
+
+    def _forget(self, run: _Run, revision: int) -> None:
+        """An experiment that ended: no rule left, remembered as ended at `revision`."""
+        self.rules.deactivate_all(run.id)
+        del self._runs[run.id]
+        self._ended[run.id] = revision
+        self._ended.move_to_end(run.id)
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
 
     def _reconcile(self, run: _Run, now: float) -> None:
         """This proxy's rules for an experiment it mirrors: its running actions not past their
@@ -541,7 +585,8 @@ class Engine:
                     written += 1
                 if deliver:
                     self.deliveries.record(run.id)
-                self._store.put_experiment(experiment, state)
+                # Announced by the store with the save (ports.ExperimentStore.put_experiment).
+                self._store.put_experiment(experiment, state.model_copy(update={"revision": version}))
             except Exception as e:
                 with self._lock:
                     del run.logs[:written]
@@ -552,7 +597,3 @@ class Engine:
                 if deliver:
                     run.deliver = False
                     self.deliveries.queue(run.id)
-        try:
-            self._store.publish_change(EXPERIMENT_CHANGES, run.id)
-        except Exception as e:  # saved: the others see it at their next resync
-            log.debug("experiment %s: change not announced: %s", run.id, e)

@@ -25,15 +25,22 @@ from dataclasses import dataclass
 from fisproxy.fis.identities import Identities
 from fisproxy.fis.lifecycle import ACTIVE, STOPPABLE, STOPPING, TERMINAL, is_resource
 from fisproxy.fis.models import Experiment, ExperimentState
-from fisproxy.fis.ports import ChangeCallback, FleetStore, SaveError, StoreUnavailable, Subscription
+from fisproxy.fis.ports import (
+    EXPERIMENT_CHANGES,
+    ChangeCallback,
+    FleetStore,
+    SavedCallback,
+    SaveError,
+    StoreUnavailable,
+    Subscription,
+)
 from fisproxy.fis.runstate import RunState, StopRequest
 
 log = logging.getLogger(__name__)
 
 STOP_REQUEST_DOC = "stop-request"  # a stop asked on a proxy that does not run the schedule
 IDENTITY_DOC = "identity"
-EXPERIMENT_CHANGES = "experiment"  # change-feed kinds
-IDENTITY_CHANGES = "identity"
+IDENTITY_CHANGES = "identity"  # change-feed kind (experiments: ports.EXPERIMENT_CHANGES)
 LEASE_TTL_SECONDS = 6.0  # a schedule holder that stops renewing is replaced after this
 
 
@@ -98,11 +105,18 @@ class Fleet:
             stored.state = ExperimentState(status="stopping", reason=STOPPING)
         return stored
 
+    def data_version(self) -> str | None:
+        """The store's data version: the same as at the last resync means nothing to read."""
+        return self.store.data_version()
+
     def load(self, experiment_id: str | None, known: Iterable[str] = ()) -> list[Stored]:
-        """One experiment, or (None) the active ones and those in `known`. Blocking."""
+        """One experiment, or (None) the active ones and those in `known` (to see them end):
+        what runs, never the history. Blocking."""
         if experiment_id is None:
-            keep = set(known)
-            found = [e for e in self.store.list_experiments() if e.state.status in ACTIVE or e.id in keep]
+            found = self.store.list_active_experiments()
+            for missing in set(known) - {e.id for e in found}:
+                if (e := self.store.get_experiment(missing)) is not None:
+                    found.append(e)
         else:
             one = self.store.get_experiment(experiment_id)
             found = [one] if one is not None else []
@@ -114,8 +128,10 @@ class Fleet:
             out.append(Stored(e, self.store.get_runtime(e.id) or RunState(), stop))
         return out
 
-    def subscribe(self, callback: ChangeCallback) -> Subscription:
-        return self.store.subscribe((EXPERIMENT_CHANGES, IDENTITY_CHANGES), callback)
+    def subscribe(self, callback: ChangeCallback, saved: SavedCallback) -> Subscription:
+        """Follow what changes: `saved` takes the saves whose notice carries them (no read),
+        `callback` every other notice."""
+        return self.store.subscribe((EXPERIMENT_CHANGES, IDENTITY_CHANGES), callback, saved)
 
 
 class SharedIdentities:

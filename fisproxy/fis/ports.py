@@ -50,7 +50,10 @@ class TemplateStore(Protocol):
 
 class ExperimentStore(Protocol):
     def put_experiment(self, e: Experiment, runtime: RunState | None = None) -> None:
-        """Insert or replace `e` and, unless `runtime` is None, the engine's state beside it."""
+        """Insert or replace `e` and, unless `runtime` is None, the engine's state beside it.
+        In the same write, the store keeps its index of active experiments (`list_active_
+        experiments`) and announces the save to the change feed (kind EXPERIMENT_CHANGES, key
+        `e.id`): a save is never left unannounced, and notices come in the order of the saves."""
         ...
 
     def get_experiment(self, experiment_id: str) -> Experiment | None: ...
@@ -58,6 +61,12 @@ class ExperimentStore(Protocol):
     def get_runtime(self, experiment_id: str) -> RunState | None: ...
 
     def list_experiments(self) -> list[Experiment]: ...
+
+    def list_active_experiments(self) -> list[Experiment]:
+        """The experiments whose last saved status is not final (ACTIVE_STATUSES), in no
+        particular order, read from an index the store keeps: the cost of reading what runs does
+        not grow with the experiments that ended."""
+        ...
 
 
 class LogStore(Protocol):
@@ -68,6 +77,13 @@ class LogStore(Protocol):
 
 class FisStore(DocStore, TemplateStore, ExperimentStore, LogStore, Protocol):
     """Everything the FIS domain stores."""
+
+    def data_version(self) -> str | None:
+        """A token that changes whenever an experiment or a document is written or deleted, and
+        when the store loses its data; None on a store where neither was ever written. A reader
+        that sees the token it saw before knows that none of them changed in between: the
+        periodic resync costs one small read when nothing changed, whatever the history."""
+        ...
 
 
 class LeaseStore(Protocol):
@@ -89,10 +105,17 @@ class LeaseStore(Protocol):
         ...
 
 
+EXPERIMENT_CHANGES = "experiment"
+"""The change-feed kind of experiments: `put_experiment` announces each save with it."""
+
 ChangeCallback = Callable[[str, str | None], None]
 """Called as `callback(kind, key)` when (kind, key) changed; `key` None means "changes of
 this kind may have been missed (a reconnection, a subscriber that fell behind): read them all
 again"."""
+
+SavedCallback = Callable[[Experiment, RunState | None], None]
+"""Called as `saved(experiment, runtime)` with an experiment as it was just saved, carried by
+the notice of its save (no read needed); `runtime` None if it has none stored."""
 
 
 class Subscription(Protocol):
@@ -103,18 +126,24 @@ class Subscription(Protocol):
 
 class ChangeFeed(Protocol):
     """"Something changed" notices between the processes sharing a store. An optimisation on
-    top of reading the store: a subscriber that resyncs periodically (list_experiments...)
-    stays correct when a notice is lost."""
+    top of reading the store: a subscriber that resyncs periodically (`data_version`, then
+    `list_active_experiments` if it changed) stays correct when a notice is lost."""
 
     def publish_change(self, kind: str, key: str) -> None:
         """Tell every subscriber of `kind` (in every process, this one included) that the
         record `key` changed. Call it after the write is acknowledged."""
         ...
 
-    def subscribe(self, kinds: Iterable[str], callback: ChangeCallback) -> Subscription:
+    def subscribe(self, kinds: Iterable[str], callback: ChangeCallback,
+                  saved: SavedCallback | None = None) -> Subscription:
         """Call `callback` for each change of one of `kinds`, on a background thread (never
         the event loop), one call at a time, in publication order. Right after subscribing,
-        and after a reconnection, it may be called with key None for each kind."""
+        and after a reconnection, it may be called with key None for each kind.
+
+        With `saved`, a save of an experiment whose notice carries what was saved (Redis's
+        do: one message to every proxy instead of every proxy reading it back) is given to
+        `saved` instead of `callback`; a notice without it (SQLite's, a stop request) still
+        goes to `callback`, which reads the store."""
         ...
 
 

@@ -90,6 +90,10 @@ class RunState(BaseModel):
     # `action_state` says how to undo it). An action in `action_state` without a phase was
     # saved by an earlier version, after its effect: `started`.
     action_phase: dict[str, Phase] = Field(default_factory=dict)
+    # The save this is, counted by the proxies that ran the schedule (a takeover goes on from
+    # the stored count): a proxy that mirrors the experiment never goes back to an older save
+    # (a change notice and a resync's read may cross). 0: saved by an earlier version.
+    revision: int = 0
 
     def phase(self, action: str) -> Phase | None:
         if action in self.action_phase:

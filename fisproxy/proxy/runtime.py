@@ -20,7 +20,6 @@ import os
 import random
 import secrets
 import socket
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.proxyfaults import Placement
 from fisproxy.fis.templates_file import apply_templates, load_templates
+from fisproxy.housekeeping import Housekeeping
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
 from fisproxy.proxy.auth import exposure_warnings
@@ -46,15 +46,13 @@ from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
 from fisproxy.proxy.sink import FaultSink
 from fisproxy.report import ReportBuilder, report_handler
 from fisproxy.requestlog import Recorder
-from fisproxy.store import StoreBackend, StoreUnavailable, open_store
+from fisproxy.store import StoreBackend, open_store
 
 logger = logging.getLogger("fisproxy")
 
 STREAM_LARGE_BODIES = "1m"
 CHAOS_DOC = ("chaos", "config")
 CHAOS_CHANGES = "chaos"
-PROXY_TTL_SECONDS = 10.0  # a proxy not seen for this long leaves the fleet listing
-RESYNC_SECONDS = 10.0  # a change notice lost is made up for within this
 
 
 class Runtime:
@@ -77,7 +75,6 @@ class Runtime:
         # This process among the proxies sharing a store: the name its leases carry.
         self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._subscriptions: list[Any] = []
-        self._next_resync = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
 
@@ -190,7 +187,8 @@ class Runtime:
                 apply_templates(path, fis_api)
             except ValueError as e:  # names the file and the field
                 logger.error("fisproxy: templates not applied: %s", e)
-        self.loops = EngineLoops(self.engine, housekeeping=self._housekeeping)
+        self.loops = EngineLoops(self.engine, housekeeping=Housekeeping(
+            store, self.engine, self.proxy_id, self.describe, metrics=self.metrics, chaos=self.chaos))
         self.sink = FaultSink()
         if settings.control_port:
             self.control = ControlServer(self.plane, settings.control_host, settings.control_port,
@@ -209,28 +207,6 @@ class Runtime:
         assert self.store is not None
         self.store.put_doc(*CHAOS_DOC, doc)
         self.store.publish_change(CHAOS_CHANGES, CHAOS_DOC[1])
-
-    def _housekeeping(self) -> None:
-        """Every few seconds, on the engine's upstream thread: say this proxy is alive (the
-        fleet listing), share the metrics, resync what a lost change notice may have missed."""
-        store, engine, settings = self.store, self.engine, self.settings
-        if store is None or engine is None or settings is None:
-            return
-        try:
-            store.register_proxy(self.proxy_id, self.describe(), PROXY_TTL_SECONDS)
-            if self.metrics is not None:
-                self.metrics.flush()
-            now = time.monotonic()
-            if now >= self._next_resync:
-                # The safety net under the change feed: it reads every experiment, so not often.
-                self._next_resync = now + RESYNC_SECONDS
-                engine.sync()
-                if self.chaos is not None:
-                    self.chaos.reload()
-        except StoreUnavailable as e:
-            # Traffic goes on; the experiments known here keep their faults until they end.
-            logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
-                           "already known until they end; retrying", e)
 
     def _proxies(self, request: ApiRequest) -> ApiResponse | None:
         """`GET /_fisproxy/proxies`: the proxies sharing this store (the fleet listing)."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from fisproxy.fis.ports import ChangeCallback, FleetStore, StoreUnavailable
+from fisproxy.fis.models import Experiment
+from fisproxy.fis.ports import ChangeCallback, FleetStore, SavedCallback, StoreUnavailable
+from fisproxy.fis.runstate import RunState
 from fisproxy.requestlog import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -84,15 +86,34 @@ def counter_field(key: CounterKey) -> tuple[str, list[str]]:
 
 
 class _Subscription:
-    def __init__(self, owner: Subscribers, kinds: frozenset[str], callback: ChangeCallback) -> None:
+    def __init__(self, owner: Subscribers, kinds: frozenset[str], callback: ChangeCallback,
+                 saved: SavedCallback | None) -> None:
         self.kinds = kinds
         self.callback = callback
+        self.saved = saved
         self.closed = False
         self._owner = owner
 
     def close(self) -> None:
         self.closed = True
         self._owner.remove(self)
+
+
+class SavedRecord:
+    """The experiment a save notice carries (its JSON as the store holds it), parsed once for
+    every subscriber that takes it."""
+
+    def __init__(self, experiment: Any, runtime: Any) -> None:
+        self._raw = (experiment, runtime)
+        self._parsed: tuple[Experiment, RunState | None] | None = None
+
+    def parse(self) -> tuple[Experiment, RunState | None]:
+        """ValueError (pydantic's) if it is not an experiment this version can read."""
+        if self._parsed is None:
+            experiment, runtime = self._raw
+            self._parsed = (Experiment.model_validate(experiment),
+                            RunState.model_validate(runtime) if runtime is not None else None)
+        return self._parsed
 
 
 class Subscribers:
@@ -103,11 +124,12 @@ class Subscribers:
         self._lock = threading.Lock()
         self._subs: list[_Subscription] = []
 
-    def add(self, kinds: Iterable[str], callback: ChangeCallback) -> _Subscription:
+    def add(self, kinds: Iterable[str], callback: ChangeCallback,
+            saved: SavedCallback | None = None) -> _Subscription:
         kinds = frozenset([kinds] if isinstance(kinds, str) else kinds)
         if not kinds:
             raise ValueError("subscribe to at least one kind")
-        sub = _Subscription(self, kinds, callback)
+        sub = _Subscription(self, kinds, callback, saved)
         with self._lock:
             self._subs = [*self._subs, sub]
         return sub
@@ -119,28 +141,39 @@ class Subscribers:
     def __bool__(self) -> bool:
         return bool(self._subs)
 
-    def deliver(self, kind: str, key: str | None) -> None:
+    def deliver(self, kind: str, key: str | None, record: SavedRecord | None = None) -> None:
+        """One notice to the subscribers of `kind`: the saved `record` it carries to those
+        that take it (`saved`), (kind, key) to the others (and to all if it cannot be read)."""
         for sub in self._subs:  # a snapshot: the list is replaced, never changed in place
             if kind in sub.kinds:
-                _call(sub, kind, key)
+                if record is not None and sub.saved is not None and not sub.closed:
+                    try:
+                        parsed = record.parse()
+                    except ValueError as e:
+                        logger.warning("fisproxy: a saved experiment in a change notice could not "
+                                       "be read (%s); reading it from the store", str(e)[:200])
+                    else:
+                        _call(sub, sub.saved, *parsed)
+                        continue
+                _call(sub, sub.callback, kind, key)
 
     def resync(self, subs: Iterable[_Subscription] | None = None) -> None:
         """Tell `subs` (default: every subscriber) to read each of its kinds again."""
         for sub in self._subs if subs is None else subs:
             for kind in sorted(sub.kinds):
-                _call(sub, kind, None)
+                _call(sub, sub.callback, kind, None)
 
 
-def _call(sub: _Subscription, kind: str, key: str | None) -> None:
+def _call(sub: _Subscription, callback: Callable[..., None], *args: Any) -> None:
     if sub.closed:
         return
     try:
-        sub.callback(kind, key)
+        callback(*args)
     except Exception:  # one subscriber's bug must not stop the notices of the others
-        logger.exception("fisproxy: a change subscriber failed on (%s, %s)", kind, key)
+        logger.exception("fisproxy: a change subscriber failed on %.200r", args[:2])
 
 
 __all__ = [
     "MAX_COUNTER_SERIES", "STORE_ERRORS", "CounterKey", "CounterStore", "ProxyRegistry",
-    "RequestStore", "StoreBackend", "StoreUnavailable", "Subscribers", "counter_field",
+    "RequestStore", "SavedRecord", "StoreBackend", "StoreUnavailable", "Subscribers", "counter_field",
 ]

@@ -1,0 +1,65 @@
+"""What a proxy does every few seconds for the others on its store, on the engine's
+housekeeping thread (`fis/loops.py`), never on mitmproxy's event loop.
+
+- Its heartbeat in the fleet listing (`fisproxy proxies`): the full registration once, then
+  only its expiry moved, every HEARTBEAT_SECONDS.
+- Its counts into the shared metrics (only when it counted something).
+- The resync under the change feed, every RESYNC_SECONDS: one small read of the store's data
+  version, and the active experiments only when it moved (`Engine.resync`); the Chaos rules.
+
+Each of these costs the store the same whatever the number of experiments that ended: an idle
+proxy is a few small commands every few seconds (`bench/fleet.py` measures them on Redis for
+10 to 1,000 proxies). `bench/fleet.py` runs this class too, without mitmproxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fisproxy.fis.chaos import ChaosState
+from fisproxy.fis.engine import Engine
+from fisproxy.fis.ports import StoreUnavailable
+from fisproxy.metrics import Metrics
+from fisproxy.store.base import StoreBackend
+
+logger = logging.getLogger("fisproxy")
+
+HEARTBEAT_SECONDS = 5.0
+PROXY_TTL_SECONDS = 15.0  # a proxy not seen for this long leaves the fleet listing
+RESYNC_SECONDS = 10.0  # a change notice lost is made up for within this
+
+
+class Housekeeping:
+    def __init__(self, store: StoreBackend, engine: Engine, proxy_id: str, describe: Callable[[], Mapping[str, Any]],
+                 *, metrics: Metrics | None = None, chaos: ChaosState | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.engine = engine
+        self.proxy_id = proxy_id
+        self.describe = describe  # what `fisproxy proxies` shows of this proxy
+        self.metrics = metrics
+        self.chaos = chaos
+        self._clock = clock
+        self._next_beat = 0.0
+        self._next_resync = 0.0
+
+    def __call__(self) -> None:
+        now = self._clock()
+        try:
+            if now >= self._next_beat:
+                self.store.register_proxy(self.proxy_id, self.describe(), PROXY_TTL_SECONDS)
+                self._next_beat = now + HEARTBEAT_SECONDS
+            if self.metrics is not None:
+                self.metrics.flush()
+            if now >= self._next_resync:
+                self.engine.resync()
+                if self.chaos is not None:
+                    self.chaos.reload()
+                self._next_resync = now + RESYNC_SECONDS
+        except StoreUnavailable as e:
+            # Traffic goes on; the experiments known here keep their faults until they end.
+            logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
+                           "already known until they end; retrying", e)

@@ -1,0 +1,140 @@
+"""Change notices in Redis (`fis.ports.ChangeFeed`): pub/sub on `fisproxy:changes`.
+
+`publish_change` is a PUBLISH of `[kind, key]`; a saved experiment is announced by its save
+itself, with what was saved (`experiments.py`). The first `subscribe` starts one listener thread
+with its own connection, which reconnects with backoff and after each reconnection tells every
+subscriber to resync (notices published meanwhile are lost: pub/sub does not keep them). At
+idle a subscriber costs Redis nothing but a PING every HEALTH_CHECK_SECONDS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from redis import exceptions as rx
+
+from fisproxy.fis.ports import ChangeCallback, SavedCallback, Subscription
+from fisproxy.store.base import SavedRecord, Subscribers
+from fisproxy.store.redis.connection import Connection, StorePart, dumps
+from fisproxy.store.redis.keys import CHANGES
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBE_WAIT_SECONDS = 2.0  # how long `subscribe` waits for the listener's first connection
+RECONNECT_MIN_SECONDS = 0.05
+RECONNECT_MAX_SECONDS = 0.5  # a stop reaches every proxy within a second of Redis answering again
+
+
+class RedisChanges(StorePart):
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self._subscribers = Subscribers()
+        self._listener: _Listener | None = None
+        self._listener_lock = threading.Lock()
+
+    def publish_change(self, kind: str, key: str) -> None:
+        self._conn.do(lambda: self._conn.redis.publish(CHANGES, dumps([kind, key])))
+
+    def subscribe(self, kinds: Iterable[str], callback: ChangeCallback,
+                  saved: SavedCallback | None = None) -> Subscription:
+        sub = self._subscribers.add(kinds, callback, saved)
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = _Listener(self._conn.redis, self._subscribers, self._conn.url)
+            listener = self._listener
+        listener.added(sub)
+        return sub
+
+    def _stop_listening(self) -> None:
+        with self._listener_lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+
+
+class _Listener:
+    """The thread that receives change notices for one store's subscribers, on its own
+    connection. It reconnects with backoff; after a reconnection every subscriber resyncs, and
+    a subscriber that joined while it was disconnected resyncs once it is connected."""
+
+    def __init__(self, client: redis.Redis, subscribers: Subscribers, url: str) -> None:
+        self._client = client
+        self._subscribers = subscribers
+        self._url = url
+        self._lock = threading.Lock()
+        self._live = threading.Event()
+        self._pending: list[Any] = []  # subscriptions added while not connected
+        self._connected_before = False
+        self._down = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fisproxy-store-changes", daemon=True)
+        self._thread.start()
+
+    def added(self, sub: Any) -> None:
+        with self._lock:
+            if self._live.is_set():
+                return  # notices already flow to it
+            self._pending.append(sub)
+        self._live.wait(SUBSCRIBE_WAIT_SECONDS)
+
+    def _run(self) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        while not self._stop.is_set():
+            pubsub = self._client.pubsub()
+            try:
+                pubsub.subscribe(CHANGES)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.25)
+                    if message is not None:
+                        self._handle(message)
+                        delay = RECONNECT_MIN_SECONDS
+            except (rx.RedisError, OSError) as e:
+                self._lost(e)
+            except Exception:  # this thread's error boundary: log, reconnect, resync
+                logger.exception("fisproxy: the change listener failed; reconnecting")
+                self._lost(None)
+            finally:
+                try:
+                    pubsub.close()
+                except (rx.RedisError, OSError):
+                    pass
+            self._stop.wait(delay)
+            delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "subscribe":
+            with self._lock:
+                self._live.set()
+                resync = None if self._connected_before else self._pending  # None: everyone
+                self._connected_before = True
+                self._pending = []
+                came_back, self._down = self._down, False
+            if came_back:
+                logger.warning("fisproxy: change notices from Redis at %s flow again", self._url)
+            self._subscribers.resync(resync)
+        elif message.get("type") == "message":
+            try:
+                kind, key, *saved = json.loads(message["data"])
+                record = SavedRecord(*saved) if len(saved) == 2 else None
+            except (ValueError, TypeError):
+                logger.warning("fisproxy: ignored a malformed change notice: %.200r", message["data"])
+                return
+            self._subscribers.deliver(str(kind), str(key), record)
+
+    def _lost(self, error: Exception | None) -> None:
+        with self._lock:
+            self._live.clear()
+            was_down, self._down = self._down, True
+        if not was_down and not self._stop.is_set():
+            logger.warning("fisproxy: change notices from Redis at %s interrupted (%s); reconnecting, "
+                           "and resyncing once back", self._url, error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
