@@ -9,12 +9,15 @@ housekeeping thread (`fis/loops.py`), never on mitmproxy's event loop.
 
 Each of these costs the store the same whatever the number of experiments that ended: an idle
 proxy is a few small commands every few seconds (`bench/fleet.py` measures them on Redis for
-10 to 1,000 proxies). `bench/fleet.py` runs this class too, without mitmproxy.
+10 to 1,000 proxies, running this class without mitmproxy). The intervals vary by up to a
+tenth at random (never lengthened), so that proxies started together (a deployment) do not
+stay in step.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +33,7 @@ logger = logging.getLogger("fisproxy")
 HEARTBEAT_SECONDS = 5.0
 PROXY_TTL_SECONDS = 15.0  # a proxy not seen for this long leaves the fleet listing
 RESYNC_SECONDS = 10.0  # a change notice lost is made up for within this
+JITTER = 0.1  # intervals vary by this fraction
 
 
 class Housekeeping:
@@ -51,15 +55,19 @@ class Housekeeping:
         try:
             if now >= self._next_beat:
                 self.store.register_proxy(self.proxy_id, self.describe(), PROXY_TTL_SECONDS)
-                self._next_beat = now + HEARTBEAT_SECONDS
+                self._next_beat = now + _jittered(HEARTBEAT_SECONDS)
             if self.metrics is not None:
                 self.metrics.flush()
             if now >= self._next_resync:
                 self.engine.resync()
                 if self.chaos is not None:
                     self.chaos.reload()
-                self._next_resync = now + RESYNC_SECONDS
+                self._next_resync = now + _jittered(RESYNC_SECONDS)
         except StoreUnavailable as e:
             # Traffic goes on; the experiments known here keep their faults until they end.
             logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
                            "already known until they end; retrying", e)
+
+
+def _jittered(seconds: float) -> float:
+    return seconds * random.uniform(1 - JITTER, 1)

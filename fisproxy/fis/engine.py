@@ -95,7 +95,7 @@ from fisproxy.fis.upstream import RoleSessions
 
 log = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 0.5  # how often a proxy tries to take over a schedule nobody holds
+CLAIM_SECONDS = 0.5  # how often a proxy retries a claim the store could not answer
 ENDED_KEPT = 4096  # ended experiments remembered, so that an older save never revives one
 
 
@@ -110,7 +110,9 @@ class _Run:
     # the holder saves and applies the faults of the running actions.
     owned: bool = False
     lease_renewed: float = 0.0
-    claim_tried: float = 0.0
+    # When to try to take the schedule over: when the holder's lease would expire unless
+    # renewed (a mirror asks about once per lease lifetime, not every half second).
+    next_claim: float = 0.0
     # A stop asked while another proxy runs the schedule: its faults stay off here.
     stop_request: StopRequest | None = None
     version: int = 0  # changes made here
@@ -360,13 +362,31 @@ class Engine:
 
     def subscribe(self) -> Subscription:
         """Follow the store's change feed (experiments and identities changed by any proxy)."""
-        return self.fleet.subscribe(self._on_change, self._on_saved)
+        return self.fleet.subscribe(self._on_change, self._on_notice)
 
-    def _on_saved(self, experiment: Experiment, state: RunState | None) -> None:
-        """A save on any proxy, carried by its notice: mirrored without reading the store."""
+    def _on_notice(self, kind: str, key: str, data: dict[str, Any]) -> None:
+        """A notice that carries what changed (a save, a stop request, an identity) on any
+        proxy: taken in without reading the store (a thousand proxies, one message)."""
+        if kind == IDENTITY_CHANGES:
+            self.identities.changed(key, data)
+            return
+        if kind != EXPERIMENT_CHANGES:
+            return
+        try:
+            notice = self.fleet.from_notice(data)
+        except ValueError as e:
+            log.debug("experiment %s: a notice this version cannot read (%s); reading the store", key, e)
+            self._on_change(kind, key)
+            return
         with self._lock:
-            self._mirror(Stored(experiment, state or RunState(), None), self._clock())
+            run = self._runs.get(key)
+            if isinstance(notice, Stored):
+                self._mirror(notice, self._clock())
+            elif run is not None:
+                self._mirror(Stored(run.experiment, run.state, notice), self._clock())
             self.rules.publish()
+        if run is None and not isinstance(notice, Stored):
+            self._on_change(kind, key)  # a stop for an experiment not known here yet: read it
 
     def _on_change(self, kind: str, key: str | None) -> None:
         try:
@@ -464,15 +484,19 @@ class Engine:
             now = self._clock()
             ttl = self.fleet.lease_ttl
             due = [r for r in self._runs.values() if r.status not in TERMINAL and (
-                now - r.lease_renewed >= ttl / 3 if r.owned else now - r.claim_tried >= min(CLAIM_SECONDS, ttl / 3))]
+                now - r.lease_renewed >= ttl / 3 if r.owned else now >= r.next_claim)]
         held: list[tuple[_Run, bool]] = []
         for run in due:
-            run.claim_tried = now
+            run.next_claim = now + min(CLAIM_SECONDS, ttl / 3)
             try:
-                held.append((run, self.fleet.claim(run.id)))
+                left = self.fleet.claim(run.id)
             except StoreUnavailable as e:
                 if run.owned:  # nobody can take it over either: carry on, loudly
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
+                continue
+            held.append((run, left == 0.0))
+            if left:  # just after its expiry, spread a little: one proxy takes it, at once
+                run.next_claim = now + min(left, ttl) + random.uniform(0.0, 0.05) * ttl
         with self._lock:
             for run, ours in held:
                 if self._runs.get(run.id) is not run:

@@ -21,6 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fisproxy.fis.identities import Identities
 from fisproxy.fis.lifecycle import ACTIVE, STOPPABLE, STOPPING, TERMINAL, is_resource
@@ -28,8 +29,8 @@ from fisproxy.fis.models import Experiment, ExperimentState
 from fisproxy.fis.ports import (
     EXPERIMENT_CHANGES,
     ChangeCallback,
+    DataCallback,
     FleetStore,
-    SavedCallback,
     SaveError,
     StoreUnavailable,
     Subscription,
@@ -73,9 +74,11 @@ class Fleet:
         self.proxy_id = proxy_id  # the lease holder name of this proxy
         self.lease_ttl = lease_ttl
 
-    def claim(self, experiment_id: str) -> bool:
-        """Take or renew the experiment's lease; StoreUnavailable if the store cannot say."""
-        return self.store.acquire_lease(lease_name(experiment_id), self.proxy_id, self.lease_ttl)
+    def claim(self, experiment_id: str) -> float:
+        """Take or renew the experiment's lease: 0.0 if this proxy holds it now, else the
+        seconds until the holder's lease expires unless renewed (when to try again).
+        StoreUnavailable if the store cannot say."""
+        return self.store.claim_lease(lease_name(experiment_id), self.proxy_id, self.lease_ttl)
 
     def release(self, experiment_id: str) -> None:
         """Give the lease up and forget the stop request of an experiment that ended here."""
@@ -96,7 +99,7 @@ class Fleet:
             return stored
         try:
             self.store.put_doc(STOP_REQUEST_DOC, experiment_id, final.model_dump())
-            self.store.publish_change(EXPERIMENT_CHANGES, experiment_id)
+            self.store.publish_change(EXPERIMENT_CHANGES, experiment_id, {"stop": final.model_dump()})
         except StoreUnavailable:
             raise
         except Exception as e:
@@ -128,10 +131,23 @@ class Fleet:
             out.append(Stored(e, self.store.get_runtime(e.id) or RunState(), stop))
         return out
 
-    def subscribe(self, callback: ChangeCallback, saved: SavedCallback) -> Subscription:
-        """Follow what changes: `saved` takes the saves whose notice carries them (no read),
-        `callback` every other notice."""
-        return self.store.subscribe((EXPERIMENT_CHANGES, IDENTITY_CHANGES), callback, saved)
+    def subscribe(self, callback: ChangeCallback, with_data: DataCallback) -> Subscription:
+        """Follow what changes: `with_data` takes the notices that carry what changed (a save,
+        a stop request, an identity: nothing to read), `callback` the others."""
+        return self.store.subscribe((EXPERIMENT_CHANGES, IDENTITY_CHANGES), callback, with_data)
+
+    @staticmethod
+    def from_notice(data: dict[str, Any]) -> Stored | StopRequest:
+        """What an experiment's notice carries: a save (`ports.ExperimentStore.put_experiment`)
+        or a stop request (`ask_to_stop`). ValueError if it is neither (or not readable by this
+        version): read the store instead."""
+        if "stop" in data:
+            return StopRequest.model_validate(data["stop"])
+        if "experiment" in data:
+            runtime = data.get("runtime")
+            return Stored(Experiment.model_validate(data["experiment"]),
+                          RunState.model_validate(runtime) if runtime is not None else RunState(), None)
+        raise ValueError(f"an experiment notice with neither a save nor a stop: {sorted(data)}")
 
 
 class SharedIdentities:
@@ -154,10 +170,12 @@ class SharedIdentities:
             if arn := doc.get("principalArn"):
                 self.identities.learn(key, arn)
 
-    def changed(self, key: str | None) -> None:
+    def changed(self, key: str | None, data: dict[str, Any] | None = None) -> None:
+        """Another proxy learned `key` (None: maybe several: read them all); its notice's
+        `data`, when it carries it, is what it learned."""
         if key is None:
             self.load()
-        elif (doc := self.store.get_doc(IDENTITY_DOC, key)) and doc.get("principalArn"):
+        elif (doc := data or self.store.get_doc(IDENTITY_DOC, key)) and isinstance(doc.get("principalArn"), str):
             self.identities.learn(key, doc["principalArn"])
 
     def save(self) -> None:
@@ -166,7 +184,7 @@ class SharedIdentities:
             key, arn = self._unsaved[0]
             try:
                 self.store.put_doc(IDENTITY_DOC, key, {"principalArn": arn})
-                self.store.publish_change(IDENTITY_CHANGES, key)
+                self.store.publish_change(IDENTITY_CHANGES, key, {"principalArn": arn})
             except Exception as e:
                 log.warning("could not save a learned identity (%s); trying again", e)
                 return

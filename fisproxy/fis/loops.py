@@ -79,6 +79,12 @@ class EngineLoops:
         self._stopping.wait(HOUSEKEEPING_SECONDS)
 
     def _upstream_loop(self) -> None:
+        self.upstream_round()
+        self._stopping.wait(min(UPSTREAM_SECONDS, self.alarm_poll_seconds))
+
+    def upstream_round(self) -> None:
+        """What the upstream thread does each time round: stop-condition alarms when due, the
+        log deliveries waiting."""
         now = time.monotonic()
         if now >= self._next_poll:
             self._next_poll = now + self.alarm_poll_seconds
@@ -94,7 +100,6 @@ class EngineLoops:
                             experiment_id, "; ".join(failures))
             else:
                 deliveries.delivered(experiment_id)
-        self._stopping.wait(min(UPSTREAM_SECONDS, self.alarm_poll_seconds))
 
 
 def drive(engine: Engine, resolutions_timeout: float = 60.0) -> None:

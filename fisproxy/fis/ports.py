@@ -53,7 +53,9 @@ class ExperimentStore(Protocol):
         """Insert or replace `e` and, unless `runtime` is None, the engine's state beside it.
         In the same write, the store keeps its index of active experiments (`list_active_
         experiments`) and announces the save to the change feed (kind EXPERIMENT_CHANGES, key
-        `e.id`): a save is never left unannounced, and notices come in the order of the saves."""
+        `e.id`): a save is never left unannounced, and notices come in the order of the saves.
+        A store that can carry it (Redis) gives the notice what was saved as its data:
+        `{"experiment": e's wire JSON, "runtime": RunState JSON or null}`."""
         ...
 
     def get_experiment(self, experiment_id: str) -> Experiment | None: ...
@@ -96,6 +98,12 @@ class LeaseStore(Protocol):
         already has it. False if another holder's lease has not expired. Atomic."""
         ...
 
+    def claim_lease(self, name: str, holder: str, ttl_seconds: float) -> float:
+        """`acquire_lease`, saying when to try again: 0.0 if `holder` has the lease now, else
+        the seconds until the other holder's lease expires unless it renews it. A proxy waiting
+        to take a schedule over asks about when it could, not ten times a lease's lifetime."""
+        ...
+
     def release_lease(self, name: str, holder: str) -> None:
         """Give `name` up if `holder` holds it; a lease someone else took over is left alone."""
         ...
@@ -113,9 +121,9 @@ ChangeCallback = Callable[[str, str | None], None]
 this kind may have been missed (a reconnection, a subscriber that fell behind): read them all
 again"."""
 
-SavedCallback = Callable[[Experiment, RunState | None], None]
-"""Called as `saved(experiment, runtime)` with an experiment as it was just saved, carried by
-the notice of its save (no read needed); `runtime` None if it has none stored."""
+DataCallback = Callable[[str, str, dict[str, Any]], None]
+"""Called as `with_data(kind, key, data)` for a notice that carries what changed (`data`, a
+JSON object): the subscriber takes it in without reading the store."""
 
 
 class Subscription(Protocol):
@@ -129,21 +137,23 @@ class ChangeFeed(Protocol):
     top of reading the store: a subscriber that resyncs periodically (`data_version`, then
     `list_active_experiments` if it changed) stays correct when a notice is lost."""
 
-    def publish_change(self, kind: str, key: str) -> None:
+    def publish_change(self, kind: str, key: str, data: dict[str, Any] | None = None) -> None:
         """Tell every subscriber of `kind` (in every process, this one included) that the
-        record `key` changed. Call it after the write is acknowledged."""
+        record `key` changed; `data`, if given, is what changed (small JSON), which a store
+        that can carry it hands to `with_data` subscribers. Call it after the write is
+        acknowledged."""
         ...
 
     def subscribe(self, kinds: Iterable[str], callback: ChangeCallback,
-                  saved: SavedCallback | None = None) -> Subscription:
+                  with_data: DataCallback | None = None) -> Subscription:
         """Call `callback` for each change of one of `kinds`, on a background thread (never
         the event loop), one call at a time, in publication order. Right after subscribing,
         and after a reconnection, it may be called with key None for each kind.
 
-        With `saved`, a save of an experiment whose notice carries what was saved (Redis's
-        do: one message to every proxy instead of every proxy reading it back) is given to
-        `saved` instead of `callback`; a notice without it (SQLite's, a stop request) still
-        goes to `callback`, which reads the store."""
+        With `with_data`, a notice that carries what changed is given to `with_data` instead
+        (Redis carries it: a thousand proxies get one message instead of each reading the
+        store back); notices without data (all of SQLite's: reading the file costs what the
+        notice would) go to `callback`, which reads the store."""
         ...
 
 

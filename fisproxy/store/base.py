@@ -15,9 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from fisproxy.fis.models import Experiment
-from fisproxy.fis.ports import ChangeCallback, FleetStore, SavedCallback, StoreUnavailable
-from fisproxy.fis.runstate import RunState
+from fisproxy.fis.ports import ChangeCallback, DataCallback, FleetStore, StoreUnavailable
 from fisproxy.requestlog import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -87,33 +85,16 @@ def counter_field(key: CounterKey) -> tuple[str, list[str]]:
 
 class _Subscription:
     def __init__(self, owner: Subscribers, kinds: frozenset[str], callback: ChangeCallback,
-                 saved: SavedCallback | None) -> None:
+                 with_data: DataCallback | None) -> None:
         self.kinds = kinds
         self.callback = callback
-        self.saved = saved
+        self.with_data = with_data
         self.closed = False
         self._owner = owner
 
     def close(self) -> None:
         self.closed = True
         self._owner.remove(self)
-
-
-class SavedRecord:
-    """The experiment a save notice carries (its JSON as the store holds it), parsed once for
-    every subscriber that takes it."""
-
-    def __init__(self, experiment: Any, runtime: Any) -> None:
-        self._raw = (experiment, runtime)
-        self._parsed: tuple[Experiment, RunState | None] | None = None
-
-    def parse(self) -> tuple[Experiment, RunState | None]:
-        """ValueError (pydantic's) if it is not an experiment this version can read."""
-        if self._parsed is None:
-            experiment, runtime = self._raw
-            self._parsed = (Experiment.model_validate(experiment),
-                            RunState.model_validate(runtime) if runtime is not None else None)
-        return self._parsed
 
 
 class Subscribers:
@@ -125,11 +106,11 @@ class Subscribers:
         self._subs: list[_Subscription] = []
 
     def add(self, kinds: Iterable[str], callback: ChangeCallback,
-            saved: SavedCallback | None = None) -> _Subscription:
+            with_data: DataCallback | None = None) -> _Subscription:
         kinds = frozenset([kinds] if isinstance(kinds, str) else kinds)
         if not kinds:
             raise ValueError("subscribe to at least one kind")
-        sub = _Subscription(self, kinds, callback, saved)
+        sub = _Subscription(self, kinds, callback, with_data)
         with self._lock:
             self._subs = [*self._subs, sub]
         return sub
@@ -141,21 +122,14 @@ class Subscribers:
     def __bool__(self) -> bool:
         return bool(self._subs)
 
-    def deliver(self, kind: str, key: str | None, record: SavedRecord | None = None) -> None:
-        """One notice to the subscribers of `kind`: the saved `record` it carries to those
-        that take it (`saved`), (kind, key) to the others (and to all if it cannot be read)."""
+    def deliver(self, kind: str, key: str | None, data: dict[str, Any] | None = None) -> None:
+        """One notice to the subscribers of `kind`: with its `data` to those that take it."""
         for sub in self._subs:  # a snapshot: the list is replaced, never changed in place
             if kind in sub.kinds:
-                if record is not None and sub.saved is not None and not sub.closed:
-                    try:
-                        parsed = record.parse()
-                    except ValueError as e:
-                        logger.warning("fisproxy: a saved experiment in a change notice could not "
-                                       "be read (%s); reading it from the store", str(e)[:200])
-                    else:
-                        _call(sub, sub.saved, *parsed)
-                        continue
-                _call(sub, sub.callback, kind, key)
+                if data is not None and key is not None and sub.with_data is not None:
+                    _call(sub, sub.with_data, kind, key, data)
+                else:
+                    _call(sub, sub.callback, kind, key)
 
     def resync(self, subs: Iterable[_Subscription] | None = None) -> None:
         """Tell `subs` (default: every subscriber) to read each of its kinds again."""
@@ -175,5 +149,5 @@ def _call(sub: _Subscription, callback: Callable[..., None], *args: Any) -> None
 
 __all__ = [
     "MAX_COUNTER_SERIES", "STORE_ERRORS", "CounterKey", "CounterStore", "ProxyRegistry",
-    "RequestStore", "SavedRecord", "StoreBackend", "StoreUnavailable", "Subscribers", "counter_field",
+    "RequestStore", "StoreBackend", "StoreUnavailable", "Subscribers", "counter_field",
 ]

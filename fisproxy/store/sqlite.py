@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fisproxy.fis.models import ACTIVE_STATUSES, Experiment, ExperimentTemplate
-from fisproxy.fis.ports import EXPERIMENT_CHANGES, ChangeCallback, SavedCallback, Subscription
+from fisproxy.fis.ports import EXPERIMENT_CHANGES, ChangeCallback, DataCallback, Subscription
 from fisproxy.fis.runstate import RunState
 from fisproxy.requestlog import RequestRecord
 from fisproxy.store.base import MAX_COUNTER_SERIES, CounterKey, Subscribers, counter_field
@@ -245,6 +245,9 @@ class SqliteStore:
     # ---- leases ----
 
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        return self.claim_lease(name, holder, ttl_seconds) == 0.0
+
+    def claim_lease(self, name: str, holder: str, ttl_seconds: float) -> float:
         _check_ttl(ttl_seconds)
         now = time.time()
         # One statement: SQLite's write lock makes the check and the write atomic across every
@@ -256,7 +259,10 @@ class SqliteStore:
                 "WHERE leases.holder = excluded.holder OR leases.expires <= ?",
                 (name, holder, now + ttl_seconds, now),
             ).rowcount
-        return taken == 1
+            if taken == 1:
+                return 0.0
+            rows = self._db.execute("SELECT expires FROM leases WHERE name = ?", (name,)).fetchall()
+        return max(0.001, rows[0][0] - now) if rows else 0.001
 
     def release_lease(self, name: str, holder: str) -> None:
         self._run("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
@@ -269,13 +275,14 @@ class SqliteStore:
 
     # ---- change notices ----
 
-    def publish_change(self, kind: str, key: str) -> None:
+    def publish_change(self, kind: str, key: str, data: dict[str, Any] | None = None) -> None:
+        """A change row; `data` is not kept (subscribers read the file, as cheap as a row)."""
         self._transaction(_change(kind, key))
 
     def subscribe(self, kinds: Iterable[str], callback: ChangeCallback,
-                  saved: SavedCallback | None = None) -> Subscription:
-        """Notices carry no record here (reading the file costs what reading a notice would):
-        `saved` is never called, saves reach `callback`."""
+                  with_data: DataCallback | None = None) -> Subscription:
+        """Notices carry no data here: `with_data` is never called, every notice reaches
+        `callback`."""
         sub = self._subscribers.add(kinds, callback)
         with self._lock:
             if self._poller is None:

@@ -1,7 +1,7 @@
 """Change notices in Redis (`fis.ports.ChangeFeed`): pub/sub on `fisproxy:changes`.
 
-`publish_change` is a PUBLISH of `[kind, key]`; a saved experiment is announced by its save
-itself, with what was saved (`experiments.py`). The first `subscribe` starts one listener thread
+`publish_change` is a PUBLISH of `[kind, key]` or, with what changed, `[kind, key, data]`; a
+saved experiment is announced by its save itself, with what was saved (`experiments.py`). The first `subscribe` starts one listener thread
 with its own connection, which reconnects with backoff and after each reconnection tells every
 subscriber to resync (notices published meanwhile are lost: pub/sub does not keep them). At
 idle a subscriber costs Redis nothing but a PING every HEALTH_CHECK_SECONDS.
@@ -18,8 +18,8 @@ from typing import Any
 import redis
 from redis import exceptions as rx
 
-from fisproxy.fis.ports import ChangeCallback, SavedCallback, Subscription
-from fisproxy.store.base import SavedRecord, Subscribers
+from fisproxy.fis.ports import ChangeCallback, DataCallback, Subscription
+from fisproxy.store.base import Subscribers
 from fisproxy.store.redis.connection import Connection, StorePart, dumps
 from fisproxy.store.redis.keys import CHANGES
 
@@ -37,12 +37,13 @@ class RedisChanges(StorePart):
         self._listener: _Listener | None = None
         self._listener_lock = threading.Lock()
 
-    def publish_change(self, kind: str, key: str) -> None:
-        self._conn.do(lambda: self._conn.redis.publish(CHANGES, dumps([kind, key])))
+    def publish_change(self, kind: str, key: str, data: dict[str, Any] | None = None) -> None:
+        notice = dumps([kind, key] if data is None else [kind, key, data])
+        self._conn.do(lambda: self._conn.redis.publish(CHANGES, notice))
 
     def subscribe(self, kinds: Iterable[str], callback: ChangeCallback,
-                  saved: SavedCallback | None = None) -> Subscription:
-        sub = self._subscribers.add(kinds, callback, saved)
+                  with_data: DataCallback | None = None) -> Subscription:
+        sub = self._subscribers.add(kinds, callback, with_data)
         with self._listener_lock:
             if self._listener is None:
                 self._listener = _Listener(self._conn.redis, self._subscribers, self._conn.url)
@@ -119,12 +120,13 @@ class _Listener:
             self._subscribers.resync(resync)
         elif message.get("type") == "message":
             try:
-                kind, key, *saved = json.loads(message["data"])
-                record = SavedRecord(*saved) if len(saved) == 2 else None
+                kind, key, *data = json.loads(message["data"])
+                if data and not isinstance(data[0], dict):
+                    raise ValueError("data is not an object")
             except (ValueError, TypeError):
                 logger.warning("fisproxy: ignored a malformed change notice: %.200r", message["data"])
                 return
-            self._subscribers.deliver(str(kind), str(key), record)
+            self._subscribers.deliver(str(kind), str(key), data[0] if data else None)
 
     def _lost(self, error: Exception | None) -> None:
         with self._lock:

@@ -46,8 +46,8 @@ else
   redis.call('SREM', KEYS[5], ARGV[1])
 end
 redis.call('SET', KEYS[6], ARGV[4])
-redis.call('PUBLISH', ARGV[5],
-  '[' .. cjson.encode(ARGV[6]) .. ',' .. cjson.encode(ARGV[1]) .. ',' .. ARGV[2] .. ',' .. runtime .. ']')
+redis.call('PUBLISH', ARGV[5], '[' .. cjson.encode(ARGV[6]) .. ',' .. cjson.encode(ARGV[1])
+  .. ',{"experiment":' .. ARGV[2] .. ',"runtime":' .. runtime .. '}]')
 return 1
 """
 

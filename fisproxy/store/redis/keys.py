@@ -22,7 +22,7 @@ SQLite store writes.
 | `fisproxy:proxy` | hash | proxy id -> "<ttl, ms> <info JSON>" |
 | `fisproxy:counters` | set | counter metric names |
 | `fisproxy:counter:<metric>` | hash | label values (JSON array) -> count |
-| `fisproxy:changes` | pub/sub channel | change notices: JSON `[kind, key]`, or for a saved experiment `["experiment", id, experiment JSON, runtime JSON or null]` |
+| `fisproxy:changes` | pub/sub channel | change notices: JSON `[kind, key]`, or with what changed `[kind, key, data]` (a saved experiment: `{"experiment": ..., "runtime": ...}`) |
 
 Creation order is a sorted set beside each hash (SQLite's `seq`): an update keeps its place, a
 delete and re-create goes last. Nothing grows beyond what SQLite would keep: deleting a

@@ -1,0 +1,428 @@
+"""A fleet of N proxies on one Redis: what it costs Redis at idle, and how fast a start and a
+stop reach every proxy.
+
+    .venv/bin/python bench/fleet.py [--sizes 10,100,1000] [--processes 4] [--idle-seconds 30]
+                                    [--rounds 10] [--history 300] [--appendfsync always]
+
+Each simulated proxy is fisproxy's own store and engine layers, as `fisproxy run` starts them
+without mitmproxy: a `RedisStore` (its own connections and change listener thread), an `Engine`
+following the change feed, and the proxy's `Housekeeping` (heartbeat in the fleet listing,
+shared metrics, resync, Chaos rules). Many run in each of `--processes` worker processes (so
+both cores are used), against one real redis-server started here with `--history` finished
+experiments in it. What `EngineLoops` runs on four threads per proxy (tick, persist, upstream,
+housekeeping) runs here on four threads per process, each calling the same method of every
+proxy of the process at the same interval: a thousand proxies with five threads each would
+measure the scheduling of five thousand threads on two cores, not Redis.
+
+For each N it prints:
+- idle: Redis's commands/s and bytes/s (in + out) over `--idle-seconds`, from the deltas of
+  INFO's `total_commands_processed` and `total_net_input_bytes`/`total_net_output_bytes`, with
+  Redis's own `instantaneous_ops_per_sec`; Redis's CPU (`used_cpu_sys` + `used_cpu_user` deltas,
+  percent of one core); and the same per proxy;
+- reach: `--rounds` times, an experiment started through one proxy's engine (as its control API
+  does) and stopped through another's: the time from the call until each proxy's rule index
+  (what a request reads) has the fault, then no longer has it; p50 and p99 over every proxy of
+  every round, and the slowest proxy of the slowest round.
+
+The load of the machine (load average, the workers' own CPU) is printed beside the figures:
+the simulation's threads share the cores with Redis, and with whatever else runs there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from fisproxy.aws.call import AwsCall
+from fisproxy.fis.chaos import ChaosState
+from fisproxy.fis.engine import Engine
+from fisproxy.fis.loops import (
+    HOUSEKEEPING_SECONDS,
+    PERSIST_SECONDS,
+    TICK_SECONDS,
+    UPSTREAM_SECONDS,
+    EngineLoops,
+    drive,
+)
+from fisproxy.fis.models import ExperimentTemplate
+from fisproxy.housekeeping import Housekeeping
+from fisproxy.metrics import Metrics
+from fisproxy.store.redis import RedisStore
+
+CALL = AwsCall("dynamodb", "us-east-1", "GetItem", "dynamodb", "json", "AKIAIOSFODNN7EXAMPLE")
+THROTTLE_PARAMETERS = {"service": "dynamodb", "operations": "GetItem", "percentage": "100"}
+REACH_TIMEOUT_SECONDS = 30.0
+
+
+def template(duration: str | None = None) -> ExperimentTemplate:
+    params = {**THROTTLE_PARAMETERS, **({"duration": duration} if duration else {})}
+    return ExperimentTemplate.model_validate({
+        "id": "EXTbench", "description": "bench", "roleArn": "arn:aws:iam::123456789012:role/fis",
+        "targets": {}, "stopConditions": [{"source": "none"}],
+        "actions": {"throttle": {"actionId": "aws:fis:inject-api-throttle-error", "parameters": params}}})
+
+
+# ---- one simulated proxy ----------------------------------------------------------------------
+
+class Proxy:
+    """fisproxy's store and engine layers, started as `proxy/runtime.py` starts them."""
+
+    def __init__(self, url: str, proxy_id: str, state_dir: Path) -> None:
+        self.id = proxy_id
+        self.store = store = RedisStore(url)
+        self.engine = engine = Engine(store, state_dir=state_dir, rng=random.Random(proxy_id), proxy_id=proxy_id)
+        chaos = ChaosState(load=lambda: store.get_doc("chaos", "config"))
+        self.subscriptions = [engine.subscribe(), store.subscribe(("chaos",), lambda kind, key: chaos.reload())]
+        metrics = Metrics(engine.active_count, shared=store)
+        describe = {"id": proxy_id, "version": "bench", "pid": os.getpid(), "placement": {}, "store": "redis"}
+        engine.resume()
+        self.housekeeping = Housekeeping(store, engine, proxy_id, lambda: describe, metrics=metrics, chaos=chaos)
+        self.loops = EngineLoops(engine, housekeeping=self.housekeeping)  # driven by `Driver`
+        # When this proxy's rule index (what a request reads) gets or loses the watched fault.
+        self.watch: tuple[str | None, bool] | None = None  # (experiment id or any, wanted: on)
+        self.reached: float | None = None
+        rules, publish = engine.rules, engine.rules.publish
+
+        def published() -> None:
+            before = rules.index
+            publish()
+            if rules.index is not before:
+                self._check()
+
+        rules.publish = published  # type: ignore[method-assign]
+
+    def _check(self) -> None:
+        watch, now = self.watch, time.time()
+        if watch is None or self.reached is not None:
+            return
+        exp_id, on = watch
+        if any(exp_id in (None, r.experiment_id) for r in self.engine.candidates(CALL)) == on:
+            self.reached = now
+
+    def watch_for(self, experiment_id: str | None, on: bool) -> None:
+        self.reached = None
+        self.watch = (experiment_id, on)
+        self._check()  # it may already be so
+
+    def close(self) -> None:
+        for sub in self.subscriptions:
+            sub.close()
+        self.engine.close()
+        self.store.close()
+
+
+class Driver:
+    """The engine loops of every proxy of a process: one thread per loop, calling that loop's
+    body for each proxy at the loop's interval (`fis/loops.py`)."""
+
+    def __init__(self, proxies: list[Proxy]) -> None:
+        self.proxies = proxies
+        self.stopping = threading.Event()
+        bodies: list[tuple[str, float, Callable[[Proxy], None]]] = [
+            ("tick", TICK_SECONDS, lambda p: p.engine.step()),
+            ("store", PERSIST_SECONDS, lambda p: p.engine.persist()),
+            ("upstream", UPSTREAM_SECONDS, lambda p: p.loops.upstream_round()),
+            ("housekeeping", HOUSEKEEPING_SECONDS, lambda p: p.housekeeping()),
+        ]
+        self.threads = [threading.Thread(target=self._run, args=(seconds, body), name=f"bench-{name}", daemon=True)
+                        for name, seconds, body in bodies]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, seconds: float, body: Callable[[Proxy], None]) -> None:
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            for proxy in self.proxies:
+                try:
+                    body(proxy)
+                except Exception as e:  # as EngineLoops: one failure stops nothing
+                    print(f"    ! {proxy.id}: {e!r}", file=sys.stderr)
+            self.stopping.wait(max(0.0, seconds - (time.monotonic() - began)))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(30)
+
+
+def worker(url: str, ids: list[str], state_dir: Path, pipe: Connection) -> None:
+    """A process of simulated proxies, driven by the commands of `pipe`."""
+    proxies = []
+    for proxy_id in ids:
+        proxies.append(Proxy(url, proxy_id, state_dir))
+        time.sleep(random.uniform(0, 0.002))  # not all in step (as proxies started one by one)
+    driver = Driver(proxies)
+    pipe.send(("ready", len(proxies)))
+    while True:
+        command, *args = pipe.recv()
+        if command == "cpu":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            pipe.send(usage.ru_utime + usage.ru_stime)
+        elif command == "watch":
+            experiment_id, on = args
+            for proxy in proxies:
+                proxy.watch_for(experiment_id, on)
+            pipe.send("watching")
+        elif command == "start":
+            began = time.time()
+            exp = proxies[args[0]].engine.start_experiment(template(), region="us-east-1", tags={},
+                                                            actions_mode="run-all")
+            pipe.send((began, exp.id))
+        elif command == "stop":
+            began = time.time()
+            proxies[args[0]].engine.stop_experiment(args[1])
+            pipe.send(began)
+        elif command == "reached":
+            deadline = time.monotonic() + REACH_TIMEOUT_SECONDS
+            while any(p.reached is None for p in proxies) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            pipe.send([p.reached for p in proxies])
+        elif command == "settled":  # the experiment ended and is forgotten everywhere
+            deadline = time.monotonic() + REACH_TIMEOUT_SECONDS
+            while any(p.engine.active_count() for p in proxies) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            pipe.send(sum(p.engine.active_count() for p in proxies))
+        elif command == "quit":
+            driver.stop()
+            for proxy in proxies:
+                proxy.close()
+            pipe.send("bye")
+            return
+
+
+class Fleet:
+    """N simulated proxies in `processes` worker processes (forked: the imports are done)."""
+
+    def __init__(self, url: str, n: int, processes: int, state_dir: Path) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.pipes: list[Connection] = []
+        self.procs: list[Any] = []
+        self.sizes: list[int] = []
+        processes = min(processes, n)
+        for w in range(processes):
+            ids = [f"sim-{i}" for i in range(n) if i % processes == w]
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=worker, args=(url, ids, state_dir, there), daemon=True)
+            proc.start()
+            self.pipes.append(here)
+            self.procs.append(proc)
+            self.sizes.append(len(ids))
+        for pipe in self.pipes:
+            assert pipe.recv()[0] == "ready"
+
+    def ask(self, w: int, *command: Any) -> Any:
+        self.pipes[w].send(command)
+        return self.pipes[w].recv()
+
+    def ask_all(self, *command: Any) -> list[Any]:
+        for pipe in self.pipes:
+            pipe.send(command)
+        return [pipe.recv() for pipe in self.pipes]
+
+    def close(self) -> None:
+        try:
+            self.ask_all("quit")
+        finally:
+            for proc in self.procs:
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+
+
+# ---- Redis ------------------------------------------------------------------------------------
+
+def start_redis(directory: Path, appendfsync: str) -> tuple[subprocess.Popen, int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("bench/fleet.py needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+         "--appendfsync", appendfsync, "--maxclients", "10000", "--dir", str(directory),
+         "--logfile", str(directory / "redis.log")], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            return proc, port
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fill(url: str, state_dir: Path, n: int) -> None:
+    """`n` finished experiments, run and stopped through the real engine."""
+    store = RedisStore(url)
+    engine = Engine(store, state_dir=state_dir, rng=random.Random(0), proxy_id="history")
+    try:
+        for _ in range(n):
+            exp = engine.start_experiment(template("PT10M"), region="us-east-1", tags={}, actions_mode="run-all")
+            drive(engine)
+            engine.stop_experiment(exp.id)
+        drive(engine)
+    finally:
+        engine.close()
+        store.close()
+
+
+def server_stats(r: redis.Redis) -> dict[str, float]:
+    info: dict[str, Any] = {**r.info("stats"), **r.info("cpu")}
+    return {k: float(info[k]) for k in ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes",
+                                        "used_cpu_sys", "used_cpu_user", "instantaneous_ops_per_sec")}
+
+
+# ---- measurements ------------------------------------------------------------------------------
+
+def measure_idle(r: redis.Redis, fleet: Fleet, seconds: float) -> dict[str, float]:
+    cpu0, t0, a = sum(fleet.ask_all("cpu")), time.monotonic(), server_stats(r)
+    samples = []
+    end = t0 + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(5.0, left))
+        samples.append(float(r.info("stats")["instantaneous_ops_per_sec"]))
+    b, elapsed, cpu1 = server_stats(r), time.monotonic() - t0, sum(fleet.ask_all("cpu"))
+    calls = b["total_commands_processed"] - a["total_commands_processed"] - 1 - len(samples)  # ours
+    return {
+        "seconds": elapsed,
+        "ops": calls / elapsed,
+        "instantaneous": statistics.mean(samples),
+        "bytes": (b["total_net_input_bytes"] - a["total_net_input_bytes"]
+                  + b["total_net_output_bytes"] - a["total_net_output_bytes"]) / elapsed,
+        "redis_cpu": (b["used_cpu_sys"] + b["used_cpu_user"] - a["used_cpu_sys"] - a["used_cpu_user"]) / elapsed,
+        "workers_cpu": (cpu1 - cpu0) / elapsed,
+    }
+
+
+def measure_reach(fleet: Fleet, rounds: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per-proxy start and stop latencies of every round, and each round's slowest proxy."""
+    starts: list[float] = []
+    stops: list[float] = []
+    slowest_start: list[float] = []
+    slowest_stop: list[float] = []
+    last = len(fleet.pipes) - 1
+    for _ in range(rounds):
+        fleet.ask_all("watch", None, True)  # the fault of any experiment (only this one runs)
+        began, exp_id = fleet.ask(0, "start", 0)  # through sim-0: it runs the schedule
+        times = [t for worker_times in fleet.ask_all("reached") for t in worker_times]
+        missed = sum(t is None for t in times)
+        starts += [t - began for t in times if t is not None]
+        slowest_start.append(max(t - began for t in times if t is not None))
+        fleet.ask_all("watch", exp_id, False)
+        began = fleet.ask(last, "stop", fleet.sizes[last] - 1, exp_id)  # through another proxy
+        times = [t for worker_times in fleet.ask_all("reached") for t in worker_times]
+        missed += sum(t is None for t in times)
+        stops += [t - began for t in times if t is not None]
+        slowest_stop.append(max(t - began for t in times if t is not None))
+        if missed:
+            print(f"    ! {missed} proxies not reached within {REACH_TIMEOUT_SECONDS:.0f} s")
+        left = sum(fleet.ask_all("settled"))
+        if left:
+            print(f"    ! {left} proxies still hold the experiment")
+    return starts, stops, slowest_start, slowest_stop
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000", help="numbers of simulated proxies")
+    parser.add_argument("--processes", type=int, default=4, help="worker processes for the proxies")
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--history", type=int, default=300, help="finished experiments in the store")
+    parser.add_argument("--appendfsync", default="always", choices=("always", "everysec", "no"))
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop Redis and the workers on the way out
+    sizes = [int(s) for s in args.sizes.split(",")]
+    need = 2 * max(sizes) + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+
+    with tempfile.TemporaryDirectory(prefix="fisproxy-fleet-") as tmp:
+        work = Path(tmp)
+        (work / "redis").mkdir()
+        proc, port = start_redis(work / "redis", args.appendfsync)
+        url = f"redis://127.0.0.1:{port}/0"
+        r = redis.Redis(port=port)
+        rows: list[tuple[int, dict[str, float], tuple[list[float], ...]]] = []
+        try:
+            began = time.monotonic()
+            fill(url, work, args.history)
+            print(f"redis-server {r.info('server')['redis_version']} (appendonly yes, appendfsync "
+                  f"{args.appendfsync}); {args.history} finished experiments written in "
+                  f"{time.monotonic() - began:.1f} s; {os.cpu_count()} cores, load {load()}")
+            for n in sizes:
+                began = time.monotonic()
+                fleet = Fleet(url, n, args.processes, work)
+                try:
+                    started = time.monotonic() - began
+                    time.sleep(3)  # start-up reads and registrations done
+                    idle = measure_idle(r, fleet, args.idle_seconds)
+                    print(f"N={n}: {len(fleet.pipes)} processes, started in {started:.1f} s; idle "
+                          f"{idle['ops']:.0f} commands/s, {idle['bytes'] / 1024:.1f} KB/s, Redis CPU "
+                          f"{100 * idle['redis_cpu']:.1f}%, workers' CPU {100 * idle['workers_cpu']:.0f}%, "
+                          f"load {load()}")
+                    reach = measure_reach(fleet, args.rounds)
+                    print(f"      start p50 {pct(reach[0], 0.5):.2f} s p99 {pct(reach[0], 0.99):.2f} s, "
+                          f"stop p50 {pct(reach[1], 0.5):.2f} s p99 {pct(reach[1], 0.99):.2f} s, load {load()}")
+                    rows.append((n, idle, reach))
+                finally:
+                    fleet.close()
+        finally:
+            r.close()
+            proc.terminate()
+            proc.wait(30)
+    print_table(rows, args)
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def print_table(rows: list[tuple[int, dict[str, float], tuple[list[float], ...]]], args: argparse.Namespace) -> None:
+    print(f"\nIdle over {args.idle_seconds:.0f} s, {args.history} finished experiments in the store; "
+          f"reach over {args.rounds} rounds (p50 / p99 of every proxy; slowest: the last proxy of the slowest round)")
+    header = ("| proxies | Redis commands/s | per proxy | Redis bytes/s | per proxy | Redis CPU | "
+              "start p50 / p99 / slowest | stop p50 / p99 / slowest |")
+    print(header)
+    print("|---:|---:|---:|---:|---:|---:|---|---|")
+    for n, idle, (starts, stops, slow_start, slow_stop) in rows:
+        print(f"| {n:,} | {idle['ops']:,.0f} (instantaneous {idle['instantaneous']:,.0f}) | {idle['ops'] / n:.2f} | "
+              f"{idle['bytes'] / 1024:,.1f} KB/s | {idle['bytes'] / n:,.0f} B/s | {100 * idle['redis_cpu']:.1f}% | "
+              f"{pct(starts, 0.5):.2f} / {pct(starts, 0.99):.2f} / {max(slow_start):.2f} s | "
+              f"{pct(stops, 0.5):.2f} / {pct(stops, 0.99):.2f} / {max(slow_stop):.2f} s |")
+
+
+if __name__ == "__main__":
+    main()
