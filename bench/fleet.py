@@ -31,6 +31,7 @@ the simulation's threads share the cores with Redis, and with whatever else runs
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import random
@@ -53,6 +54,7 @@ import redis
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.chaos import ChaosState
 from fisproxy.fis.engine import Engine
+from fisproxy.fis.fleet import LEASE_TTL_SECONDS
 from fisproxy.fis.loops import (
     HOUSEKEEPING_SECONDS,
     PERSIST_SECONDS,
@@ -62,9 +64,11 @@ from fisproxy.fis.loops import (
     drive,
 )
 from fisproxy.fis.models import ExperimentTemplate
+from fisproxy.fis.ports import EXPERIMENT_CHANGES
 from fisproxy.housekeeping import Housekeeping
 from fisproxy.metrics import Metrics
 from fisproxy.store.redis import RedisStore
+from fisproxy.store.redis.keys import CHANGES
 
 CALL = AwsCall("dynamodb", "us-east-1", "GetItem", "dynamodb", "json", "AKIAIOSFODNN7EXAMPLE")
 THROTTLE_PARAMETERS = {"service": "dynamodb", "operations": "GetItem", "percentage": "100"}
@@ -300,7 +304,42 @@ def server_stats(r: redis.Redis) -> dict[str, float]:
 
 # ---- measurements ------------------------------------------------------------------------------
 
+class Probe:
+    """A plain subscriber of the change channel, subscribed after every proxy (so Redis writes
+    to it last): when a notice left Redis, as near as a client can tell."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.pubsub = r.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(CHANGES)
+        self.seen: list[tuple[float, str, str]] = []  # (time, experiment id, "running" or "stop")
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            message = self.pubsub.get_message(timeout=0.25)
+            if message is None:
+                continue
+            at = time.time()
+            kind, key, *data = json.loads(message["data"])
+            if kind == EXPERIMENT_CHANGES and data:
+                if "stop" in data[0]:
+                    self.seen.append((at, key, "stop"))
+                elif data[0].get("experiment", {}).get("state", {}).get("status") == "running":
+                    self.seen.append((at, key, "running"))
+
+    def first(self, experiment_id: str, what: str) -> float | None:
+        return next((t for t, key, w in self.seen if key == experiment_id and w == what), None)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.pubsub.close()
+
+
 def measure_idle(r: redis.Redis, fleet: Fleet, seconds: float) -> dict[str, float]:
+    """Redis's figures over `seconds` from INFO (our own INFO calls taken out)."""
     cpu0, t0, a = sum(fleet.ask_all("cpu")), time.monotonic(), server_stats(r)
     samples = []
     end = t0 + seconds
@@ -308,7 +347,7 @@ def measure_idle(r: redis.Redis, fleet: Fleet, seconds: float) -> dict[str, floa
         time.sleep(min(5.0, left))
         samples.append(float(r.info("stats")["instantaneous_ops_per_sec"]))
     b, elapsed, cpu1 = server_stats(r), time.monotonic() - t0, sum(fleet.ask_all("cpu"))
-    calls = b["total_commands_processed"] - a["total_commands_processed"] - 1 - len(samples)  # ours
+    calls = b["total_commands_processed"] - a["total_commands_processed"] - 2 - len(samples)  # ours
     return {
         "seconds": elapsed,
         "ops": calls / elapsed,
@@ -320,37 +359,57 @@ def measure_idle(r: redis.Redis, fleet: Fleet, seconds: float) -> dict[str, floa
     }
 
 
-def measure_reach(fleet: Fleet, rounds: int) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Per-proxy start and stop latencies of every round, and each round's slowest proxy."""
-    starts: list[float] = []
-    stops: list[float] = []
-    slowest_start: list[float] = []
-    slowest_stop: list[float] = []
+def measure_running(r: redis.Redis, fleet: Fleet, seconds: float) -> dict[str, float]:
+    """The same with one experiment running: every proxy applies it, one renews its lease,
+    the others ask for the lease about when it would expire."""
+    fleet.ask_all("watch", None, True)
+    _, exp_id = fleet.ask(0, "start", 0)
+    fleet.ask_all("reached")
+    time.sleep(LEASE_TTL_SECONDS * 1.2)  # past the mirrors' first claims: the steady state
+    figures = measure_idle(r, fleet, seconds)
+    fleet.ask(0, "stop", 0, exp_id)
+    fleet.ask_all("settled")
+    return figures
+
+
+Reach = dict[str, list[float]]
+
+
+def measure_reach(fleet: Fleet, probe: Probe, rounds: int) -> Reach:
+    """Per-proxy start and stop latencies of every round, each round's slowest proxy, and when
+    the notice that carried them left Redis (at the probe)."""
+    out: Reach = {k: [] for k in ("start", "stop", "slowest_start", "slowest_stop", "probe_start", "probe_stop")}
     last = len(fleet.pipes) - 1
     for _ in range(rounds):
         fleet.ask_all("watch", None, True)  # the fault of any experiment (only this one runs)
         began, exp_id = fleet.ask(0, "start", 0)  # through sim-0: it runs the schedule
         times = [t for worker_times in fleet.ask_all("reached") for t in worker_times]
         missed = sum(t is None for t in times)
-        starts += [t - began for t in times if t is not None]
-        slowest_start.append(max(t - began for t in times if t is not None))
+        out["start"] += [t - began for t in times if t is not None]
+        out["slowest_start"].append(max(t - began for t in times if t is not None))
+        if (seen := probe.first(exp_id, "running")) is not None:
+            out["probe_start"].append(seen - began)
         fleet.ask_all("watch", exp_id, False)
         began = fleet.ask(last, "stop", fleet.sizes[last] - 1, exp_id)  # through another proxy
         times = [t for worker_times in fleet.ask_all("reached") for t in worker_times]
         missed += sum(t is None for t in times)
-        stops += [t - began for t in times if t is not None]
-        slowest_stop.append(max(t - began for t in times if t is not None))
+        out["stop"] += [t - began for t in times if t is not None]
+        out["slowest_stop"].append(max(t - began for t in times if t is not None))
+        if (seen := probe.first(exp_id, "stop")) is not None:
+            out["probe_stop"].append(seen - began)
         if missed:
             print(f"    ! {missed} proxies not reached within {REACH_TIMEOUT_SECONDS:.0f} s")
-        left = sum(fleet.ask_all("settled"))
-        if left:
+        if left := sum(fleet.ask_all("settled")):
             print(f"    ! {left} proxies still hold the experiment")
-    return starts, stops, slowest_start, slowest_stop
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+Row = tuple[int, dict[str, float], dict[str, float], Reach]
 
 
 def main() -> None:
@@ -375,7 +434,7 @@ def main() -> None:
         proc, port = start_redis(work / "redis", args.appendfsync)
         url = f"redis://127.0.0.1:{port}/0"
         r = redis.Redis(port=port)
-        rows: list[tuple[int, dict[str, float], tuple[list[float], ...]]] = []
+        rows: list[Row] = []
         try:
             began = time.monotonic()
             fill(url, work, args.history)
@@ -383,22 +442,7 @@ def main() -> None:
                   f"{args.appendfsync}); {args.history} finished experiments written in "
                   f"{time.monotonic() - began:.1f} s; {os.cpu_count()} cores, load {load()}")
             for n in sizes:
-                began = time.monotonic()
-                fleet = Fleet(url, n, args.processes, work)
-                try:
-                    started = time.monotonic() - began
-                    time.sleep(3)  # start-up reads and registrations done
-                    idle = measure_idle(r, fleet, args.idle_seconds)
-                    print(f"N={n}: {len(fleet.pipes)} processes, started in {started:.1f} s; idle "
-                          f"{idle['ops']:.0f} commands/s, {idle['bytes'] / 1024:.1f} KB/s, Redis CPU "
-                          f"{100 * idle['redis_cpu']:.1f}%, workers' CPU {100 * idle['workers_cpu']:.0f}%, "
-                          f"load {load()}")
-                    reach = measure_reach(fleet, args.rounds)
-                    print(f"      start p50 {pct(reach[0], 0.5):.2f} s p99 {pct(reach[0], 0.99):.2f} s, "
-                          f"stop p50 {pct(reach[1], 0.5):.2f} s p99 {pct(reach[1], 0.99):.2f} s, load {load()}")
-                    rows.append((n, idle, reach))
-                finally:
-                    fleet.close()
+                rows.append(measure(url, r, n, args, work))
         finally:
             r.close()
             proc.terminate()
@@ -406,22 +450,51 @@ def main() -> None:
     print_table(rows, args)
 
 
+def measure(url: str, r: redis.Redis, n: int, args: argparse.Namespace, work: Path) -> Row:
+    began = time.monotonic()
+    fleet = Fleet(url, n, args.processes, work)
+    probe = Probe(r)
+    try:
+        print(f"N={n}: {len(fleet.pipes)} processes, started in {time.monotonic() - began:.1f} s")
+        time.sleep(3)  # start-up reads and registrations done
+        idle = measure_idle(r, fleet, args.idle_seconds)
+        print(f"    idle: {idle['ops']:.0f} commands/s, {idle['bytes'] / 1024:.1f} KB/s, Redis CPU "
+              f"{100 * idle['redis_cpu']:.1f}%; workers' CPU {100 * idle['workers_cpu']:.0f}% (of one core), "
+              f"load {load()}")
+        running = measure_running(r, fleet, args.idle_seconds)
+        print(f"    one experiment running: {running['ops']:.0f} commands/s, {running['bytes'] / 1024:.1f} KB/s, "
+              f"Redis CPU {100 * running['redis_cpu']:.1f}%, load {load()}")
+        reach = measure_reach(fleet, probe, args.rounds)
+        print(f"    start p50 {pct(reach['start'], 0.5):.2f} s p99 {pct(reach['start'], 0.99):.2f} s "
+              f"(left Redis {pct(reach['probe_start'], 0.5):.2f} s), stop p50 {pct(reach['stop'], 0.5):.2f} s "
+              f"p99 {pct(reach['stop'], 0.99):.2f} s (left Redis {pct(reach['probe_stop'], 0.5):.2f} s), "
+              f"load {load()}")
+        return n, idle, running, reach
+    finally:
+        probe.close()
+        fleet.close()
+
+
 def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def print_table(rows: list[tuple[int, dict[str, float], tuple[list[float], ...]]], args: argparse.Namespace) -> None:
-    print(f"\nIdle over {args.idle_seconds:.0f} s, {args.history} finished experiments in the store; "
-          f"reach over {args.rounds} rounds (p50 / p99 of every proxy; slowest: the last proxy of the slowest round)")
-    header = ("| proxies | Redis commands/s | per proxy | Redis bytes/s | per proxy | Redis CPU | "
-              "start p50 / p99 / slowest | stop p50 / p99 / slowest |")
-    print(header)
-    print("|---:|---:|---:|---:|---:|---:|---|---|")
-    for n, idle, (starts, stops, slow_start, slow_stop) in rows:
-        print(f"| {n:,} | {idle['ops']:,.0f} (instantaneous {idle['instantaneous']:,.0f}) | {idle['ops'] / n:.2f} | "
-              f"{idle['bytes'] / 1024:,.1f} KB/s | {idle['bytes'] / n:,.0f} B/s | {100 * idle['redis_cpu']:.1f}% | "
-              f"{pct(starts, 0.5):.2f} / {pct(starts, 0.99):.2f} / {max(slow_start):.2f} s | "
-              f"{pct(stops, 0.5):.2f} / {pct(stops, 0.99):.2f} / {max(slow_stop):.2f} s |")
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    print(f"\nIdle: over {args.idle_seconds:.0f} s, {args.history} finished experiments in the store. "
+          f"Running: the same with one experiment running. Start and stop: {args.rounds} rounds, p50 / p99 "
+          f"over every proxy of every round, and (in brackets) p50 of when the notice left Redis (at a "
+          f"subscriber after all the proxies).")
+    print("| proxies | idle: Redis commands/s (per proxy) | idle: Redis bytes/s (per proxy) | idle: Redis CPU "
+          "| running: commands/s (per proxy) | start reaches each proxy | stop reaches each proxy |")
+    print("|---:|---:|---:|---:|---:|---|---|")
+    for n, idle, running, reach in rows:
+        print(f"| {n:,} | {idle['ops']:,.0f} ({idle['ops'] / n:.2f}) | {idle['bytes'] / 1024:,.1f} KB/s "
+              f"({idle['bytes'] / n:,.0f} B/s) | {100 * idle['redis_cpu']:.1f}% "
+              f"| {running['ops']:,.0f} ({running['ops'] / n:.2f}) "
+              f"| {pct(reach['start'], 0.5):.2f} / {pct(reach['start'], 0.99):.2f} s "
+              f"({pct(reach['probe_start'], 0.5):.2f} s) "
+              f"| {pct(reach['stop'], 0.5):.2f} / {pct(reach['stop'], 0.99):.2f} s "
+              f"({pct(reach['probe_stop'], 0.5):.2f} s) |")
 
 
 if __name__ == "__main__":

@@ -291,6 +291,8 @@ class Engine:
             for stored in loaded:
                 if stored.experiment.state.status in ACTIVE and stored.experiment.id not in self._runs:
                     self._mirror(stored, now)
+                    if (run := self._runs.get(stored.experiment.id)) is not None:
+                        run.next_claim = now  # its holder may be gone (this very proxy): ask now
                     log.info("resumed experiment %s (%s)", stored.experiment.id, stored.experiment.state.status)
             self.rules.publish()
 
@@ -449,7 +451,12 @@ class Engine:
                 self._forget(run, revision)
             return
         if run is None:
-            run = self._runs[exp_id] = _Run(stored.experiment, stored.state)
+            # Its first claim a lease's lifetime from now (its holder has just saved it, mostly:
+            # a thousand proxies must not all ask the moment it starts), then whenever the
+            # holder's lease would expire.
+            ttl = self.fleet.lease_ttl
+            run = self._runs[exp_id] = _Run(stored.experiment, stored.state,
+                                            next_claim=now + ttl * random.uniform(1.0, 1.05))
         else:
             run.experiment, run.state = stored.experiment, stored.state
         # Taking the schedule over goes on counting saves from here.
