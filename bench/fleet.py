@@ -12,7 +12,9 @@ both cores are used), against one real redis-server started here with `--history
 experiments in it. What `EngineLoops` runs on four threads per proxy (tick, persist, upstream,
 housekeeping) runs here on four threads per process, each calling the same method of every
 proxy of the process at the same interval: a thousand proxies with five threads each would
-measure the scheduling of five thousand threads on two cores, not Redis.
+measure the scheduling of five thousand threads on two cores, not Redis. The proxy through
+which experiments start (it runs their schedule) has a process and `EngineLoops` of its own, as
+it would in a fleet.
 
 For each N it prints:
 - idle: Redis's commands/s and bytes/s (in + out) over `--idle-seconds`, from the deltas of
@@ -98,7 +100,7 @@ class Proxy:
         describe = {"id": proxy_id, "version": "bench", "pid": os.getpid(), "placement": {}, "store": "redis"}
         engine.resume()
         self.housekeeping = Housekeeping(store, engine, proxy_id, lambda: describe, metrics=metrics, chaos=chaos)
-        self.loops = EngineLoops(engine, housekeeping=self.housekeeping)  # driven by `Driver`
+        self.loops = EngineLoops(engine, housekeeping=self.housekeeping)  # or driven by `Driver`
         # When this proxy's rule index (what a request reads) gets or loses the watched fault.
         self.watch: tuple[str | None, bool] | None = None  # (experiment id or any, wanted: on)
         self.reached: float | None = None
@@ -166,13 +168,19 @@ class Driver:
             thread.join(30)
 
 
-def worker(url: str, ids: list[str], state_dir: Path, pipe: Connection) -> None:
-    """A process of simulated proxies, driven by the commands of `pipe`."""
+def worker(url: str, ids: list[str], state_dir: Path, pipe: Connection, alone: bool) -> None:
+    """A process of simulated proxies, driven by the commands of `pipe`. `alone`: one proxy
+    with its own `EngineLoops` threads, as `fisproxy run` has them."""
     proxies = []
     for proxy_id in ids:
         proxies.append(Proxy(url, proxy_id, state_dir))
         time.sleep(random.uniform(0, 0.002))  # not all in step (as proxies started one by one)
-    driver = Driver(proxies)
+    if alone:
+        for proxy in proxies:
+            proxy.loops.start()
+        driver: Driver | None = None
+    else:
+        driver = Driver(proxies)
     pipe.send(("ready", len(proxies)))
     while True:
         command, *args = pipe.recv()
@@ -204,7 +212,10 @@ def worker(url: str, ids: list[str], state_dir: Path, pipe: Connection) -> None:
                 time.sleep(0.02)
             pipe.send(sum(p.engine.active_count() for p in proxies))
         elif command == "quit":
-            driver.stop()
+            for proxy in proxies:
+                proxy.loops.stop()
+            if driver is not None:
+                driver.stop()
             for proxy in proxies:
                 proxy.close()
             pipe.send("bye")
@@ -212,18 +223,20 @@ def worker(url: str, ids: list[str], state_dir: Path, pipe: Connection) -> None:
 
 
 class Fleet:
-    """N simulated proxies in `processes` worker processes (forked: the imports are done)."""
+    """N simulated proxies: sim-0, through which experiments start (it runs their schedule),
+    alone in a process with its own threads, as a real proxy is; the others in `processes`
+    worker processes (forked: the imports are done)."""
 
     def __init__(self, url: str, n: int, processes: int, state_dir: Path) -> None:
         ctx = multiprocessing.get_context("fork")
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
         self.sizes: list[int] = []
-        processes = min(processes, n)
-        for w in range(processes):
-            ids = [f"sim-{i}" for i in range(n) if i % processes == w]
+        processes = min(processes, n - 1)
+        groups = [["sim-0"]] + [[f"sim-{i}" for i in range(1, n) if i % processes == w] for w in range(processes)]
+        for w, ids in enumerate(groups):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=worker, args=(url, ids, state_dir, there), daemon=True)
+            proc = ctx.Process(target=worker, args=(url, ids, state_dir, there, w == 0), daemon=True)
             proc.start()
             self.pipes.append(here)
             self.procs.append(proc)
@@ -380,6 +393,7 @@ def measure_reach(fleet: Fleet, probe: Probe, rounds: int) -> Reach:
     the notice that carried them left Redis (at the probe)."""
     out: Reach = {k: [] for k in ("start", "stop", "slowest_start", "slowest_stop", "probe_start", "probe_stop")}
     last = len(fleet.pipes) - 1
+    cpu, began_all = sum(fleet.ask_all("cpu")), time.monotonic()
     for _ in range(rounds):
         fleet.ask_all("watch", None, True)  # the fault of any experiment (only this one runs)
         began, exp_id = fleet.ask(0, "start", 0)  # through sim-0: it runs the schedule
@@ -401,6 +415,7 @@ def measure_reach(fleet: Fleet, probe: Probe, rounds: int) -> Reach:
             print(f"    ! {missed} proxies not reached within {REACH_TIMEOUT_SECONDS:.0f} s")
         if left := sum(fleet.ask_all("settled")):
             print(f"    ! {left} proxies still hold the experiment")
+    out["cpu"] = [sum(fleet.ask_all("cpu")) - cpu, time.monotonic() - began_all]
     return out
 
 
@@ -465,10 +480,13 @@ def measure(url: str, r: redis.Redis, n: int, args: argparse.Namespace, work: Pa
         print(f"    one experiment running: {running['ops']:.0f} commands/s, {running['bytes'] / 1024:.1f} KB/s, "
               f"Redis CPU {100 * running['redis_cpu']:.1f}%, load {load()}")
         reach = measure_reach(fleet, probe, args.rounds)
+        cpu, seconds = reach["cpu"]
+        per_round = (cpu - idle["workers_cpu"] * seconds) / args.rounds / n  # the proxies' own CPU
+        reach["cpu_per_proxy"] = [per_round]
         print(f"    start p50 {pct(reach['start'], 0.5):.2f} s p99 {pct(reach['start'], 0.99):.2f} s "
               f"(left Redis {pct(reach['probe_start'], 0.5):.2f} s), stop p50 {pct(reach['stop'], 0.5):.2f} s "
               f"p99 {pct(reach['stop'], 0.99):.2f} s (left Redis {pct(reach['probe_stop'], 0.5):.2f} s), "
-              f"load {load()}")
+              f"each proxy's CPU for a start and a stop {per_round * 1000:.1f} ms, load {load()}")
         return n, idle, running, reach
     finally:
         probe.close()
@@ -485,8 +503,9 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
           f"over every proxy of every round, and (in brackets) p50 of when the notice left Redis (at a "
           f"subscriber after all the proxies).")
     print("| proxies | idle: Redis commands/s (per proxy) | idle: Redis bytes/s (per proxy) | idle: Redis CPU "
-          "| running: commands/s (per proxy) | start reaches each proxy | stop reaches each proxy |")
-    print("|---:|---:|---:|---:|---:|---|---|")
+          "| running: commands/s (per proxy) | start reaches each proxy | stop reaches each proxy "
+          "| a proxy's CPU per start and stop |")
+    print("|---:|---:|---:|---:|---:|---|---|---:|")
     for n, idle, running, reach in rows:
         print(f"| {n:,} | {idle['ops']:,.0f} ({idle['ops'] / n:.2f}) | {idle['bytes'] / 1024:,.1f} KB/s "
               f"({idle['bytes'] / n:,.0f} B/s) | {100 * idle['redis_cpu']:.1f}% "
@@ -494,7 +513,7 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
               f"| {pct(reach['start'], 0.5):.2f} / {pct(reach['start'], 0.99):.2f} s "
               f"({pct(reach['probe_start'], 0.5):.2f} s) "
               f"| {pct(reach['stop'], 0.5):.2f} / {pct(reach['stop'], 0.99):.2f} s "
-              f"({pct(reach['probe_stop'], 0.5):.2f} s) |")
+              f"({pct(reach['probe_stop'], 0.5):.2f} s) | {reach['cpu_per_proxy'][0] * 1000:.1f} ms |")
 
 
 if __name__ == "__main__":

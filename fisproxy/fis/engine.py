@@ -19,7 +19,8 @@ and saves what changed. Which thread calls what:
 | `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves, log records, identities, a resync that failed | the store (its calls time out) |
 | `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, `deliveries` (`deliveries.py`) | the upstream, the store |
 | control API workers | `start_experiment`, `stop_experiment`, `cancel_all`, `resolved_targets` | the store (a stop ends the faults first) |
-| the store's change listener; `fisproxy-housekeeping` | `sync` | the store (read before the lock) |
+| the store's change listener | `_on_notice` (what changed, carried by the notice), `_on_change` -> `sync(id)` | the store, for notices without data (read before the lock) |
+| `fisproxy-housekeeping` (`fisproxy/housekeeping.py`) | `resync`: the data version, `sync()` only if it moved | the store (read before the lock) |
 | `fisproxy-action-N` (`runner.py`) | `worker_event` | an intent's save |
 | the proxy's event loop | `candidates`, `match`, `learn_identity` | nothing: no lock, memory only |
 

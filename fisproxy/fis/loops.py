@@ -6,7 +6,8 @@
 - `fisproxy-upstream`: the calls that wait on the upstream: stop-condition alarms every
   `alarm_poll_seconds`, and delivering the logs of ended experiments (CloudWatch Logs, S3).
 - `fisproxy-housekeeping`: every `HOUSEKEEPING_SECONDS`, the owner's `housekeeping` callback
-  (this proxy in the fleet listing, shared metrics, the periodic resync with the store).
+  (`fisproxy/housekeeping.py`: this proxy in the fleet listing, shared metrics, the periodic
+  resync with the store).
 
 Each loop is its own error boundary: an exception is logged and the loop goes on. `stop()`
 asks them all to end and waits for them; the engine is then closed by its owner.
