@@ -42,7 +42,6 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from fisproxy.fis.faults import Fault
 from fisproxy.fis.fleet import (
     IDENTITY_CHANGES,
     LEASE_TTL_SECONDS,
+    Ended,
     Fleet,
     SharedIdentities,
     Stored,
@@ -97,7 +97,6 @@ from fisproxy.fis.upstream import RoleSessions
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 0.5  # how often a proxy retries a claim the store could not answer
-ENDED_KEPT = 4096  # ended experiments remembered, so that an older save never revives one
 
 
 @dataclass
@@ -174,9 +173,7 @@ class Engine:
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
         self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
         self._runs: dict[str, _Run] = {}
-        # Experiments that ended here (forgotten) -> their last revision: a notice or a read of
-        # an older save that arrives late must not bring one back (bounded: oldest go first).
-        self._ended: OrderedDict[str, int] = OrderedDict()
+        self._ended = Ended()  # forgotten here: a late notice or read must not revive one
         self._resync_due = False
         self._synced_version: str | None = None
         self._synced = False  # a resync has read the store at `_synced_version`
@@ -371,25 +368,15 @@ class Engine:
         """A notice that carries what changed (a save, a stop request, an identity) on any
         proxy: taken in without reading the store (a thousand proxies, one message)."""
         if kind == IDENTITY_CHANGES:
-            self.identities.changed(key, data)
-            return
-        if kind != EXPERIMENT_CHANGES:
-            return
-        try:
-            notice = self.fleet.from_notice(data)
-        except ValueError as e:
-            log.debug("experiment %s: a notice this version cannot read (%s); reading the store", key, e)
-            self._on_change(kind, key)
-            return
+            return self.identities.changed(key, data)
         with self._lock:
             run = self._runs.get(key)
-            if isinstance(notice, Stored):
-                self._mirror(notice, self._clock())
-            elif run is not None:
-                self._mirror(Stored(run.experiment, run.state, notice), self._clock())
-            self.rules.publish()
-        if run is None and not isinstance(notice, Stored):
-            self._on_change(kind, key)  # a stop for an experiment not known here yet: read it
+            stored = self.fleet.from_notice(data, (run.experiment, run.state) if run else None)
+            if stored is not None:
+                self._mirror(stored, self._clock())
+                self.rules.publish()
+        if stored is None:  # one this version cannot read, or a stop of one not known here
+            self._on_change(kind, key)
 
     def _on_change(self, kind: str, key: str | None) -> None:
         try:
@@ -444,20 +431,18 @@ class Engine:
             if stored.stop is not None and run.status in STOPPABLE:
                 self._apply(run, Stop(stored.stop), now)
             return
-        if (run is not None and revision < run.state.revision) or (
-                run is None and exp_id in self._ended and revision <= self._ended[exp_id]):
+        if revision < (run.state.revision if run is not None else 0) or (
+                run is None and self._ended.covers(exp_id, revision)):
             return
         if stored.experiment.state.status in TERMINAL:
             if run is not None:
                 self._forget(run, revision)
             return
         if run is None:
-            # Its first claim a lease's lifetime from now (its holder has just saved it, mostly:
-            # a thousand proxies must not all ask the moment it starts), then whenever the
-            # holder's lease would expire.
-            ttl = self.fleet.lease_ttl
+            # First asks for its lease a lifetime of it from now (its holder just saved it, mostly:
+            # a thousand proxies must not all ask at its start), then when it would expire.
             run = self._runs[exp_id] = _Run(stored.experiment, stored.state,
-                                            next_claim=now + ttl * random.uniform(1.0, 1.05))
+                                            next_claim=now + self.fleet.lease_ttl * random.uniform(1.0, 1.05))
         else:
             run.experiment, run.state = stored.experiment, stored.state
         # Taking the schedule over goes on counting saves from here.
@@ -470,10 +455,7 @@ class Engine:
         """An experiment that ended: no rule left, remembered as ended at `revision`."""
         self.rules.deactivate_all(run.id)
         del self._runs[run.id]
-        self._ended[run.id] = revision
-        self._ended.move_to_end(run.id)
-        while len(self._ended) > ENDED_KEPT:
-            self._ended.popitem(last=False)
+        self._ended.add(run.id, revision)
 
     def _reconcile(self, run: _Run, now: float) -> None:
         """This proxy's rules for an experiment it mirrors: its running actions not past their

@@ -25,7 +25,7 @@ Which thread calls what is in `fis/engine.py`.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +73,25 @@ def mirrored_actions(experiment: Experiment, state: RunState, now: float, stop_a
 
 def lease_name(experiment_id: str) -> str:
     return f"experiment/{experiment_id}"
+
+
+class Ended:
+    """Experiments that ended on this proxy -> the revision they ended at: a notice or a read
+    of an older save, arriving late, must not bring one back. Bounded: the oldest go first."""
+
+    def __init__(self, kept: int = 4096) -> None:
+        self._kept = kept
+        self._revisions: OrderedDict[str, int] = OrderedDict()
+
+    def add(self, experiment_id: str, revision: int) -> None:
+        self._revisions[experiment_id] = revision
+        self._revisions.move_to_end(experiment_id)
+        while len(self._revisions) > self._kept:
+            self._revisions.popitem(last=False)
+
+    def covers(self, experiment_id: str, revision: int) -> bool:
+        """Whether a save at `revision` is one from before the experiment ended here."""
+        return revision <= self._revisions.get(experiment_id, -1)
 
 
 class Fleet:
@@ -144,17 +163,21 @@ class Fleet:
         return self.store.subscribe((EXPERIMENT_CHANGES, IDENTITY_CHANGES), callback, with_data)
 
     @staticmethod
-    def from_notice(data: dict[str, Any]) -> Stored | StopRequest:
+    def from_notice(data: dict[str, Any], known: tuple[Experiment, RunState] | None) -> Stored | None:
         """What an experiment's notice carries: a save (`ports.ExperimentStore.put_experiment`)
-        or a stop request (`ask_to_stop`). ValueError if it is neither (or not readable by this
-        version): read the store instead."""
-        if "stop" in data:
-            return StopRequest.model_validate(data["stop"])
-        if "experiment" in data:
-            runtime = data.get("runtime")
-            return Stored(Experiment.model_validate(data["experiment"]),
-                          RunState.model_validate(runtime) if runtime is not None else RunState(), None)
-        raise ValueError(f"an experiment notice with neither a save nor a stop: {sorted(data)}")
+        or a stop request (`ask_to_stop`) of the experiment `known` here. None if it cannot be
+        taken in so (a stop of one not known here, something this version cannot read): read
+        the store instead."""
+        try:
+            if "stop" in data and known is not None:
+                return Stored(*known, StopRequest.model_validate(data["stop"]))
+            if "experiment" in data:
+                runtime = data.get("runtime")
+                return Stored(Experiment.model_validate(data["experiment"]),
+                              RunState.model_validate(runtime) if runtime is not None else RunState(), None)
+        except ValueError as e:
+            log.debug("a change notice this version cannot read (%s); reading the store", e)
+        return None
 
 
 class SharedIdentities:
