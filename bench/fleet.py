@@ -388,12 +388,12 @@ def measure_running(r: redis.Redis, fleet: Fleet, seconds: float) -> dict[str, f
 Reach = dict[str, list[float]]
 
 
-def measure_reach(fleet: Fleet, probe: Probe, rounds: int) -> Reach:
+def measure_reach(r: redis.Redis, fleet: Fleet, probe: Probe, rounds: int) -> Reach:
     """Per-proxy start and stop latencies of every round, each round's slowest proxy, and when
     the notice that carried them left Redis (at the probe)."""
     out: Reach = {k: [] for k in ("start", "stop", "slowest_start", "slowest_stop", "probe_start", "probe_stop")}
     last = len(fleet.pipes) - 1
-    cpu, began_all = sum(fleet.ask_all("cpu")), time.monotonic()
+    cpu, began_all, redis_before = sum(fleet.ask_all("cpu")), time.monotonic(), server_stats(r)
     for _ in range(rounds):
         fleet.ask_all("watch", None, True)  # the fault of any experiment (only this one runs)
         began, exp_id = fleet.ask(0, "start", 0)  # through sim-0: it runs the schedule
@@ -416,6 +416,9 @@ def measure_reach(fleet: Fleet, probe: Probe, rounds: int) -> Reach:
         if left := sum(fleet.ask_all("settled")):
             print(f"    ! {left} proxies still hold the experiment")
     out["cpu"] = [sum(fleet.ask_all("cpu")) - cpu, time.monotonic() - began_all]
+    redis_after = server_stats(r)
+    out["redis_cpu"] = [sum(redis_after[k] - redis_before[k] for k in ("used_cpu_sys", "used_cpu_user"))]
+    out["redis_out"] = [redis_after["total_net_output_bytes"] - redis_before["total_net_output_bytes"]]
     return out
 
 
@@ -479,14 +482,18 @@ def measure(url: str, r: redis.Redis, n: int, args: argparse.Namespace, work: Pa
         running = measure_running(r, fleet, args.idle_seconds)
         print(f"    one experiment running: {running['ops']:.0f} commands/s, {running['bytes'] / 1024:.1f} KB/s, "
               f"Redis CPU {100 * running['redis_cpu']:.1f}%, load {load()}")
-        reach = measure_reach(fleet, probe, args.rounds)
+        reach = measure_reach(r, fleet, probe, args.rounds)
         cpu, seconds = reach["cpu"]
         per_round = (cpu - idle["workers_cpu"] * seconds) / args.rounds / n  # the proxies' own CPU
         reach["cpu_per_proxy"] = [per_round]
+        redis_per_round = (reach["redis_cpu"][0] - idle["redis_cpu"] * seconds) / args.rounds
+        reach["redis_per_round"] = [redis_per_round, reach["redis_out"][0] / args.rounds]
         print(f"    start p50 {pct(reach['start'], 0.5):.2f} s p99 {pct(reach['start'], 0.99):.2f} s "
               f"(left Redis {pct(reach['probe_start'], 0.5):.2f} s), stop p50 {pct(reach['stop'], 0.5):.2f} s "
               f"p99 {pct(reach['stop'], 0.99):.2f} s (left Redis {pct(reach['probe_stop'], 0.5):.2f} s), "
-              f"each proxy's CPU for a start and a stop {per_round * 1000:.1f} ms, load {load()}")
+              f"each proxy's CPU for a start and a stop {per_round * 1000:.1f} ms, Redis's "
+              f"{redis_per_round * 1000:.0f} ms and {reach['redis_out'][0] / args.rounds / 1024:,.0f} KB out, "
+              f"load {load()}")
         return n, idle, running, reach
     finally:
         probe.close()
@@ -504,8 +511,8 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
           f"subscriber after all the proxies).")
     print("| proxies | idle: Redis commands/s (per proxy) | idle: Redis bytes/s (per proxy) | idle: Redis CPU "
           "| running: commands/s (per proxy) | start reaches each proxy | stop reaches each proxy "
-          "| a proxy's CPU per start and stop |")
-    print("|---:|---:|---:|---:|---:|---|---|---:|")
+          "| a proxy's CPU per start and stop | Redis's CPU (and bytes out) per start and stop |")
+    print("|---:|---:|---:|---:|---:|---|---|---:|---:|")
     for n, idle, running, reach in rows:
         print(f"| {n:,} | {idle['ops']:,.0f} ({idle['ops'] / n:.2f}) | {idle['bytes'] / 1024:,.1f} KB/s "
               f"({idle['bytes'] / n:,.0f} B/s) | {100 * idle['redis_cpu']:.1f}% "
@@ -513,7 +520,8 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
               f"| {pct(reach['start'], 0.5):.2f} / {pct(reach['start'], 0.99):.2f} s "
               f"({pct(reach['probe_start'], 0.5):.2f} s) "
               f"| {pct(reach['stop'], 0.5):.2f} / {pct(reach['stop'], 0.99):.2f} s "
-              f"({pct(reach['probe_stop'], 0.5):.2f} s) | {reach['cpu_per_proxy'][0] * 1000:.1f} ms |")
+              f"({pct(reach['probe_stop'], 0.5):.2f} s) | {reach['cpu_per_proxy'][0] * 1000:.1f} ms "
+              f"| {reach['redis_per_round'][0] * 1000:.0f} ms ({reach['redis_per_round'][1] / 1024:,.0f} KB) |")
 
 
 if __name__ == "__main__":
