@@ -15,12 +15,14 @@
 FROM python:3.11.14-slim-bookworm
 
 # FISPROXY_CERTS / FISPROXY_STATE: the defaults of `fisproxy env` and `fisproxy ca` when run
-# inside the container (docker exec).
+# inside the container (docker exec). FISPROXY_RUNTIME_DIR: where the running proxy leaves its
+# address for them, on a volume, so the root filesystem can be read-only.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FISPROXY_CERTS=/certs \
-    FISPROXY_STATE=/state/fisproxy.sqlite
+    FISPROXY_STATE=/state/fisproxy.sqlite \
+    FISPROXY_RUNTIME_DIR=/state/run
 
 # Only what `pip install .` reads (.dockerignore is an allow-list too); no dev extras, but the
 # Redis client (the `redis` extra: `--store redis://...`, a fleet of sidecars on one store).

@@ -7,6 +7,9 @@
 #                                 so; each version's result and wall time are printed at the end
 #   make test PYTHON=python3.12   only that interpreter (every target honours PYTHON)
 #   make lint                     ruff, import contracts (import-linter), mypy: scripts/lint
+#   make containers               the image built and checked, then run as a sidecar in a pod,
+#                                 from deploy/kubernetes/pod.yaml and docker-compose.yml, with
+#                                 Docker or Podman (docker/check; skipped without either)
 #   make bench | clean
 #
 # One venv per Python minor version, created when missing and re-created when its Python no
@@ -33,7 +36,7 @@ VENV            := $(if $(filter $(DEFAULT_VERSION),$(PY_VERSION)),.venv,.venv-$
 BIN             := $(VENV)/bin
 CLEAN_ENV       := env -u AWS_CA_BUNDLE -u REQUESTS_CA_BUNDLE -u SSL_CERT_FILE -u CURL_CA_BUNDLE -u NODE_EXTRA_CA_CERTS
 
-.PHONY: run web test test-one lint bench clean
+.PHONY: run web test test-one lint containers bench clean
 
 $(VENV)/.python-$(PY_VERSION):
 	@[ -n "$(PY_VERSION)" ] || { echo "make: no working '$(PYTHON)' here; name another with PYTHON=..." >&2; exit 2; }
@@ -95,6 +98,10 @@ test:
 	@echo "== PYTHON=$(PYTHON) given: testing that one only (without it: $(SUPPORTED))"
 	@+$(call run_tests,$(or $(PY_VERSION),?)=$(PYTHON))
 endif
+
+# Not Python-version-specific: once, with the venv of python3 (CI runs it after `make test`).
+containers: $(VENV)/.installed-test
+	$(CLEAN_ENV) VENV=$(VENV) docker/check $(ARGS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/overhead.py $(ARGS)

@@ -24,13 +24,20 @@ from typing import NoReturn
 
 from fisproxy import __version__, reportcli, runtimefile
 from fisproxy.certs import CA_CERT, ensure_ca, write_bundle
+from fisproxy.fis.passrole import RolePolicy
 from fisproxy.fis.templates_file import load_templates
 from fisproxy.proxy.auth import ControlAuth
+from fisproxy.proxy.browser import BrowserGuard
 from fisproxy.proxy.settings import default_state_path, parse_endpoint, parse_placement
 from fisproxy.runtimefile import RunningProxy
 from fisproxy.statefile import state_problem
 
-LIST_OPTIONS = frozenset({"fisproxy_templates", "fisproxy_control_credentials", "mode", "scripts"})
+LIST_OPTIONS = frozenset({"fisproxy_templates", "fisproxy_control_credentials", "mode", "scripts",
+                          "fisproxy_allowed_hosts", "fisproxy_allowed_origins", "fisproxy_allowed_roles"})
+# Repeatable flags of lists, their option, and the variable read (comma separated) when absent.
+ALLOWED = (("allowed_host", "fisproxy_allowed_hosts", "FISPROXY_ALLOWED_HOSTS"),
+           ("allowed_origin", "fisproxy_allowed_origins", "FISPROXY_ALLOWED_ORIGINS"),
+           ("allowed_role", "fisproxy_allowed_roles", "FISPROXY_ALLOWED_ROLES"))
 
 
 def default_certs_dir() -> Path:
@@ -120,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "repeatable (default: $FISPROXY_CONTROL_CREDENTIALS, comma separated)")
         p.add_argument("--public-metrics", action="store_true",
                        help="serve /metrics without control API credentials")
+        p.add_argument("--allowed-host", metavar="NAME", action="append",
+                       help="a host name the control API answers to, besides IP addresses, "
+                            "localhost and the listen host (a compose service name; *.domain "
+                            "patterns); others are refused (DNS rebinding); repeatable (default: "
+                            "$FISPROXY_ALLOWED_HOSTS, comma separated)")
+        p.add_argument("--allowed-origin", metavar="ORIGIN", action="append",
+                       help="a web page origin (https://host[:port]) allowed to change things "
+                            "through the control API (CSRF); repeatable (default: "
+                            "$FISPROXY_ALLOWED_ORIGINS)")
+        p.add_argument("--allowed-role", metavar="PATTERN", action="append",
+                       help="a role ARN (pattern with * and ?) templates may name, like FIS's "
+                            "iam:PassRole; resource actions against real AWS need one unless the "
+                            "control API is authenticated; repeatable (default: $FISPROXY_ALLOWED_ROLES)")
         p.add_argument("--set", dest="setoptions", action="append", default=[],
                        metavar="OPTION=VALUE", help="any mitmproxy or fisproxy_* option")
 
@@ -233,6 +253,13 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
         ControlAuth.from_options(args.control_token, control_credentials(args))
     except ValueError as e:  # names the option, never the secret
         fail(str(e).replace("fisproxy_control_", "--control-", 1))
+    allowed = {option: listed(args, flag, variable) for flag, option, variable in ALLOWED}
+    try:
+        BrowserGuard.from_options(allowed["fisproxy_allowed_hosts"], allowed["fisproxy_allowed_origins"])
+        RolePolicy.from_options(allowed["fisproxy_allowed_roles"], remote_upstream=True, authenticated=False)
+    except ValueError as e:
+        option, _, message = str(e).partition(": ")
+        fail(f"--{option.removeprefix('fisproxy_').replace('_', '-').removesuffix('s')}: {message}")
     for path in args.templates:
         if not path.is_file() or not os.access(path, os.R_OK):
             fail(f"--templates: cannot read {path}")
@@ -280,6 +307,7 @@ def mitmproxy_args(args: argparse.Namespace) -> list[str]:
     options += [f"fisproxy_control_credentials={c}" for c in control_credentials(args)]
     if args.public_metrics:
         options.append("fisproxy_metrics_public=true")
+    options += [f"{option}={value}" for option, values in allowed.items() for value in values]
     if args.command == "web":
         options += [f"web_port={args.web_port}", "web_open_browser=false"]
     # A --set of the user's wins over the value a flag (or its default) gave: mitmproxy takes
@@ -324,6 +352,14 @@ def check_store(url: str) -> None:
     except StoreUnavailable as e:
         fail(f"--store {redacted(url)}: {e}")
     store.close()
+
+
+def listed(args: argparse.Namespace, flag: str, variable: str) -> list[str]:
+    """A repeatable flag's values, else the environment variable's (comma separated)."""
+    given = getattr(args, flag)
+    if given is not None:
+        return [v.strip() for v in given if v.strip()]
+    return [v.strip() for v in os.environ.get(variable, "").split(",") if v.strip()]
 
 
 def control_credentials(args: argparse.Namespace) -> list[str]:

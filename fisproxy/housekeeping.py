@@ -64,9 +64,9 @@ class Housekeeping:
                     self.chaos.reload()
                 self._next_resync = now + _jittered(RESYNC_SECONDS)
         except StoreUnavailable as e:
-            # Traffic goes on; the experiments known here keep their faults until they end.
-            logger.warning("fisproxy: the store is unavailable (%s): enforcing the experiments "
-                           "already known until they end; retrying", e)
+            # Traffic goes on; the experiments known here keep their faults until they end. The
+            # store announced the outage (one line when it starts, one when it ends).
+            logger.debug("fisproxy: housekeeping: the store is unavailable (%s); retrying", e)
 
 
 def _jittered(seconds: float) -> float:

@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from fisproxy.fis.outage import announced
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.requestlog import RequestRecord
 
@@ -112,7 +113,7 @@ class Metrics:
             try:
                 self._shared.incr_counters(pending)
             except Exception as e:  # store down: keep the counts, try again later
-                log.warning("fisproxy: metrics not shared yet (%s)", e)
+                (log.debug if announced(e) else log.warning)("fisproxy: metrics not shared yet (%s)", e)
                 with self._count_lock:
                     self._pending.update(pending)
 
@@ -123,7 +124,8 @@ class Metrics:
         try:
             return self._shared.read_counters()
         except Exception as e:
-            log.warning("fisproxy: shared metrics unavailable (%s); showing none", e)
+            (log.debug if announced(e) else log.warning)(
+                "fisproxy: shared metrics unavailable (%s); showing none", e)
             return {}
 
     def exposition(self) -> bytes:

@@ -22,14 +22,10 @@ from urllib.parse import quote, urlencode
 
 from fisproxy.fis.models import Experiment
 from fisproxy.proxy.settings import default_state_path
-from fisproxy.report import (
-    align_columns,
-    build_report,
-    experiment_row,
-    iso,
-    render_html,
-    render_table,
-)
+from fisproxy.reports.model import Report
+from fisproxy.reports.present import align_columns, experiment_row, iso
+from fisproxy.reports.service import build, render
+from fisproxy.reports.text import render_table
 from fisproxy.store import Store
 
 DEFAULT_CONTROL_URL = "http://127.0.0.1:8082"
@@ -42,7 +38,9 @@ class CliError(Exception):
 
 
 class Source(Protocol):
-    def report(self, experiment_id: str) -> dict[str, Any]: ...
+    def report(self, experiment_id: str, fmt: str) -> bytes:
+        """The report as `service.render` makes it (json, html, pdf)."""
+        ...
 
     def experiments(self) -> list[Experiment]: ...
 
@@ -56,8 +54,14 @@ def register(subparsers: Any) -> None:
     report = subparsers.add_parser(
         "report", help="per action and operation: requests, faults, SDK calls, retries, backoff, outcome")
     report.add_argument("experiment_id", metavar="EXPERIMENT_ID")
-    report.add_argument("--format", choices=("table", "json", "html"), default="table",
-                        help="table (default), json for scripts, html (self-contained page)")
+    report.add_argument("--format", choices=("table", "json", "html", "pdf"), default="table",
+                        help="table (default), json for scripts, html (a self-contained page), pdf")
+    report.add_argument("--html", dest="format", action="store_const", const="html",
+                        help="the HTML page (same as --format html)")
+    report.add_argument("--pdf", dest="format", action="store_const", const="pdf",
+                        help="the PDF, as FIS delivers it (same as --format pdf)")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="write the report there (a PDF goes to <experiment>.pdf when stdout is a terminal)")
     _source_args(report)
     experiments = subparsers.add_parser("experiments", help="list experiments: id, template, state, start, end")
     experiments.add_argument("--format", choices=("table", "json"), default="table")
@@ -82,20 +86,40 @@ def dispatch(args: argparse.Namespace) -> bool:
     if command is None:
         return False
     try:
-        sys.stdout.write(command(args))
+        out = command(args)
+        if isinstance(out, bytes) or getattr(args, "output", None) is not None:
+            _write_binary(args, out.encode() if isinstance(out, str) else out)
+        else:
+            sys.stdout.write(out)
     except CliError as e:
         sys.stderr.write(f"fisproxy {args.command}: error: {e}\n")
         raise SystemExit(2) from None
     return True
 
 
-def _report(args: argparse.Namespace) -> str:
-    report = _source(args).report(args.experiment_id)
-    if args.format == "json":
-        return json.dumps(report, indent=2) + "\n"
-    if args.format == "html":
-        return render_html(report)
-    return render_table(report)
+def _report(args: argparse.Namespace) -> str | bytes:
+    source = _source(args)
+    if args.format == "table":
+        return render_table(Report.model_validate_json(source.report(args.experiment_id, "json")))
+    body = source.report(args.experiment_id, args.format)
+    if args.format == "pdf":
+        return body
+    return body.decode() + ("\n" if args.format == "json" else "")
+
+
+def _write_binary(args: argparse.Namespace, body: bytes) -> None:
+    """To --output, or stdout unless it is a terminal (then `<experiment>.pdf`, said on stderr)."""
+    path: Path | None = args.output
+    if path is None and not sys.stdout.isatty():
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return
+    path = path or Path(f"{args.experiment_id}.{args.format}")
+    try:
+        path.write_bytes(body)
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+    sys.stderr.write(f"fisproxy report: wrote {path}\n")
 
 
 def _experiments(args: argparse.Namespace) -> str:
@@ -144,10 +168,10 @@ class StateFile:
             raise CliError(f"no state file at {path} (start the proxy, or pass --state or --control-url)")
         self.path = path
 
-    def report(self, experiment_id: str) -> dict[str, Any]:
+    def report(self, experiment_id: str, fmt: str) -> bytes:
         store = Store(self.path)
         try:
-            return build_report(store, experiment_id)
+            return render(build(store, experiment_id, with_dashboards=False), fmt)
         except KeyError:
             raise CliError(f"no experiment {experiment_id} in {self.path}") from None
         finally:
@@ -182,9 +206,9 @@ class ControlApi:
             return False
         return isinstance(health, dict) and health.get("status") == "ok"
 
-    def report(self, experiment_id: str) -> dict[str, Any]:
-        report: dict[str, Any] = self._get(f"/_fisproxy/experiments/{quote(experiment_id, safe='')}/report")
-        return report
+    def report(self, experiment_id: str, fmt: str) -> bytes:
+        path = f"/_fisproxy/experiments/{quote(experiment_id, safe='')}/report?format={fmt}"
+        return self._fetch(path, TIMEOUT_SECONDS * 6)
 
     def experiments(self) -> list[Experiment]:
         ids: list[str] = []
@@ -205,15 +229,20 @@ class ControlApi:
 
     def _get(self, path: str, timeout: float = TIMEOUT_SECONDS) -> Any:
         try:
+            return json.loads(self._fetch(path, timeout))
+        except ValueError:
+            raise CliError(f"{self.url}{path} did not answer JSON: is it a fisproxy control API?") from None
+
+    def _fetch(self, path: str, timeout: float) -> bytes:
+        try:
             with self._opener.open(self.url + path, timeout=timeout) as response:
-                return json.loads(response.read())
+                body: bytes = response.read()
+                return body
         except urllib.error.HTTPError as e:
             raise CliError(_http_error(e)) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise CliError(f"cannot reach the control API at {self.url}: {reason}") from None
-        except ValueError:
-            raise CliError(f"{self.url}{path} did not answer JSON: is it a fisproxy control API?") from None
 
 
 def _http_error(e: urllib.error.HTTPError) -> str:

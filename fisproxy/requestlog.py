@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from fisproxy.fis.outage import announced, log_failure
 from fisproxy.fis.ports import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ class Recorder:
             except Exception as e:
                 if _store_unavailable(e):
                     rest = chunk + [r for c in reversed(chunks) for r in c]
-                    logger.error("fisproxy: could not record %d requests (%s); will retry", len(rest), e)
+                    (logger.debug if announced(e) else logger.error)(
+                        "fisproxy: could not record %d requests (%s); will retry", len(rest), e)
                     self._keep(rest)
                     return
                 if len(chunk) > 1:
@@ -231,8 +233,8 @@ class Recorder:
         self._last_prune = now
         try:
             self._store.delete_requests_before(now - self._retention)
-        except Exception:
-            logger.exception("fisproxy: could not prune old request records")
+        except Exception as e:
+            log_failure(logger, e, "fisproxy: could not prune old request records")
 
 
 def _store_unavailable(error: Exception) -> bool:

@@ -5,6 +5,7 @@ when run from the venv, and the compose example is wired consistently."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -165,11 +166,34 @@ def test_constraints_pin_every_dependency_for_the_images_python(dockerfile: Dock
         assert req.specifier.contains(pins[name]), f"{req.name}=={pins[name]} does not satisfy {req}"
 
 
-def test_build_check_says_it_is_skipped_without_a_docker_daemon(tmp_path: Path) -> None:
-    result = subprocess.run([str(ROOT / "docker" / "build-check")], capture_output=True, text=True, timeout=60,
-                            env=clean_env(DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock"))
+def path_without_engines(tmp_path: Path, docker_client: bool) -> str:
+    """A PATH with the machine's commands but neither docker nor podman; with docker_client, a
+    `docker` that finds no daemon (as on machines with the client only)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        for command in Path(folder).glob("*") if Path(folder).is_dir() else ():
+            target = bin_dir / command.name
+            if command.name not in ("docker", "podman") and not target.exists() and not target.is_symlink():
+                target.symlink_to(command)
+    if docker_client:
+        (bin_dir / "docker").write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+        (bin_dir / "docker").chmod(0o755)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("script", ["build-check", "check"])
+@pytest.mark.parametrize("docker_client, reason", [
+    (False, "no container engine (neither docker nor podman is installed)"),
+    (True, "no Docker daemon (docker info failed) and no podman"),
+])
+def test_container_checks_say_in_one_line_that_they_are_skipped_without_an_engine(
+        tmp_path: Path, script: str, docker_client: bool, reason: str) -> None:
+    env = clean_env(PATH=path_without_engines(tmp_path, docker_client))
+    env.pop("FISPROXY_ENGINE", None)
+    result = subprocess.run([str(ROOT / "docker" / script)], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("docker/build-check: skipped: no Docker")
+    assert (result.stdout, result.stderr) == (f"docker/{script}: skipped: {reason}\n", "")
 
 
 def dockerignore_matcher(path: Path):
@@ -305,9 +329,11 @@ def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
     mounts = {m.split(":")[1]: m.split(":")[0] for m in fisproxy["volumes"]}
     assert set(mounts) == {certs, state_dir}
     for published in fisproxy["ports"]:
-        host_ip, _, container_port = published.split(":")
+        host_ip, host_port, container_port = re.fullmatch(r"([^:]+):(\$\{[^}]+\}|\d+):(\d+)", published).groups()  # type: ignore[union-attr]
         assert host_ip == "127.0.0.1", "publish the proxy on loopback only"
         assert container_port in (proxy_port, control_port)
+        assert host_port.endswith(f":-{container_port}}}") or host_port == container_port, (
+            "by default the host port is the container's")
 
     app = services["app"]
     env = app["environment"]
@@ -315,6 +341,7 @@ def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
     assert (proxy_url.hostname, str(proxy_url.port)) == ("fisproxy", proxy_port)
     fis_url = urlsplit(env["AWS_ENDPOINT_URL_FIS"])
     assert (fis_url.hostname, str(fis_url.port)) == ("fisproxy", control_port)
+    assert fis_url.hostname in allowed_hosts(fisproxy), "the control API answers only names it is given"
     assert "fisproxy" in env["NO_PROXY"].split(","), "the control API is plain HTTP, not proxied"
     ca_dir, ca_name = env["AWS_CA_BUNDLE"].rsplit("/", 1)
     assert ca_name == "mitmproxy-ca-cert.pem"
@@ -332,6 +359,13 @@ def test_compose_example_is_wired_consistently(dockerfile: Dockerfile) -> None:
             assert mount.split(":")[0] in compose["volumes"]
 
 
+def allowed_hosts(service: dict) -> set[str]:
+    """The names a compose service's fisproxy answers to (--allowed-host, $FISPROXY_ALLOWED_HOSTS)."""
+    command = service.get("command", [])
+    given = [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--allowed-host"]
+    return set(given) | set(service.get("environment", {}).get("FISPROXY_ALLOWED_HOSTS", "").split(","))
+
+
 def test_compose_fleet_example_is_two_pods_on_one_store() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     fleet = {n: s for n, s in compose["services"].items() if "fleet" in s.get("profiles", [])}
@@ -344,8 +378,42 @@ def test_compose_fleet_example_is_two_pods_on_one_store() -> None:
         env = app["environment"]
         assert urlsplit(env["HTTPS_PROXY"]).hostname == f"fisproxy-{pod}"  # each app its own sidecar
         assert urlsplit(env["AWS_ENDPOINT_URL_FIS"]).hostname == f"fisproxy-{pod}"
+        assert f"fisproxy-{pod}" in allowed_hosts(proxy)
         certs = next(m.split(":")[0] for m in proxy["volumes"] if m.split(":")[1] == "/certs")
         assert f"{certs}:/certs:ro" in app["volumes"]
     assert len(stores) == 1 and urlsplit(stores.pop()).hostname == "redis"  # one FIS
     assert zones == {"az=us-east-1a", "az=us-east-1b"}
     assert "--appendonly" in fleet["redis"]["command"]
+
+
+def test_kubernetes_manifest_is_a_native_sidecar_wired_to_the_image(dockerfile: Dockerfile) -> None:
+    """deploy/kubernetes/pod.yaml (run for real by tests/containers/test_kube.py): the same ports,
+    paths and health check as the image, the CA shared read-only with a non-root app."""
+    pod = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "pod.yaml").read_text())
+    spec = pod["spec"]
+    [sidecar] = [c for c in spec["initContainers"] if c["name"] == "fisproxy"]
+    assert sidecar["restartPolicy"] == "Always", "a native sidecar"
+    argv = dockerfile.command() + sidecar["args"]
+    listen_hosts = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--listen-host"]
+    assert listen_hosts[-1] == "127.0.0.1", "loopback is enough in a pod (the last flag wins)"
+    assert sidecar["startupProbe"]["exec"]["command"] == dockerfile.healthcheck()
+    context = sidecar["securityContext"]
+    assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
+    certs, state = flag(argv, "--certs"), str(Path(flag(argv, "--state")).parent)
+    assert set(mounts) == {certs, state} and all("emptyDir" in volumes[n] for n in mounts.values())
+
+    app = next(c for c in spec["containers"] if c["name"] == "app")
+    env = {e["name"]: e["value"] for e in app["env"]}
+    assert env["HTTPS_PROXY"] == f"http://127.0.0.1:{flag(argv, '--port')}"
+    assert env["AWS_ENDPOINT_URL_FIS"] == f"http://127.0.0.1:{flag(argv, '--control-port')}"
+    assert "127.0.0.1" in env["NO_PROXY"].split(",")
+    [ca_mount] = [m for m in app["volumeMounts"] if m["name"] == mounts[certs]]
+    assert ca_mount["readOnly"] and env["AWS_CA_BUNDLE"] == f"{ca_mount['mountPath']}/mitmproxy-ca-cert.pem"
+    user = app["securityContext"]["runAsUser"]
+    assert user not in (0, int(dockerfile.last("USER").split(":")[0])), "the CA key must stay unreadable"
+    upstream = urlsplit(flag(argv, "--aws-endpoint"))
+    moto = next(c for c in spec["containers"] if c["name"] == "moto")
+    assert {e["name"]: e["value"] for e in moto["env"]}["MOTO_PORT"] == str(upstream.port)
+    assert all(c.get("imagePullPolicy") == "IfNotPresent" for c in spec["containers"] + spec["initContainers"])

@@ -62,7 +62,7 @@ class _Credential:
         self.scoped = scoped  # a SigV4 credential scope, as opposed to a bare SigV2 key
 
 
-@lru_cache(maxsize=1024)  # a client sends the same scope all day; bounded, for what clients send
+@lru_cache(maxsize=256)  # a client sends the same scopes all day; bounded (clients choose them)
 def _scope(credential: str) -> _Credential | None:
     # AKID/yyyymmdd/region/service/aws4_request (SigV4) or AKID/yyyymmdd/service/aws4_request
     # (SigV4a). Access key ids contain no "/".

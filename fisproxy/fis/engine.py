@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from fisproxy.aws.call import AwsCall
-from fisproxy.fis import explog, ids, lifecycle
+from fisproxy.fis import explog, ids, lifecycle, reportstate
 from fisproxy.fis.activation import Rules
 from fisproxy.fis.decide import decide
 from fisproxy.fis.deliveries import LogDeliveries
@@ -79,6 +79,7 @@ from fisproxy.fis.lifecycle import (
 )
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
+from fisproxy.fis.outage import announced
 from fisproxy.fis.ports import (
     EXPERIMENT_CHANGES,
     FleetStore,
@@ -120,6 +121,7 @@ class _Run:
     save_failing: bool = False  # said once in the log, not at every retry
     logs: list[tuple[explog.LogType, float, dict[str, Any]]] = field(default_factory=list)
     deliver: bool = False  # its log delivery is still to be recorded
+    report: bool = False  # its FIS report is still to be queued (reports/delivery.py makes it)
 
     @property
     def id(self) -> str:
@@ -131,7 +133,7 @@ class _Run:
 
     @property
     def unsaved(self) -> bool:
-        return self.saved < self.version or bool(self.logs) or self.deliver
+        return self.saved < self.version or bool(self.logs) or self.deliver or self.report
 
 
 class Engine:
@@ -162,14 +164,15 @@ class Engine:
         self.shard_iterators = ShardIterators()  # Kinesis GetRecords -> stream, for scoped faults
         self.poller = alarm_poller or AlarmPoller(upstream_endpoint)
         self.fleet = Fleet(store, proxy_id, lease_ttl_seconds)
-        self.deliveries = LogDeliveries(store, endpoint=upstream_endpoint, account_id=account_id, clock=clock)
+        # Experiment roles are assumed on the upstream (AssumeRole) when an experiment needs to
+        # look at or act on resources, or delivers its logs; API faults on roles given by ARN
+        # need no upstream.
+        sessions = sessions or RoleSessions(upstream_endpoint)
+        self.deliveries = LogDeliveries(store, sessions, account_id=account_id, clock=clock)
         self.identities = SharedIdentities(store)
         self.identities.load()
         self.rules = Rules(Where("", self.placement, self.shard_iterators), self.identities.identities, loop)
-        # Experiment roles are assumed on the upstream (AssumeRole) when an experiment needs to
-        # look at or act on resources; API faults on roles given by ARN need no upstream.
-        self.runner = ActionRunner(self, sessions or RoleSessions(upstream_endpoint), clock=clock,
-                                   max_workers=max_action_workers)
+        self.runner = ActionRunner(self, sessions, clock=clock, max_workers=max_action_workers)
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
         self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
         self._runs: dict[str, _Run] = {}
@@ -339,6 +342,13 @@ class Engine:
             self.fleet.release(run.id)
         self.identities.save()
 
+    def action_detail(self, experiment_id: str, details: dict[str, Any]) -> None:
+        """A resource action's `action-detail` record (runner threads): saved with the run."""
+        with self._lock:
+            run = self._runs.get(experiment_id)
+            if run is not None:
+                run.logs.append(("action-detail", self._clock(), details))
+
     def worker_event(self, experiment_id: str, event: Resolved | ActionProgress | ActionEnded) -> None:
         """A worker's answer (`runner.py`): targets resolved, an action's progress (an intent is
         saved before this returns: SaveError if it could not be), an action ended."""
@@ -481,7 +491,7 @@ class Engine:
             try:
                 left = self.fleet.claim(run.id)
             except StoreUnavailable as e:
-                if run.owned:  # nobody can take it over either: carry on, loudly
+                if run.owned and not announced(e):  # nobody can take it over either: carry on
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
                 continue
             held.append((run, left == 0.0))
@@ -578,9 +588,21 @@ class Engine:
                     self.runner.undo(run.id, name)
                 case lifecycle.DeliverLogs():
                     run.deliver = True
+                case lifecycle.QueueReport():
+                    run.report = True
         if any(isinstance(effect, lifecycle.Save) for effect in step.effects):
             run.version += 1
         self.rules.publish()
+
+    def _queue_report(self, run: _Run, experiment: Experiment) -> None:
+        """FIS's report of an ended experiment, made later by reports/delivery.py; if the store
+        refuses now, that module's sweep queues it (the end itself is saved)."""
+        try:
+            reportstate.queue_report(self._store, experiment, self._clock())
+        except Exception as err:
+            log.warning("experiment %s: report not queued yet (%s)", run.id, err)
+        with self._lock:
+            run.report = False
 
     def _save(self, run: _Run) -> None:
         """Write the run's log records, then the experiment and its state, as they are now;
@@ -591,7 +613,7 @@ class Engine:
                 if not run.unsaved:
                     return
                 experiment, state, version = run.experiment, run.state, run.version
-                records, deliver = list(run.logs), run.deliver
+                records, deliver, report = list(run.logs), run.deliver, run.report
             written = 0
             try:
                 for log_type, t, details in records:
@@ -611,3 +633,5 @@ class Engine:
                 if deliver:
                     run.deliver = False
                     self.deliveries.queue(run.id)
+            if report:
+                self._queue_report(run, experiment)

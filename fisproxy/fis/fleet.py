@@ -33,6 +33,7 @@ from typing import Any
 from fisproxy.fis.identities import Identities
 from fisproxy.fis.lifecycle import ACTIVE, STOPPABLE, STOPPING, TERMINAL, is_resource
 from fisproxy.fis.models import Experiment, ExperimentState
+from fisproxy.fis.outage import announced
 from fisproxy.fis.ports import (
     EXPERIMENT_CHANGES,
     ChangeCallback,
@@ -216,6 +217,7 @@ class SharedIdentities:
                 self.store.put_doc(IDENTITY_DOC, key, {"principalArn": arn})
                 self.store.publish_change(IDENTITY_CHANGES, key, {"principalArn": arn})
             except Exception as e:
-                log.warning("could not save a learned identity (%s); trying again", e)
+                if not announced(e):  # (an outage the store announced once)
+                    log.warning("could not save a learned identity (%s); trying again", e)
                 return
             self._unsaved.popleft()

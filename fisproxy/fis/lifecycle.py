@@ -177,7 +177,12 @@ class DeliverLogs:
     """The experiment ended and its logConfiguration asks for its records upstream."""
 
 
-Effect = Log | Activate | Deactivate | Resolve | Perform | Undo | Save | DeliverLogs
+@dataclass(frozen=True, slots=True)
+class QueueReport:
+    """The experiment ended and its experimentReportConfiguration asks for FIS's report."""
+
+
+Effect = Log | Activate | Deactivate | Resolve | Perform | Undo | Save | DeliverLogs | QueueReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +522,8 @@ class _Transition:
                  error_information=self.state.stop_condition)
         if e.log_configuration is not None:
             self.effects.append(DeliverLogs())
+        if e.experiment_report_configuration is not None:
+            self.effects.append(QueueReport())
         self.effects.append(Save())
 
 

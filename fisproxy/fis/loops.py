@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from fisproxy.fis.engine import Engine
+from fisproxy.fis.outage import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ class EngineLoops:
             while not self._stopping.is_set():
                 try:
                     body()
-                except Exception:  # the loop's error boundary: log, keep experiments moving
-                    log.exception("engine background step failed")
+                except Exception as e:  # the loop's error boundary: log, keep experiments moving
+                    log_failure(log, e, "engine background step failed")
                     self._stopping.wait(1.0)
         return run
 

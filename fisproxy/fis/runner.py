@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fisproxy.fis import explog
 from fisproxy.fis.actions import ACTIONS
 from fisproxy.fis.failure import Failure
 from fisproxy.fis.lifecycle import ActionEnded, ActionProgress, Resolved
@@ -59,6 +60,9 @@ class RunnerEvents(Protocol):
     (saved before it returns, SaveError if it could not be), `ActionEnded`."""
 
     def worker_event(self, experiment_id: str, event: Resolved | ActionProgress | ActionEnded) -> None: ...
+
+    def action_detail(self, experiment_id: str, details: dict[str, Any]) -> None:
+        """What a resource action did or undid, for the experiment's log (`explog.action_detail`)."""
 
 
 @dataclass
@@ -113,8 +117,7 @@ class ActionRunner:
 
     # ---- resource actions ---------------------------------------------------------------
 
-    def perform(self, experiment: Experiment, state: RunState, name: str, *, rng: random.Random,
-                on_log: Callable[[str], None] | None = None) -> None:
+    def perform(self, experiment: Experiment, state: RunState, name: str, *, rng: random.Random) -> None:
         """Run resource action `name` on a worker, from where `state` says it got (nothing if
         it already runs here)."""
         key = (experiment.id, name)
@@ -124,7 +127,7 @@ class ActionRunner:
             experiment_id=experiment.id, action_name=name, action_id=action.action_id, clients=None,
             targets={k: state.resolved[t].target() for k, t in (action.targets or {}).items() if t in state.resolved},
             parameters=dict(action.parameters or {}), region=state.region,
-            log=on_log or (lambda message: log.info("experiment %s, action %s: %s", experiment.id, name, message)),
+            log=lambda message: self._note(ctx, message),
             deadline=None if deadline is None else time.monotonic() + max(0.0, deadline - self._clock()),
             rng=rng, state=dict(state.action_state.get(name, {})),
         )
@@ -134,6 +137,11 @@ class ActionRunner:
                 return
             self._jobs[key] = job
             job.future = self._pool.submit(self._run, job)
+
+    def _note(self, ctx: ActionContext, message: str) -> None:
+        """An action's message: the proxy's log, and an `action-detail` record of the experiment."""
+        log.info("experiment %s, action %s: %s", ctx.experiment_id, ctx.action_name, message)
+        self._events.action_detail(ctx.experiment_id, explog.action_detail(ctx.action_name, ctx, message))
 
     def undo(self, experiment_id: str, name: str) -> None:
         """Undo the action now (it ends its wait, undoes, then answers `ended`)."""

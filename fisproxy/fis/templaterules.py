@@ -1,6 +1,6 @@
 """The rules of a template that span fields, which field types cannot say: known action ids
 and their parameters, target references and resource types, `startAfter` names and cycles,
-counts, role and alarm ARNs. `validate_template` raises a FieldError naming the field of the
+counts, role and alarm ARNs, report durations. `validate_template` raises a FieldError naming the field of the
 first rule broken; CreateExperimentTemplate, UpdateExperimentTemplate and templates files run
 it.
 """
@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from fisproxy.fis import actions as action_catalog
+from fisproxy.fis import ids
 from fisproxy.fis.fielderror import FieldError
 from fisproxy.fis.models import (
     ExperimentTemplateAction,
+    ExperimentTemplateReportConfiguration,
     ExperimentTemplateStopCondition,
     ExperimentTemplateTarget,
 )
@@ -53,6 +55,7 @@ def validate_template(t: TemplateParts) -> None:
     _validate_targets(t.targets)
     _validate_actions(t.actions, t.targets)
     _validate_stop_conditions(t.stop_conditions)
+    _validate_report_configuration(getattr(t, "experiment_report_configuration", None))
 
 
 def _check_name(field: str, name: str) -> None:
@@ -150,3 +153,16 @@ def _validate_stop_conditions(conditions: Sequence[ExperimentTemplateStopConditi
         if cond.source == "aws:cloudwatch:alarm" and not (cond.value and _ALARM_ARN.match(cond.value)):
             raise FieldError(f"{where}.value",
                              f'must be a CloudWatch alarm ARN like arn:aws:cloudwatch:us-east-1:123456789012:alarm:name, got "{cond.value}"')
+
+
+def _validate_report_configuration(config: ExperimentTemplateReportConfiguration | None) -> None:
+    """The report's pre- and post-experiment durations are ISO 8601 (sub-minute ones too)."""
+    if config is None:
+        return
+    for field, text in (("preExperimentDuration", config.pre_experiment_duration),
+                        ("postExperimentDuration", config.post_experiment_duration)):
+        if text is not None:
+            try:
+                ids.parse_duration(text)
+            except ValueError as e:
+                raise FieldError(f"experimentReportConfiguration.{field}", str(e)) from None

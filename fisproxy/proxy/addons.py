@@ -7,7 +7,7 @@ a flat list of small addons, `mitmproxy/addons/__init__.py`).
 4. FaultInjector: identify -> decide -> apply.
 5. UpstreamErrors: a call whose upstream does not answer gets a 502 naming it and why.
 6. Observer: request records, metrics, identities learned from STS.
-7. Commands: `fisproxy.experiments`, `fisproxy.stop`.
+7. Commands: `fisproxy.templates`, `fisproxy.start`, `fisproxy.experiments`, `fisproxy.stop`.
 8. TlsTrustHint: a client that rejects the CA is told which file to trust.
 """
 

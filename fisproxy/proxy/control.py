@@ -1,10 +1,11 @@
-"""The control plane: FIS API, LocalStack Chaos API, health, metrics and reports.
+"""The control plane: FIS API, LocalStack Chaos API, health, metrics, reports and the console.
 
 `ControlPlane.serve` is the one entry for every control request, whichever way it came: the
 control port (`controlserver.py`, its own HTTP server on its own threads) or a FIS hostname
-through the proxy (`controlplane.py`). It parses the request target once, authorizes that path,
-and routes that same path: what is authorized is what is served. It never raises; every answer
-is an HTTP response (FIS errors in FIS's rest-json shape).
+through the proxy (`controlplane.py`). It parses the request target once, refuses what a web page
+may have sent on its own (`browser.py`: DNS rebinding, CSRF), authorizes that path, and routes
+that same path: what is authorized is what is served. It never raises; every answer is an HTTP
+response (FIS errors in FIS's rest-json shape).
 
 Blocking (handlers write to the store): call it from a worker thread, never the event loop.
 """
@@ -12,7 +13,6 @@ Blocking (handlers write to the store): call it from a worker thread, never the 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -23,12 +23,12 @@ from fisproxy.fis.api import FisApi, render_error
 from fisproxy.fis.chaos import ChaosApi
 from fisproxy.fis.ports import StoreUnavailable
 from fisproxy.httpdata import ApiRequest, ApiResponse
+from fisproxy.proxy import console
 from fisproxy.proxy.auth import ControlAuth, denied_response
+from fisproxy.proxy.browser import FIS_HOST, BrowserGuard
 
 log = logging.getLogger(__name__)
 
-# fis.<region>.amazonaws.com, fis-fips..., fis.<region>.api.aws: FIS API calls made through the proxy.
-FIS_HOST = re.compile(r"^fis(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)$")
 HEALTH_PATH = "/_fisproxy/health"
 DEFAULT_REGION = "us-east-1"
 MAX_BODY_BYTES = 1 << 20  # FIS's own request limit is far below this
@@ -67,7 +67,7 @@ class ControlRouter:
     def handle(self, request: ApiRequest, region: str) -> ApiResponse:
         if request.path == HEALTH_PATH:
             return ApiResponse.json(200, {"status": "ok", "version": __version__, **self.health()})
-        for handler in (self.chaos.handle, *self.extra):
+        for handler in (console.handle, self.chaos.handle, *self.extra):
             response = handler(request)
             if response is not None:
                 return response
@@ -77,15 +77,21 @@ class ControlRouter:
 
 
 class ControlPlane:
-    def __init__(self, router: ControlRouter, auth: ControlAuth) -> None:
+    def __init__(self, router: ControlRouter, auth: ControlAuth, guard: BrowserGuard | None = None) -> None:
         self.router = router
         self.auth = auth
+        self.guard = guard or BrowserGuard()
 
     def serve(self, req: ControlRequest) -> ApiResponse:
+        answer = self._answer(req)
+        # JSON is never run as a script, nor sniffed as anything else, by a page that loads it.
+        return ApiResponse(answer.status, {**answer.headers, "x-content-type-options": "nosniff"}, answer.body)
+
+    def _answer(self, req: ControlRequest) -> ApiResponse:
         try:
             return self._serve(req)
         except StoreUnavailable as e:  # the shared store is down: nothing changed, try again
-            log.warning("fisproxy: control API: the store is unavailable: %s", e)
+            log.debug("fisproxy: control API: the store is unavailable: %s", e)  # announced by the store
             return render_error("ServiceUnavailableException", 503, f"fisproxy's store is unavailable: {e}")
         except Exception:
             log.exception("fisproxy: control API error")
@@ -97,7 +103,12 @@ class ControlPlane:
         path, query = split_target(req.target)
         if not path.startswith("/"):
             return render_error("ValidationException", 400, "The request target is not a path.")
-        if not self.auth.is_public(req.method, path):
+        refused = self.guard.check(req.method, req.host, req.headers, req.body, scheme=req.scheme)
+        if refused is not None:
+            log.info("fisproxy: control API request refused: %s %s: %s", req.method, path,
+                     refused.headers.get("x-amzn-ErrorType", refused.status))
+            return refused
+        if not (self.auth.is_public(req.method, path) or console.is_console(req.method, path)):
             # Authorized from the path that is served; the Host is read only for SigV4.
             refusal = self.auth.check(req.method, path, req.headers, req.body, query=query,
                                       scheme=req.scheme, authority=req.host or None)

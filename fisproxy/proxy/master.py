@@ -212,9 +212,13 @@ def run_web(argv: Sequence[str]) -> Any:
     """Run mitmweb (all its addons) with fisproxy's addons and `argv` (mitmweb's arguments)."""
     from mitmproxy.tools.web.master import WebMaster
 
+    from fisproxy.proxy.webui import StreamSizeInBytes, show_comments
+
     class FisproxyWebMaster(WebMaster):
         def __init__(self, opts: options.Options, **kwargs: Any) -> None:
             super().__init__(opts, **kwargs)
             insert_fisproxy_addons(self.addons)
+            self.addons.add(StreamSizeInBytes())
+            show_comments(opts)
 
     return mitm_main.run(FisproxyWebMaster, cmdline.mitmweb, list(argv))

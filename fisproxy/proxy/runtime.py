@@ -44,7 +44,8 @@ from fisproxy.proxy.controlserver import ControlServer
 from fisproxy.proxy.notes import FlowNotes
 from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
 from fisproxy.proxy.sink import FaultSink
-from fisproxy.report import ReportBuilder, report_handler
+from fisproxy.reports.delivery import ReportDelivery
+from fisproxy.reports.service import ReportBuilder, report_handler
 from fisproxy.requestlog import Recorder
 from fisproxy.store import StoreBackend, open_store
 
@@ -66,11 +67,13 @@ class Runtime:
         self.loops: EngineLoops | None = None
         self.chaos: ChaosState | None = None
         self.plane: ControlPlane | None = None
+        self.fis_api: FisApi | None = None  # the FIS API, also for mitmproxy's commands
         self.control: ControlServer | None = None
         self.recorder: Recorder | None = None
         self.metrics: Metrics | None = None
         self.sink: FaultSink | None = None
         self.reports: ReportBuilder | None = None
+        self.delivery: ReportDelivery | None = None  # FIS's reports, to S3
         self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
         # This process among the proxies sharing a store: the name its leases carry.
         self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -143,6 +146,8 @@ class Runtime:
         await self.sink.start()
         self.spawn(self.recorder.run(), "fisproxy-recorder")
         self.loops.start()
+        if self.delivery is not None:
+            self.delivery.start()
         warm()
         # botocore's models and our indexes are large and live forever: move them out of the
         # garbage collector's way, or every full collection walks them (measured: ~5% of
@@ -158,7 +163,8 @@ class Runtime:
             if settings.placement != Placement():
                 logger.info("fisproxy: placed in %s (from the platform's metadata)", settings.placement)
         self.store = store = open_store(settings.store_url, settings.state)
-        self.reports = ReportBuilder(settings.store_url, str(settings.state))
+        self.reports = ReportBuilder(settings.store_url, str(settings.state), endpoint=settings.aws_endpoint)
+        self.delivery = ReportDelivery(store, self.reports, holder=self.proxy_id)
         self.engine = Engine(
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
@@ -169,18 +175,19 @@ class Runtime:
             self.engine.subscribe(),
             store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
         ]
-        fis_api = FisApi(store, self.engine, account_id=settings.account_id,
-                         max_active_experiments=settings.max_active_experiments)
+        self.fis_api = fis_api = FisApi(store, self.engine, account_id=settings.account_id,
+                                        max_active_experiments=settings.max_active_experiments,
+                                        roles=settings.roles)
         self.recorder = recorder = Recorder(store)
         self.metrics = Metrics(self.engine.active_count, shared=store)
         router = ControlRouter(
             fis=fis_api, chaos=ChaosApi(self.chaos),
             extra=(self.metrics.handle,
-                   report_handler(store, flush=recorder.flush, builder=self.reports),
+                   report_handler(builder=self.reports, flush=recorder.flush),
                    self._proxies),
             health=self.describe,
         )
-        self.plane = ControlPlane(router, settings.control_auth)
+        self.plane = ControlPlane(router, settings.control_auth, settings.browser)
         self.engine.resume()
         for path in settings.templates:
             try:
@@ -248,6 +255,8 @@ class Runtime:
         self._subscriptions = []
         if self.control is not None:
             self.control.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.loops is not None:
             self.loops.stop()
         if self.engine is not None:
@@ -260,7 +269,7 @@ class Runtime:
             self.reports.close()
         if self.store is not None:
             self.store.close()
-        self.control = self.loops = self.engine = self.recorder = self.store = None
+        self.control = self.loops = self.engine = self.recorder = self.store = self.fis_api = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a task this runtime owns: kept referenced, cancelled and awaited in `done`."""

@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fisproxy.fis.passrole import RolePolicy
 from fisproxy.fis.proxyfaults import Placement
-from fisproxy.proxy.auth import ControlAuth
+from fisproxy.proxy.auth import ControlAuth, is_loopback
+from fisproxy.proxy.browser import BrowserGuard
 
 OPTION_NAMES = frozenset({
     "fisproxy_control_port", "fisproxy_aws_endpoint", "fisproxy_state", "fisproxy_templates",
     "fisproxy_seed", "fisproxy_account_id", "fisproxy_fault_header", "fisproxy_quiet",
     "fisproxy_control_token", "fisproxy_control_credentials", "fisproxy_metrics_public",
     "fisproxy_placement", "fisproxy_max_active_experiments", "fisproxy_store", "fisproxy_reuse_port",
+    "fisproxy_allowed_hosts", "fisproxy_allowed_origins", "fisproxy_allowed_roles",
     "listen_host",
 })
 
@@ -94,6 +97,23 @@ def declare_options(loader: Any) -> None:
         "fisproxy_metrics_public", bool, False,
         "Serve /metrics without credentials even when control API authentication is on.",
     )
+    loader.add_option(
+        "fisproxy_allowed_hosts", Sequence[str], [],
+        "Host names the control APIs answer to besides IP addresses, localhost, *.localhost, the "
+        "FIS API's hostnames and listen_host: names or *.domain patterns ('*': any). Requests for "
+        "other names get 403, so a web page cannot reach the API by DNS rebinding.",
+    )
+    loader.add_option(
+        "fisproxy_allowed_origins", Sequence[str], [],
+        "Origins (scheme://host[:port]) of web pages allowed to change things through the "
+        "control APIs, besides fisproxy's own pages; other pages' requests get 403 (CSRF).",
+    )
+    loader.add_option(
+        "fisproxy_allowed_roles", Sequence[str], [],
+        "Role ARNs (patterns with * and ?) experiment templates may name: fisproxy's "
+        "iam:PassRole. Unset: any role, except that resource actions against an upstream not "
+        "on this machine (real AWS) need this list or control API authentication.",
+    )
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,8 @@ class Settings:
     placement: Placement
     max_active_experiments: int = 5
     reuse_port: bool = False
+    browser: BrowserGuard = BrowserGuard()
+    roles: RolePolicy = RolePolicy()
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -127,6 +149,10 @@ class Settings:
         account = options.fisproxy_account_id
         if not (account.isdigit() and len(account) == 12):
             raise ValueError(f"fisproxy_account_id: must be 12 digits, got {account!r}")
+        auth = ControlAuth.from_options(
+            options.fisproxy_control_token, options.fisproxy_control_credentials,
+            public_metrics=options.fisproxy_metrics_public,
+        )
         return cls(
             control_host=options.listen_host or "127.0.0.1",
             control_port=options.fisproxy_control_port,
@@ -139,13 +165,13 @@ class Settings:
             account_id=account,
             fault_header=options.fisproxy_fault_header,
             quiet=options.fisproxy_quiet,
-            control_auth=ControlAuth.from_options(
-                options.fisproxy_control_token, options.fisproxy_control_credentials,
-                public_metrics=options.fisproxy_metrics_public,
-            ),
+            control_auth=auth,
             placement=parse_placement(options.fisproxy_placement),
             max_active_experiments=max(1, options.fisproxy_max_active_experiments),
             reuse_port=options.fisproxy_reuse_port,
+            browser=BrowserGuard.from_options(options.fisproxy_allowed_hosts,
+                                              options.fisproxy_allowed_origins, options.listen_host),
+            roles=role_policy(options.fisproxy_allowed_roles, parts, auth),
         )
 
 
@@ -161,6 +187,16 @@ def parse_endpoint(url: str) -> tuple[str, str, int]:
     except ValueError:
         raise ValueError(f"fisproxy_aws_endpoint: not a valid port in {url!r}") from None
     return split.scheme, split.hostname, port
+
+
+def role_policy(patterns: Sequence[str], endpoint: tuple[str, str, int] | None,
+                auth: ControlAuth) -> RolePolicy:
+    """The roles callers may pass; the upstream is "on this machine" when it is a loopback
+    address (moto, LocalStack started beside the proxy)."""
+    local = endpoint is not None and is_loopback(endpoint[1])
+    name = "real AWS" if endpoint is None else f"the upstream {endpoint[0]}://{endpoint[1]}:{endpoint[2]}"
+    return RolePolicy.from_options(patterns, remote_upstream=not local, authenticated=auth.enabled,
+                                   upstream_name=name)
 
 
 def parse_placement(spec: str | None) -> Placement:

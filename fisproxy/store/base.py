@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from fisproxy.fis.outage import log_failure
 from fisproxy.fis.ports import ChangeCallback, DataCallback, FleetStore, StoreUnavailable
 from fisproxy.requestlog import RequestRecord
 
@@ -143,8 +144,8 @@ def _call(sub: _Subscription, callback: Callable[..., None], *args: Any) -> None
         return
     try:
         callback(*args)
-    except Exception:  # one subscriber's bug must not stop the notices of the others
-        logger.exception("fisproxy: a change subscriber failed on %.200r", args[:2])
+    except Exception as e:  # one subscriber's bug must not stop the notices of the others
+        log_failure(logger, e, "fisproxy: a change subscriber failed on %.200r", args[:2])
 
 
 __all__ = [

@@ -150,7 +150,13 @@ def test_crafted_host_headers_and_paths_do_not_pass_for_the_health_check(
         secured: Proxy, target: str, host: str) -> None:
     status, body = raw_get(secured.control_port, target, host)
     assert status == 403, body
-    assert raw_get(secured.control_port, "/_fisproxy/health", "anything/at/all?")[0] == 200
+    # The same paths with a name the proxy answers to: refused by authentication.
+    status, body = raw_get(secured.control_port, target, f"127.0.0.1:{secured.control_port}")
+    assert status == 403 and b"authentication required" in body, body
+    assert raw_get(secured.control_port, "/_fisproxy/health", "localhost")[0] == 200
+    # A name the proxy is not known by is refused, health included (DNS rebinding).
+    status, body = raw_get(secured.control_port, "/_fisproxy/health", "anything/at/all?")
+    assert status == 403 and b"does not answer to the name" in body, body
 
 
 def test_metrics_need_credentials(secured: Proxy) -> None:

@@ -125,24 +125,26 @@ AT_PROXY = [
     ("http2 preface only", HTTP2_PREFACE),
 ]
 
-# What the control port gets.
+# What the control port gets: for a name it answers to, with JSON bodies (else refused before
+# the API sees them: browser.py).
 FIS_PATH = b"/experimentTemplates"
+JSON = b"Content-Type: application/json\r\n"
 AT_CONTROL = [
     ("garbage request line", b"\x00\x01\x02garbage\xff\xfe\r\n\r\n"),
-    ("huge header", b"GET /_fisproxy/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n"),
+    ("huge header", b"GET /_fisproxy/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n"),
     ("host not UTF-8", b"GET " + FIS_PATH + b" HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n"),
-    ("authorization not UTF-8", b"GET " + FIS_PATH + b" HTTP/1.1\r\nHost: x\r\nAuthorization: AWS4-HMAC-SHA256 "
+    ("authorization not UTF-8", b"GET " + FIS_PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: AWS4-HMAC-SHA256 "
      b"Credential=\xff/20240501/us-east-1/fis/aws4_request, SignedHeaders=host, Signature=\xfe\r\n\r\n"),
-    ("label not UTF-8", b"GET /experimentTemplates/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("query not UTF-8", b"GET /experimentTemplates?nextToken=\xff&maxResults=\xfe HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("body nested deep", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + b"[" * 200_000),
-    ("body not UTF-8", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\xff\xfe\xfd\xfc"),
-    ("chaos body nested deep", b"POST /_localstack/chaos/faults HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    ("label not UTF-8", b"GET /experimentTemplates/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ("query not UTF-8", b"GET /experimentTemplates?nextToken=\xff&maxResults=\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ("body nested deep", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + JSON + b"Content-Length: 200000\r\n\r\n" + b"[" * 200_000),
+    ("body not UTF-8", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + JSON + b"Content-Length: 4\r\n\r\n\xff\xfe\xfd\xfc"),
+    ("chaos body nested deep", b"POST /_localstack/chaos/faults HTTP/1.1\r\nHost: 127.0.0.1\r\n" + JSON + b"Content-Length: 100000\r\n\r\n"
      + b"[" * 100_000),
-    ("bad chunk size", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
-    ("truncated body", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"description\":"),
-    ("absolute-form odd host", b"GET http://\xff\xfe/_fisproxy/health HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("asterisk form", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("bad chunk size", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + JSON + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
+    ("truncated body", b"POST " + FIS_PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + JSON + b"Content-Length: 500\r\n\r\n{\"description\":"),
+    ("absolute-form odd host", b"GET http://\xff\xfe/_fisproxy/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ("asterisk form", b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
     ("connect", b"CONNECT nowhere.invalid:443 HTTP/1.1\r\n\r\n" + TLS_GARBAGE),
     ("http2 preface garbage", HTTP2_PREFACE + b"\xff" * 64),
 ]

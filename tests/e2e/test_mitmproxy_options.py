@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+from mitmproxy import http
+from mitmproxy import io as mitmio
 
 from tests.e2e.conftest import Fisproxy
 from tests.helpers import VENV_BIN, clean_env, free_port, start_process, stop
@@ -122,6 +124,19 @@ def test_save_stream_file_writes_flows_while_running(optioned: tuple[Fisproxy, P
     proxy, work = optioned
     get(authed(proxy), f"{echo}/saved")
     assert (work / "flows.mitm").stat().st_size > 0               # save_stream_file
+
+
+def test_saved_flows_name_the_aws_host_the_client_called(tmp_path: Path, echo: str) -> None:
+    """The echo server is the --aws-endpoint: the call goes there, the saved flow names the host
+    the client called."""
+    saved = tmp_path / "flows.mitm"
+    proxy = Fisproxy(tmp_path, echo, extra_args=("--set", f"save_stream_file={saved}"))
+    with proxy.running():
+        answer = get(proxy.proxy_url, "http://sqs.us-east-1.amazonaws.com/saved-aws-call")
+        assert answer.json()["path"] == "/saved-aws-call"  # answered by the endpoint
+    with saved.open("rb") as f:  # complete once the proxy has stopped
+        urls = [fl.request.url for fl in mitmio.FlowReader(f).stream() if isinstance(fl, http.HTTPFlow)]
+    assert urls == ["http://sqs.us-east-1.amazonaws.com/saved-aws-call"]
 
 
 def test_hardump_is_written_when_the_proxy_stops(tmp_path: Path, echo: str) -> None:

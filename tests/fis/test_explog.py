@@ -61,6 +61,14 @@ def test_log_group_name():
     assert explog.log_group_name("arn:aws:logs:us-east-1:123:log-group:/aws/fis/x") == "/aws/fis/x"
 
 
+ROLE = "arn:aws:iam::123456789012:role/fis-logs"
+
+
+def role_clients(moto_url: str, experiment_id: str) -> upstream.RoleSession:
+    """The experiment role's clients: AssumeRole on moto, as the engine does."""
+    return upstream.RoleSessions(moto_url).session(ROLE, "us-east-1", experiment_id)
+
+
 def test_upload_to_cloudwatch_logs_and_s3(moto_url):
     logs = upstream.client("logs", "us-west-2", moto_url)
     logs.create_log_group(logGroupName="fis-logs")
@@ -74,7 +82,7 @@ def test_upload_to_cloudwatch_logs_and_s3(moto_url):
     now = float(int(time.time()))
     records = sample_records(now - 62)
     failures = explog.upload(records, experiment_id="EXP1", log_configuration=config, region="us-east-1",
-                             account_id="123456789012", endpoint=moto_url, t=now)
+                             account_id="123456789012", clients=role_clients(moto_url, "EXP1"), t=now)
     assert failures == []
 
     events = logs.get_log_events(logGroupName="fis-logs", logStreamName="/aws/fis/EXP1",
@@ -93,11 +101,34 @@ def test_upload_is_best_effort(moto_url):
     config = {"s3Configuration": {"bucketName": "no-such-bucket-here"},
               "cloudWatchLogsConfiguration": {"logGroupArn": "arn:aws:logs:us-east-1:1:log-group:missing:*"}}
     failures = explog.upload(sample_records(), experiment_id="EXP2", log_configuration=config,
-                             region="us-east-1", account_id="1", endpoint=moto_url, t=T0)
+                             region="us-east-1", account_id="1", clients=role_clients(moto_url, "EXP2"), t=T0)
     assert len(failures) == 2
     assert any("no-such-bucket-here" in f for f in failures) and any("missing" in f for f in failures)
 
 
+class NoClients:
+    def client(self, service, region=None):
+        raise AssertionError("no upstream call without a logConfiguration")
+
+
 def test_no_configuration_no_upload():
     assert explog.upload(sample_records(), experiment_id="E", log_configuration=None, region="r",
-                         account_id="1", endpoint="http://127.0.0.1:9", t=T0) == []
+                         account_id="1", clients=NoClients(), t=T0) == []
+
+
+def test_action_detail_names_the_resources_its_message_names_and_the_phase() -> None:
+    from fisproxy.fis.resources.base import ActionContext
+    from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
+
+    arn = "arn:aws:ec2:us-east-1:123456789012:instance/"
+    vms = ResolvedTarget("vms", "aws:ec2:instance", tuple(TargetResource(arn + i, i) for i in ("i-1", "i-2", "i-3")))
+    ctx = ActionContext(experiment_id="EXP1", action_name="stop", action_id="aws:ec2:stop-instances",
+                        clients=None, targets={"Instances": vms}, parameters={}, region="us-east-1",
+                        log=lambda _: None)
+    assert explog.action_detail("stop", ctx, "Stopped instances i-1, i-3.") == {
+        "action_name": "stop", "action_id": "aws:ec2:stop-instances", "effect": "done",
+        "message": "Stopped instances i-1, i-3.", "resources": [arn + "i-1", arn + "i-3"]}
+    assert explog.action_detail("stop", ctx, "Stopped instances i-10.")["resources"] == []  # whole ids only
+    ctx.phase = "undo"
+    assert explog.action_detail("stop", ctx, f"Started {arn}i-2 again.")["effect"] == "undone"
+    assert explog.action_detail("stop", ctx, f"Started {arn}i-2 again.")["resources"] == [arn + "i-2"]

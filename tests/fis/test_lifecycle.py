@@ -22,6 +22,7 @@ from fisproxy.fis.lifecycle import (
     DeliverLogs,
     Log,
     Perform,
+    QueueReport,
     Resolve,
     Resolved,
     Save,
@@ -238,6 +239,22 @@ def test_log_delivery_is_asked_for_when_the_template_wants_logs() -> None:
     step = lifecycle.step(step.experiment, step.state, T0, Resolved({}), ACCOUNT)
     done = lifecycle.step(step.experiment, step.state, T0 + 2, Tick(), ACCOUNT)
     assert done.experiment.state.status == "completed" and DeliverLogs() in done.effects
+
+
+@pytest.mark.parametrize("end", ["completed", "stopped", "cancelled"])
+def test_every_end_queues_the_report_when_the_template_asks_for_one(end: str) -> None:
+    with_report = {"experimentReportConfiguration": {
+        "outputs": {"s3Configuration": {"bucketName": "reports", "prefix": "r"}}}}
+    for extra, wanted in ((with_report, True), ({}, False)):
+        step = new({"a": WAIT}, **extra)
+        step = lifecycle.step(step.experiment, step.state, T0, Resolved({}), ACCOUNT)
+        event: lifecycle.Event = {"completed": Tick(), "stopped": Stop(STOPPED),
+                                  "cancelled": Cancel("Safety lever engaged.")}[end]
+        done = lifecycle.step(step.experiment, step.state, T0 + 2, event, ACCOUNT)
+        if end == "stopped":
+            done = lifecycle.step(done.experiment, done.state, T0 + 2.1, Tick(), ACCOUNT)
+        assert done.experiment.state.status == end
+        assert (QueueReport() in done.effects) is wanted
 
 
 def test_planned_ends_are_absolute_times() -> None:

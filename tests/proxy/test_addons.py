@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from mitmproxy import http
 from mitmproxy.addons import proxyserver
+from mitmproxy.flow import Error
 from mitmproxy.proxy.layers.http import (
     HttpErrorHook,
     HttpRequestHeadersHook,
@@ -24,7 +25,7 @@ from mitmproxy.test import taddons, tflow
 
 from fisproxy.fis.loops import drive
 from fisproxy.fis.models import ExperimentTemplate
-from fisproxy.proxy import inject
+from fisproxy.proxy import inject, redirect
 from fisproxy.proxy.addons import make_addons
 from fisproxy.proxy.runtime import Runtime
 
@@ -36,6 +37,8 @@ SIGV4 = ("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20250101/{region}/{se
 class Stack:
     tctx: taddons.context
     runtime: Runtime
+    # Where mitmproxy would have connected for the last flow forwarded (None: answered by fisproxy).
+    sent_to: str | None = None
 
     async def run(self, flow: http.HTTPFlow) -> None:
         """Every hook of `flow`'s life, through every addon, in order (as mitmproxy does):
@@ -43,12 +46,15 @@ class Stack:
         the test flow carries), then the response hooks."""
         upstream, flow.response = flow.response, None
         addons = self.tctx.master.addons
+        self.sent_to = None
         for hook in (HttpRequestHeadersHook(flow), HttpRequestHook(flow)):
             await addons.handle_lifecycle(hook)
         if flow.error is not None:
             await addons.handle_lifecycle(HttpErrorHook(flow))
             return
         if flow.response is None:
+            req = flow.request  # what `make_server_connection` reads
+            self.sent_to = f"{req.scheme}://{req.host}:{req.port}"
             flow.response = upstream
         for hook in (HttpResponseHeadersHook(flow), HttpResponseHook(flow)):
             await addons.handle_lifecycle(hook)
@@ -118,12 +124,78 @@ def dynamodb_get_item() -> http.HTTPFlow:
                              "content-type": "application/x-amz-json-1.0"}, body=b"{}")
 
 
-async def test_aws_calls_go_to_the_endpoint_keeping_their_host_header(stack: Stack) -> None:
+async def test_aws_calls_go_to_the_endpoint_keeping_their_host_header(stack: Stack, endpoint: int) -> None:
+    flow = dynamodb_get_item()
+    await stack.run(flow)
+    assert stack.sent_to == f"http://127.0.0.1:{endpoint}"
+    assert flow.request.host_header == "dynamodb.us-east-1.amazonaws.com"
+
+
+async def test_a_redirected_flow_names_the_url_the_client_called_once_answered(
+    stack: Stack, endpoint: int
+) -> None:
     flow = dynamodb_get_item()
     await stack.run(flow)
     req = flow.request
-    assert (req.scheme, req.host) == ("http", "127.0.0.1") and req.port != 443
+    assert req.url == "https://dynamodb.us-east-1.amazonaws.com/"  # mitmweb, saved flows
     assert req.host_header == "dynamodb.us-east-1.amazonaws.com"
+    assert flow.metadata[redirect.REDIRECT]["to"] == f"http://127.0.0.1:{endpoint}"
+
+
+async def test_a_flow_fisproxy_answers_or_that_fails_names_the_url_the_client_called(stack: Stack) -> None:
+    stack.start("fisproxy:api:error", {"service": "dynamodb", "operations": "GetItem"})
+    answered = dynamodb_get_item()
+    await stack.run(answered)
+    assert stack.sent_to is None and answered.response is not None
+    assert answered.request.url == "https://dynamodb.us-east-1.amazonaws.com/"
+    failed = aws_flow("sqs.us-east-1.amazonaws.com", service="sqs")
+    failed.response = None
+    await stack.tctx.master.addons.handle_lifecycle(HttpRequestHeadersHook(failed))
+    assert failed.request.host == "127.0.0.1"
+    failed.error = Error("Connection refused")
+    await stack.tctx.master.addons.handle_lifecycle(HttpErrorHook(failed))
+    assert failed.request.url == "https://sqs.us-east-1.amazonaws.com/"
+
+
+async def test_a_replayed_flow_goes_to_the_endpoint_again(stack: Stack, endpoint: int) -> None:
+    flow = dynamodb_get_item()
+    await stack.run(flow)
+    replay = flow.copy()  # mitmweb's Replay: the saved flow, metadata and all, sent again
+    replay.response = tflow.tresp()
+    await stack.run(replay)
+    assert stack.sent_to == f"http://127.0.0.1:{endpoint}"
+    assert replay.request.url == "https://dynamodb.us-east-1.amazonaws.com/"
+
+
+async def test_mitmweb_is_shown_the_url_the_client_called_before_a_response_phase_delay(stack: Stack) -> None:
+    """The redirect addon tells a master that shows flows at once, in its `responseheaders`:
+    a later addon's wait (a response-phase latency) does not keep the endpoint on screen."""
+    shown: list[str] = []
+
+    class View:  # stands for mitmweb's view (`addons.get("view")`): what it is told to show
+        def update(self, flows: list[http.HTTPFlow]) -> None:
+            shown.extend(f.request.url for f in flows)
+
+    stack.tctx.master.addons.add(View())
+    flow = dynamodb_get_item()
+    upstream, flow.response = flow.response, None
+    addons = stack.tctx.master.addons
+    await addons.handle_lifecycle(HttpRequestHeadersHook(flow))
+    await addons.handle_lifecycle(HttpRequestHook(flow))
+    shown.clear()
+    flow.response = upstream
+    addons.get("endpointredirect").responseheaders(flow)  # before the other addons' hooks
+    assert shown == ["https://dynamodb.us-east-1.amazonaws.com/"]
+
+
+async def test_a_flow_sent_elsewhere_by_another_addon_is_left_where_it_points(stack: Stack) -> None:
+    flow = dynamodb_get_item()
+    upstream, flow.response = flow.response, None
+    await stack.tctx.master.addons.handle_lifecycle(HttpRequestHeadersHook(flow))
+    flow.request.data.host, flow.request.data.port = "10.9.9.9", 8000  # map_remote, a script
+    flow.response = upstream
+    await stack.tctx.master.addons.handle_lifecycle(HttpResponseHeadersHook(flow))
+    assert (flow.request.host, flow.request.port) == ("10.9.9.9", 8000)
 
 
 async def test_redirect_happens_even_when_identification_fails(
@@ -137,7 +209,7 @@ async def test_redirect_happens_even_when_identification_fails(
     with caplog.at_level(logging.ERROR):
         await stack.run(flow)
     # Never to the real AWS host, whatever went wrong after the redirect.
-    assert flow.request.host == "127.0.0.1"
+    assert stack.sent_to is not None and stack.sent_to.startswith("http://127.0.0.1:")
     assert "identification bug" in caplog.text and flow.error is None
 
 

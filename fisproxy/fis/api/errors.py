@@ -29,7 +29,7 @@ class FisError(Exception):
 
     @property
     def status(self) -> int:
-        return _statuses().get(self.code, 400)
+        return _statuses().get(self.code, 403 if self.code == "AccessDeniedException" else 400)
 
 
 class UnknownOperation(Exception):
@@ -50,6 +50,12 @@ def conflict(message: str) -> FisError:
 
 def quota(message: str) -> FisError:
     return FisError("ServiceQuotaExceededException", message)
+
+
+def denied(message: str) -> FisError:
+    """AWS's answer to a caller without the permission (403; not one of the fis model's shapes,
+    as in every AWS API): here a role the proxy may not pass (passrole.py)."""
+    return FisError("AccessDeniedException", message)
 
 
 def render_error(code: str, status: int, message: str, request_id: str | None = None) -> ApiResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from fisproxy.fis.api.errors import conflict, not_found, quota
+from fisproxy.fis.api.errors import conflict, denied, not_found, quota
 from fisproxy.fis.api.paging import page
 from fisproxy.fis.api.records import Records
 from fisproxy.fis.api.wire import OperationInput
@@ -17,6 +17,7 @@ from fisproxy.fis.outputs import (
     ListExperimentResolvedTargetsResponse,
     ListExperimentsResponse,
 )
+from fisproxy.fis.passrole import RolePolicy
 
 MAX_ACTIVE_EXPERIMENTS = 5  # FIS's default quota; adjustable, as AWS's is on request
 
@@ -43,10 +44,11 @@ class ExperimentRunner(Protocol):
 
 class ExperimentOperations:
     def __init__(self, records: Records, engine: ExperimentRunner, *,
-                 max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS) -> None:
+                 max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS, roles: RolePolicy | None = None) -> None:
         self.records = records
         self.engine = engine
         self.max_active_experiments = max_active_experiments
+        self.roles = roles or RolePolicy()
 
     def start_experiment(self, inp: OperationInput, region: str) -> ExperimentResponse:
         req = parse(StartExperimentRequest, inp.body)
@@ -63,6 +65,9 @@ class ExperimentOperations:
         if self.engine.active_count() >= self.max_active_experiments:
             raise quota(f"You have reached the quota of {self.max_active_experiments} active experiments")
         mode = (req.experiment_options.actions_mode if req.experiment_options else None) or "run-all"
+        refusal = self.roles.refusal(template.role_arn, template.actions, run_actions=mode != "skip-all")
+        if refusal is not None:
+            raise denied(refusal)
         experiment = self.engine.start_experiment(template, region=region, tags=dict(req.tags), actions_mode=mode)
         records.put_experiment_accounts(experiment.id, records.template_accounts(template.id))
         if req.client_token:

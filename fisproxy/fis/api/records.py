@@ -10,6 +10,7 @@ persists every change). The rest are documents by kind:
 | `experiment-target-accounts` | experiment id | the template's configurations when the experiment started |
 | `safety-lever` | lever id | its SafetyLeverState (absent: disengaged) |
 | `client-token` | `<operation>/<token>` | the id an idempotent call created, and a fingerprint of its request |
+| `experiment-report` | experiment id | the state of its FIS report (`fis/reportstate.py`) |
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fisproxy.fis import ids
+from fisproxy.fis import ids, reportstate
 from fisproxy.fis.api.errors import conflict, not_found
 from fisproxy.fis.models import (
     Experiment,
@@ -71,10 +72,12 @@ class Records:
         return self.with_tags(e)
 
     def with_tags(self, e: Experiment) -> Experiment:
-        """`e` with the tags added to it through the API since it started."""
+        """`e` with the tags added to it through the API since it started, and the state of
+        its report (`fis/reportstate.py`)."""
         doc = self.store.get_doc(EXPERIMENT_TAGS, e.id)
         if doc is not None:
             e.tags = dict(doc["tags"])
+        e.experiment_report = reportstate.experiment_report(self.store, e)
         return e
 
     def put_experiment_tags(self, experiment_id: str, tags: Mapping[str, str]) -> None:

@@ -33,6 +33,7 @@ from fisproxy.fis.api.wire import OperationInput, decode
 from fisproxy.fis.fielderror import FieldError
 from fisproxy.fis.inputs import CreateExperimentTemplateRequest, UpdateExperimentTemplateRequest
 from fisproxy.fis.models import ExperimentTemplate, FisModel
+from fisproxy.fis.passrole import RolePolicy
 from fisproxy.fis.ports import FisStore, SaveError, StoreUnavailable
 from fisproxy.httpdata import ApiRequest, ApiResponse
 
@@ -49,14 +50,17 @@ class FisApi:
     operations (they are few and fast), which also makes clientToken checks atomic."""
 
     def __init__(self, store: FisStore, engine: ExperimentRunner, *, account_id: str = DEFAULT_ACCOUNT_ID,
-                 max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS, max_templates: int = MAX_TEMPLATES) -> None:
+                 max_active_experiments: int = MAX_ACTIVE_EXPERIMENTS, max_templates: int = MAX_TEMPLATES,
+                 roles: RolePolicy | None = None) -> None:
         self.store = store
         self.engine = engine
         self.account_id = account_id
         self._lock = threading.RLock()
         records = Records(store, account_id)
-        self.templates = TemplateOperations(records, max_templates=max_templates)
-        experiments = ExperimentOperations(records, engine, max_active_experiments=max_active_experiments)
+        roles = roles or RolePolicy()  # which roleArns callers may pass (iam:PassRole)
+        self.templates = TemplateOperations(records, max_templates=max_templates, roles=roles)
+        experiments = ExperimentOperations(records, engine, max_active_experiments=max_active_experiments,
+                                           roles=roles)
         types = ActionTypeOperations(account_id)
         tags = TagOperations(records)
         accounts = AccountOperations(records)
@@ -106,7 +110,7 @@ class FisApi:
             return render_error("UnknownOperationException", 404, str(e), request_id)
         except StoreUnavailable as e:
             # The shared store is down: nothing was changed; the client may retry (SDKs do).
-            log.warning("FIS API: the store is unavailable: %s", e)
+            log.debug("FIS API: the store is unavailable: %s", e)  # announced by the store
             return render_error("ServiceUnavailableException", 503,
                                 f"fisproxy's store is unavailable: {e}", request_id)
         except SaveError as e:

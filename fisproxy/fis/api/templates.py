@@ -4,7 +4,7 @@ writes for templates files (`templates_file.py`: templates as code)."""
 from __future__ import annotations
 
 from fisproxy.fis import ids
-from fisproxy.fis.api.errors import quota
+from fisproxy.fis.api.errors import denied, quota
 from fisproxy.fis.api.paging import page
 from fisproxy.fis.api.records import Records
 from fisproxy.fis.api.wire import OperationInput
@@ -16,6 +16,7 @@ from fisproxy.fis.models import (
     ExperimentTemplateSummary,
 )
 from fisproxy.fis.outputs import ExperimentTemplateResponse, ListExperimentTemplatesResponse
+from fisproxy.fis.passrole import RolePolicy
 from fisproxy.fis.templaterules import validate_template
 
 MAX_TEMPLATES = 500
@@ -31,9 +32,11 @@ def _options(req: CreateExperimentTemplateRequest) -> ExperimentTemplateExperime
 
 
 class TemplateOperations:
-    def __init__(self, records: Records, *, max_templates: int = MAX_TEMPLATES) -> None:
+    def __init__(self, records: Records, *, max_templates: int = MAX_TEMPLATES,
+                 roles: RolePolicy | None = None) -> None:
         self.records = records
         self.max_templates = max_templates
+        self.roles = roles or RolePolicy()
 
     # ---- the writes (the API's and templates files') ----
 
@@ -91,6 +94,8 @@ class TemplateOperations:
     def update(self, template_id: str, req: UpdateExperimentTemplateRequest) -> ExperimentTemplate:
         updated = req.apply_to(self.records.template(template_id))
         validate_template(updated)
+        if (refusal := self.roles.refusal(updated.role_arn, updated.actions)) is not None:
+            raise denied(refusal)
         updated.last_update_time = ids.now()
         self.records.store.put_template(updated)
         return updated
@@ -99,6 +104,8 @@ class TemplateOperations:
 
     def create_experiment_template(self, inp: OperationInput, region: str) -> ExperimentTemplateResponse:
         req = parse(CreateExperimentTemplateRequest, inp.body)
+        if (refusal := self.roles.refusal(req.role_arn, req.actions)) is not None:
+            raise denied(refusal)  # a caller's template; templates files are the operator's
         return ExperimentTemplateResponse(experiment_template=self.create(req, region))
 
     def get_experiment_template(self, inp: OperationInput, region: str) -> ExperimentTemplateResponse:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -73,6 +73,8 @@ class ActionContext:
     rng: random.Random = field(default_factory=random.Random)
     state: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
+    # "apply" while the action does its effect, "undo" in `stop` (what `log` says it undid).
+    phase: Literal["apply", "undo"] = "apply"
 
     def client(self, service: str, region: str | None = None) -> Any:
         return self._session().client(service, region or self.region)
@@ -191,6 +193,7 @@ def undo(action: ResourceAction, ctx: ActionContext, *, attempts: int = UNDO_ATT
     """`action.stop(ctx)`, tried again while it fails in a way a retry may change; the last
     Failure says how often it was tried. A shutdown (`ctx.abandoned`) ends the retries."""
     wait = first_retry
+    ctx.phase = "undo"
     for attempt in range(1, attempts + 1):
         try:
             action.stop(ctx)

@@ -48,6 +48,7 @@ class RedisStore(RedisDocuments, RedisExperiments, RedisRequests, RedisLeases, R
         except BaseException:
             conn.close()
             raise
+        conn.watch_outages()
         super().__init__(conn)
         self.url = conn.url  # without its password
 

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from redis import exceptions as rx
 
+from fisproxy.fis.outage import StoreOutage
 from fisproxy.fis.ports import ChangeCallback, DataCallback, Subscription
 from fisproxy.store.base import Subscribers
 from fisproxy.store.redis.connection import Connection, StorePart, dumps
@@ -46,7 +47,8 @@ class RedisChanges(StorePart):
         sub = self._subscribers.add(kinds, callback, with_data)
         with self._listener_lock:
             if self._listener is None:
-                self._listener = _Listener(self._conn.redis, self._subscribers, self._conn.url)
+                self._listener = _Listener(self._conn.redis, self._subscribers, self._conn.url,
+                                           self._conn.outage)
             listener = self._listener
         listener.added(sub)
         return sub
@@ -63,8 +65,10 @@ class _Listener:
     connection. It reconnects with backoff; after a reconnection every subscriber resyncs, and
     a subscriber that joined while it was disconnected resyncs once it is connected."""
 
-    def __init__(self, client: redis.Redis, subscribers: Subscribers, url: str) -> None:
+    def __init__(self, client: redis.Redis, subscribers: Subscribers, url: str,
+                 outage: StoreOutage | None = None) -> None:
         self._client = client
+        self._outage = outage  # told at once when the connection drops: the outage's start
         self._subscribers = subscribers
         self._url = url
         self._lock = threading.Lock()
@@ -115,8 +119,8 @@ class _Listener:
                 self._connected_before = True
                 self._pending = []
                 came_back, self._down = self._down, False
-            if came_back:
-                logger.warning("fisproxy: change notices from Redis at %s flow again", self._url)
+            if came_back:  # (the outage itself is announced by the store's StoreOutage)
+                logger.debug("fisproxy: change notices from Redis at %s flow again", self._url)
             self._subscribers.resync(resync)
         elif message.get("type") == "message":
             try:
@@ -132,9 +136,11 @@ class _Listener:
         with self._lock:
             self._live.clear()
             was_down, self._down = self._down, True
+        if error is not None and self._outage is not None and not self._stop.is_set():
+            self._outage.failed(error)
         if not was_down and not self._stop.is_set():
-            logger.warning("fisproxy: change notices from Redis at %s interrupted (%s); reconnecting, "
-                           "and resyncing once back", self._url, error)
+            logger.debug("fisproxy: change notices from Redis at %s interrupted (%s); reconnecting, "
+                         "and resyncing once back", self._url, error)
 
     def stop(self) -> None:
         self._stop.set()

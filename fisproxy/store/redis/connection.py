@@ -3,6 +3,8 @@ client, Redis errors made into `StoreUnavailable`, the Lua scripts, JSON encodin
 
 Errors: a Redis that cannot be reached (at construction or later), is out of memory, read-only
 or refuses writes raises `StoreUnavailable`, whose message names the URL without its password.
+Once the server has answered, every outcome is reported to `outage` (`fis/outage.py`): an
+outage is one warning when it starts and one when it ends.
 Reads, and writes that are safe to repeat, are tried once more on a fresh connection when the
 old one turns out to be closed (a Redis restart); appends (logs, request records, counters) are
 not, so an ambiguous failure never writes them twice.
@@ -23,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
+from fisproxy.fis.outage import StoreOutage
 from fisproxy.fis.ports import StoreUnavailable
 from fisproxy.store.url import redacted
 
@@ -59,6 +62,12 @@ class Connection:
             raise ValueError(f"--store {self.url}: {e}") from None
         self._scripts: dict[str, Script] = {}
         self._lock = threading.Lock()
+        # Set once the server answered (`watch_outages`), so that a store that cannot be opened
+        # is one error, not three.
+        self.outage: StoreOutage | None = None
+
+    def watch_outages(self) -> None:
+        self.outage = StoreOutage(f"the store (Redis at {self.url})")
 
     def script(self, source: str) -> Script:
         """The script of `source`, registered once (sent by its SHA1, loaded again if Redis
@@ -70,7 +79,14 @@ class Connection:
 
     def do(self, call: Callable[[], T], *, repeatable: bool = True) -> T:
         """Run `call` (a complete operation); Redis failures become StoreUnavailable. A
-        connection found closed is retried once if `repeatable` (applying it twice is harmless)."""
+        connection found closed is retried once if `repeatable` (applying it twice is harmless).
+        Every outcome is reported to `outage`."""
+        result = self._attempt(call, repeatable)
+        if self.outage is not None:
+            self.outage.answered()
+        return result
+
+    def _attempt(self, call: Callable[[], T], repeatable: bool) -> T:
         try:
             return call()
         except rx.RedisError as e:
@@ -89,6 +105,8 @@ class Connection:
         if isinstance(e, _UNAVAILABLE) or (
             isinstance(e, rx.ResponseError) and str(e).startswith(_UNAVAILABLE_CODES)
         ):
+            if self.outage is not None:
+                self.outage.failed(e)
             raise StoreUnavailable(f"Redis at {self.url} is unavailable: {e}") from e
 
     def check_server(self) -> None:

@@ -1,10 +1,13 @@
-"""The experiment report, from a realistic set of recorded requests with hand-computed numbers;
-its table, JSON and HTML renderings; the control API handler; and the `fisproxy report` and
-`fisproxy experiments` commands against a state file and a live control API."""
+"""The experiment report, from a realistic set of recorded requests with hand-computed numbers:
+the model (per action and operation, per operation over time), its table, JSON, HTML and PDF
+renderings, the control API handler, and the `fisproxy report` and `fisproxy experiments`
+commands against a state file and a live control API."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 import random
 import re
@@ -17,20 +20,32 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pypdf
 import pytest
 
 from fisproxy import reportcli
 from fisproxy.aws.call import AwsCall
+from fisproxy.fis import explog
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.faults import Fault, FaultSpec
 from fisproxy.fis.loops import drive
-from fisproxy.fis.models import Experiment, ExperimentTemplate
+from fisproxy.fis.models import (
+    Experiment,
+    ExperimentReportConfiguration,
+    ExperimentTarget,
+    ExperimentTemplate,
+)
+from fisproxy.fis.runstate import RunState
 from fisproxy.httpdata import ApiRequest
 from fisproxy.metrics import Metrics
 from fisproxy.proxy.control import ControlRouter
-from fisproxy.report import build_report, render_html, render_table, report_handler
+from fisproxy.reports.build import build_report as build_model
+from fisproxy.reports.html import render_html
+from fisproxy.reports.pdf import render_pdf
+from fisproxy.reports.service import report_handler
+from fisproxy.reports.text import render_table
 from fisproxy.requestlog import RequestRecord
 from fisproxy.store import Store
 
@@ -109,6 +124,26 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
+def build_report(store: Any, experiment_id: str, **kw: Any) -> dict[str, Any]:
+    """The report as its JSON (what `?format=json` answers), without the time it was made."""
+    wire = build_model(store, experiment_id, **kw).wire()
+    wire.pop("generatedAt")
+    return wire
+
+
+def without_time(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k != "generatedAt"}
+
+
+def table_of(store: Any, experiment_id: str) -> str:
+    """The terminal table, without the line saying when it was made."""
+    return untimed(render_table(build_model(store, experiment_id)))
+
+
+def untimed(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if "Report generated" not in line)
+
+
 def row(report: dict[str, Any], action: str, operation: str) -> dict[str, Any]:
     a = next(a for a in report["actions"] if a["name"] == action)
     return next(r for r in a["rows"] if r["operation"] == operation)
@@ -149,20 +184,70 @@ def test_report_rows_and_totals_per_action(store: Store) -> None:
     assert actions["pause"]["totals"]["verdict"] == "no matching requests"
 
 
-def test_report_experiment_and_timeline(store: Store) -> None:
+def test_report_experiment_and_window(store: Store) -> None:
     report = build_report(store, EXP)
     assert report["experiment"] == {
-        "id": EXP, "templateId": "EXT1", "state": "completed", "reason": "Experiment completed.",
+        "id": EXP, "arn": None, "templateId": "EXT1", "description": None, "roleArn": None, "tags": {},
+        "state": "completed", "reason": "Experiment completed.",
         "startTime": "2023-11-14T22:13:20.000Z", "endTime": "2023-11-14T22:14:20.000Z", "durationSeconds": 60.0,
     }
-    timeline = report["timeline"]
-    assert timeline["bucketSeconds"] == 1
-    assert len(timeline["requests"]) == 61
-    assert sum(timeline["requests"]) == len(records())  # every record lies in the window
-    assert sum(timeline["faulted"]) == 12  # 11 throttled + 1 slowed; the chaos fault is not this experiment's
-    assert timeline["requests"][2] == 3 and timeline["faulted"][2] == 2  # c1
-    assert timeline["actions"] == [{"name": "throttle", "start": 1.0, "end": 31.0},
-                                   {"name": "slow", "start": 31.0, "end": 60.0}]
+    assert report["window"] == {  # no report configuration: the experiment itself
+        "start": "2023-11-14T22:13:20.000Z", "end": "2023-11-14T22:14:20.000Z",
+        "experimentStart": "2023-11-14T22:13:20.000Z", "experimentEnd": "2023-11-14T22:14:20.000Z",
+        "preSeconds": 0.0, "postSeconds": 0.0}
+
+
+def test_report_series_per_operation_over_time(store: Store) -> None:
+    traffic = build_report(store, EXP)["traffic"]
+    assert (traffic["bucketSeconds"], traffic["buckets"]) == (1.0, 60)
+    ops = {(s["service"], s["operation"]): s for s in traffic["operations"]}
+    assert sorted(ops) == [("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("dynamodb", "Query"),
+                           ("s3", "GetObject"), ("s3", "PutObject"), ("sqs", "SendMessage")]
+    assert sum(sum(s["requests"]) for s in ops.values()) == len(records())  # every record lies in the window
+    put = ops[("dynamodb", "PutItem")]
+    assert put["requests"][2] == 3 and put["faulted"][2] == 2 and put["retries"][2] == 2  # c1
+    assert put["succeeded"][2] == 1 and put["failed"][20] == 1  # c1 ends fine; c4 gives up
+    assert put["backoffMs"][2] == 180.0  # 50 + 130
+    assert put["latencyP50Ms"][2] == 10.0 and put["latencyP95Ms"][25] == 15.0 and put["latencyP50Ms"][40] is None
+    assert sum(put["faulted"]) == 10 and (sum(put["succeeded"]), sum(put["failed"])) == (6, 1)  # c0-c6
+    assert sum(ops[("sqs", "SendMessage")]["faulted"]) == 0  # the chaos fault is not this experiment's
+
+
+def test_report_window_with_a_report_configuration(tmp_path: Path) -> None:
+    e = experiment()
+    e.experiment_report_configuration = ExperimentReportConfiguration.model_validate(
+        {"preExperimentDuration": "PT30S", "postExperimentDuration": "PT10S"})
+    s = Store(tmp_path / "s.sqlite")
+    s.put_experiment(e)
+    s.append_requests(records())
+    report = build_report(s, EXP, now=T0 + 65)  # 5 s after the end: the post window is not over
+    s.close()
+    assert (report["window"]["start"], report["window"]["end"]) == ("2023-11-14T22:12:50.000Z", "2023-11-14T22:14:25.000Z")
+    assert (report["window"]["preSeconds"], report["window"]["postSeconds"]) == (30.0, 10.0)
+    assert report["traffic"]["bucketSeconds"] == 1.0 and report["traffic"]["buckets"] == 95
+
+
+def test_resource_effects_and_targets_from_the_log_and_the_run_state(tmp_path: Path) -> None:
+    e = experiment()
+    e.targets = {"vms": ExperimentTarget.model_validate({"resourceType": "aws:ec2:instance",
+                                                         "resourceTags": {"app": "x"}, "selectionMode": "ALL"})}
+    s = Store(tmp_path / "s.sqlite")
+    arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-1"
+    s.put_experiment(e, RunState.model_validate(
+        {"resolved": {"vms": {"resource_type": "aws:ec2:instance", "resources": [{"arn": arn, "id": "i-1"}]}}}))
+    for t, effect, message in ((T0 + 2, "done", "Stopped instances i-1."), (T0 + 9, "undone", "Started instances i-1 again.")):
+        s.append_log(EXP, explog.record(EXP, "action-detail", t, {
+            "action_name": "throttle", "effect": effect, "message": message, "resources": [arn]}))
+    report = build_report(s, EXP)
+    text = render_table(build_model(s, EXP))
+    s.close()
+    assert report["targets"] == [{"name": "vms", "resourceType": "aws:ec2:instance", "selectionMode": "ALL",
+                                  "resources": [arn]}]
+    assert report["actions"][0]["effects"] == [
+        {"time": "2023-11-14T22:13:22.000Z", "effect": "done", "message": "Stopped instances i-1.", "resources": [arn]},
+        {"time": "2023-11-14T22:13:29.000Z", "effect": "undone", "message": "Started instances i-1 again.", "resources": [arn]}]
+    assert f"Target vms (aws:ec2:instance): {arn}" in text
+    assert "22:13:22 done: Stopped instances i-1." in text and "22:13:29 undone: Started instances i-1 again." in text
 
 
 def test_report_unknown_experiment_is_a_key_error(store: Store) -> None:
@@ -192,7 +277,7 @@ def test_running_experiment_counts_until_now(tmp_path: Path) -> None:
     s.close()
     assert report["experiment"]["endTime"] is None and report["experiment"]["durationSeconds"] == 50
     assert row(report, "slow", "GetObject")["requests"] == 1
-    assert report["timeline"]["actions"][1] == {"name": "slow", "start": 31.0, "end": 50.0}
+    assert report["window"]["end"] == "2023-11-14T22:14:10.000Z" and report["traffic"]["buckets"] == 50
 
 
 def test_report_from_a_real_engine_run(tmp_path: Path) -> None:
@@ -232,8 +317,8 @@ def test_report_from_a_real_engine_run(tmp_path: Path) -> None:
 # ---- rendering ------------------------------------------------------------------------------
 
 def test_table(store: Store) -> None:
-    text = render_table(build_report(store, EXP))
-    assert text.startswith("Experiment EXP1 (template EXT1): completed: Experiment completed.\n")
+    text = render_table(build_model(store, EXP))
+    assert text.startswith("Experiment EXP1 (template EXT1)\n  State: completed: Experiment completed.\n")
     lines = text.splitlines()
     header = next(line for line in lines if line.strip().startswith("service"))
     assert header.split() == ["service", "operation", "requests", "faulted", "calls", "retries", "backoff",
@@ -250,19 +335,20 @@ def test_table(store: Store) -> None:
         assert all(line[i] != " " and line[i - 1] == " " for i in starts), line
 
 
-def test_html_is_self_contained_with_an_svg_timeline(store: Store) -> None:
-    page = render_html(build_report(store, EXP))
+def svg_images(page: str) -> list[str]:
+    return [base64.b64decode(b).decode() for b in re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page)]
+
+
+def test_html_is_self_contained_with_the_charts_as_svg(store: Store) -> None:
+    page = render_html(build_model(store, EXP))
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count("<svg") == 1 and "</svg>" in page
-    assert re.findall(r"https?://[^\"' ]+", page) == ["http://www.w3.org/2000/svg"]  # the SVG namespace only
-    for external in ("<script", "<link", "src=", "url(", "@import"):
+    for external in ("<script", "<link", "url(", "@import", "http:", "https:"):
         assert external not in page
-    # a red bar per second with faults of this experiment, a grey one per second with other requests
-    timeline = build_report(store, EXP)["timeline"]
-    assert page.count('fill="#cf222e"') == sum(1 for n in timeline["faulted"] if n) == 7  # seconds 2, 5, 10, 15, 20, 30, 40
-    assert page.count('fill="#9aa4ae"') == sum(1 for n, bad in zip(timeline["requests"], timeline["faulted"],
-                                                                   strict=True) if n > bad)
-    assert page.count('fill="#f0b429"') == 2  # the two actions that ran
+    assert re.findall(r'src="([a-z]+):', page) == ["data"] * 7  # the timeline, one chart per operation (6)
+    timeline, *operations = svg_images(page)
+    assert "throttle" in timeline and "inject-api-throttle-error: completed" in timeline
+    assert len(operations) == 6 and "dynamodb PutItem" in operations[1]
+    assert all(s.startswith("<svg") and "faulted" in s and "latency p95" in s for s in operations)
     assert "1 of 5 faulted calls failed" in page and "retries held" in page
     assert page.count('class="held"') == 2  # GetItem and S3 GetObject
 
@@ -273,10 +359,28 @@ def test_html_escapes_what_came_from_users(tmp_path: Path) -> None:
     e.actions["<b>x</b>"].parameters["latencyMilliseconds"] = '"><script>alert(1)</script>'
     s = Store(tmp_path / "s.sqlite")
     s.put_experiment(e)
-    page = render_html(build_report(s, EXP))
+    report = build_model(s, EXP)
+    page = render_html(report)
+    pdf = render_pdf(report)
     s.close()
     assert "<script>" not in page and "<b>x</b>" not in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page
+    assert all("<b>x</b>" not in svg for svg in svg_images(page))  # escaped inside the charts too
+    assert "<b>x</b>" in pdf_text(pdf)  # the PDF shows it as text
+
+
+def pdf_text(pdf: bytes) -> str:
+    return " ".join(" ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages).split())
+
+
+def test_pdf_names_the_experiment_its_actions_and_the_counts(store: Store) -> None:
+    pdf = render_pdf(build_model(store, EXP))
+    assert pdf.startswith(b"%PDF-")
+    text = pdf_text(pdf)
+    assert "Experiment report: EXP1" in text and "Template: EXT1" in text
+    assert "Action throttle (aws:fis:inject-api-throttle-error): completed" in text
+    assert "dynamodb PutItem 14 10 6 9 1.91 s 5 1" in text  # the table's row, as text
+    assert "dynamodb GetItem" in text and "s3 GetObject" in text  # chart titles
 
 
 # ---- control API handler --------------------------------------------------------------------
@@ -285,18 +389,26 @@ def get(handler: Any, path: str, **query: str) -> Any:
     return handler(ApiRequest("GET", path, {k: [v] for k, v in query.items()}))
 
 
-def test_handler_serves_json_and_html(store: Store) -> None:
-    handle = report_handler(store)
+def test_handler_serves_json_html_pdf_and_the_console_view(store: Store) -> None:
+    handle = report_handler(store=store)
     response = get(handle, f"/_fisproxy/experiments/{EXP}/report")
     assert response.status == 200 and response.headers["content-type"] == "application/json"
-    assert json.loads(response.body) == build_report(store, EXP)
+    assert without_time(json.loads(response.body)) == build_report(store, EXP)
     html = get(handle, f"/_fisproxy/experiments/{EXP}/report", format="html")
     assert html.status == 200 and html.headers["content-type"].startswith("text/html")
-    assert b"<svg" in html.body
+    assert "default-src 'none'" in html.headers["content-security-policy"]  # a report runs no script
+    assert b"data:image/svg+xml" in html.body
+    pdf = get(handle, f"/_fisproxy/experiments/{EXP}/report", format="pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.body.startswith(b"%PDF-")
+    assert pdf.headers["content-disposition"] == 'attachment; filename="EXP1.pdf"'
+    view = json.loads(get(handle, f"/_fisproxy/experiments/{EXP}/report", format="console").body)
+    assert without_time(view["report"]) == build_report(store, EXP)
+    assert view["charts"]["timeline"].startswith("data:image/svg+xml;base64,")
+    assert len(view["charts"]["operations"]) == 6
 
 
 def test_handler_errors_and_other_paths(store: Store) -> None:
-    handle = report_handler(store)
+    handle = report_handler(store=store)
     missing = get(handle, "/_fisproxy/experiments/EXPnope/report")
     assert missing.status == 404 and "EXPnope" in json.loads(missing.body)["message"]
     assert get(handle, f"/_fisproxy/experiments/{EXP}/report", format="xml").status == 400
@@ -323,11 +435,23 @@ def state(store: Store, tmp_path: Path) -> Path:
 
 def test_cli_report_from_a_state_file(state: Path, store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     run_cli(["report", EXP, "--state", str(state)])
-    assert capsys.readouterr().out == render_table(build_report(store, EXP))
+    assert untimed(capsys.readouterr().out) == table_of(store, EXP)
     run_cli(["report", EXP, "--state", str(state), "--format", "json"])
-    assert json.loads(capsys.readouterr().out) == build_report(store, EXP)
-    run_cli(["report", EXP, "--state", str(state), "--format", "html"])
+    assert without_time(json.loads(capsys.readouterr().out)) == build_report(store, EXP)
+    run_cli(["report", EXP, "--state", str(state), "--html"])
     assert capsys.readouterr().out.startswith("<!DOCTYPE html>")
+
+
+def test_cli_pdf_goes_to_a_file(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "r.pdf"
+    run_cli(["report", EXP, "--state", str(state), "--pdf", "-o", str(out)])
+    assert out.read_bytes().startswith(b"%PDF-") and "EXP1" in pdf_text(out.read_bytes())
+    assert f"wrote {out}" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)  # never binary to a terminal
+    run_cli(["report", EXP, "--state", str(state), "--pdf"])
+    assert (tmp_path / "EXP1.pdf").read_bytes().startswith(b"%PDF-")
 
 
 def test_cli_errors_exit_2_with_one_line(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -390,7 +514,7 @@ def free_port() -> int:
 def control_url(store: Store, tmp_path: Path) -> Iterator[str]:
     engine = Engine(store, state_dir=tmp_path, rng=random.Random(0))
     router = ControlRouter(fis=FisApi(store, engine), chaos=ChaosApi(ChaosState()),
-                           extra=(Metrics(engine.active_count).handle, report_handler(store)))
+                           extra=(Metrics(engine.active_count).handle, report_handler(store=store)))
     server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_ControlAdapter,), {"router": router}))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -404,7 +528,9 @@ def test_cli_against_the_control_api(control_url: str, store: Store, capsys: pyt
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # must not be used
     run_cli(["report", EXP, "--control-url", control_url, "--format", "json"])
-    assert json.loads(capsys.readouterr().out) == build_report(store, EXP)
+    assert without_time(json.loads(capsys.readouterr().out)) == build_report(store, EXP)
+    run_cli(["report", EXP, "--control-url", control_url])
+    assert untimed(capsys.readouterr().out) == table_of(store, EXP)
     run_cli(["experiments", "--control-url", control_url])
     assert capsys.readouterr().out.splitlines()[1].split()[:3] == [EXP, "EXT1", "completed"]
     with pytest.raises(SystemExit):
@@ -433,3 +559,8 @@ def test_metrics_served_through_the_router(control_url: str) -> None:
     with opener.open(f"{control_url}/metrics", timeout=10) as response:
         text = response.read().decode()
     assert "fisproxy_active_experiments 0.0" in text
+
+
+def test_cli_output_file_for_any_format(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(["report", EXP, "--state", str(state), "-o", str(tmp_path / "r.txt")])
+    assert "PutItem" in (tmp_path / "r.txt").read_text() and capsys.readouterr().out == ""
