@@ -6,25 +6,28 @@ stop reach every proxy.
 
 Each simulated proxy is fisproxy's own store and engine layers, as `fisproxy run` starts them
 without mitmproxy: a `RedisStore` (its own connections and change listener thread), an `Engine`
-following the change feed, and the proxy's `Housekeeping` (heartbeat in the fleet listing,
-shared metrics, resync, Chaos rules). Many run in each of `--processes` worker processes (so
+following the change feed, the proxy's `Housekeeping` (heartbeat in the fleet listing,
+shared metrics, resync, Chaos rules) and its `ReportDelivery` (FIS's report queue). Many run in each of `--processes` worker processes (so
 both cores are used), against one real redis-server started here with `--history` finished
 experiments in it. What `EngineLoops` runs on four threads per proxy (tick, persist, upstream,
-housekeeping) runs here on four threads per process, each calling the same method of every
-proxy of the process at the same interval: a thousand proxies with five threads each would
-measure the scheduling of five thousand threads on two cores, not Redis. The proxy through
-which experiments start (it runs their schedule) has a process and `EngineLoops` of its own, as
-it would in a fleet.
+housekeeping), and the report delivery on a fifth, runs here on five threads per process, each
+calling the same method of every proxy of the process at the same interval: a thousand proxies
+with six threads each would measure the scheduling of six thousand threads on two cores, not
+Redis. The proxy through which experiments start (it runs their schedule) has a process and
+threads of its own, as it would in a fleet.
 
 For each N it prints:
 - idle: Redis's commands/s and bytes/s (in + out) over `--idle-seconds`, from the deltas of
   INFO's `total_commands_processed` and `total_net_input_bytes`/`total_net_output_bytes`, with
   Redis's own `instantaneous_ops_per_sec`; Redis's CPU (`used_cpu_sys` + `used_cpu_user` deltas,
   percent of one core); and the same per proxy;
+- running: the same with one experiment running (every proxy applies it, one renews its lease,
+  the others ask for it about when it would expire);
 - reach: `--rounds` times, an experiment started through one proxy's engine (as its control API
   does) and stopped through another's: the time from the call until each proxy's rule index
-  (what a request reads) has the fault, then no longer has it; p50 and p99 over every proxy of
-  every round, and the slowest proxy of the slowest round.
+  (what a request reads) has the fault, then no longer has it, p50 and p99 over every proxy of
+  every round; when the notice left Redis (a probe subscribed after every proxy); Redis's CPU
+  and bytes out per start and stop, and each simulated proxy's own CPU.
 
 The load of the machine (load average, the workers' own CPU) is printed beside the figures:
 the simulation's threads share the cores with Redis, and with whatever else runs there.
@@ -69,6 +72,9 @@ from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.fis.ports import EXPERIMENT_CHANGES
 from fisproxy.housekeeping import Housekeeping
 from fisproxy.metrics import Metrics
+from fisproxy.reports.delivery import POLL_SECONDS as REPORT_POLL_SECONDS
+from fisproxy.reports.delivery import ReportDelivery
+from fisproxy.reports.service import ReportBuilder
 from fisproxy.store.redis import RedisStore
 from fisproxy.store.redis.keys import CHANGES
 
@@ -100,6 +106,7 @@ class Proxy:
         describe = {"id": proxy_id, "version": "bench", "pid": os.getpid(), "placement": {}, "store": "redis"}
         engine.resume()
         self.housekeeping = Housekeeping(store, engine, proxy_id, lambda: describe, metrics=metrics, chaos=chaos)
+        self.reports = ReportDelivery(store, ReportBuilder(url, str(state_dir / "unused.sqlite")), holder=proxy_id)
         self.loops = EngineLoops(engine, housekeeping=self.housekeeping)  # or driven by `Driver`
         # When this proxy's rule index (what a request reads) gets or loses the watched fault.
         self.watch: tuple[str | None, bool] | None = None  # (experiment id or any, wanted: on)
@@ -146,6 +153,7 @@ class Driver:
             ("store", PERSIST_SECONDS, lambda p: p.engine.persist()),
             ("upstream", UPSTREAM_SECONDS, lambda p: p.loops.upstream_round()),
             ("housekeeping", HOUSEKEEPING_SECONDS, lambda p: p.housekeeping()),
+            ("reports", REPORT_POLL_SECONDS, lambda p: p.reports.step()),
         ]
         self.threads = [threading.Thread(target=self._run, args=(seconds, body), name=f"bench-{name}", daemon=True)
                         for name, seconds, body in bodies]
@@ -178,6 +186,7 @@ def worker(url: str, ids: list[str], state_dir: Path, pipe: Connection, alone: b
     if alone:
         for proxy in proxies:
             proxy.loops.start()
+            proxy.reports.start()
         driver: Driver | None = None
     else:
         driver = Driver(proxies)
@@ -214,6 +223,7 @@ def worker(url: str, ids: list[str], state_dir: Path, pipe: Connection, alone: b
         elif command == "quit":
             for proxy in proxies:
                 proxy.loops.stop()
+                proxy.reports.stop()
             if driver is not None:
                 driver.stop()
             for proxy in proxies:
