@@ -479,27 +479,35 @@ class Engine:
 
     def _claim_leases(self) -> None:
         """Renew the leases of the schedules this proxy runs, try to take those nobody runs;
-        the store calls outside the lock, their outcome applied under it."""
+        the store calls outside the lock, their outcome applied under it. A schedule is taken
+        over from where the store says it is, read once the lease is ours: what this proxy
+        mirrored may be older (it may even have ended: nothing is taken over then)."""
         with self._lock:
             now = self._clock()
             ttl = self.fleet.lease_ttl
             due = [r for r in self._runs.values() if r.status not in TERMINAL and (
                 now - r.lease_renewed >= ttl / 3 if r.owned else now >= r.next_claim)]
-        held: list[tuple[_Run, bool]] = []
+        held: list[tuple[_Run, bool, list[Stored]]] = []
         for run in due:
             run.next_claim = now + min(CLAIM_SECONDS, ttl / 3)
             try:
                 left = self.fleet.claim(run.id)
+                held.append((run, left == 0.0, self.fleet.load(run.id) if left == 0.0 and not run.owned else []))
             except StoreUnavailable as e:
                 if run.owned and not announced(e):  # nobody can take it over either: carry on
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
                 continue
-            held.append((run, left == 0.0))
             if left:  # just after its expiry, spread a little: one proxy takes it, at once
                 run.next_claim = now + min(left, ttl) + random.uniform(0.0, 0.05) * ttl
+        ended = []
         with self._lock:
-            for run, ours in held:
+            for run, ours, stored in held:
+                if ours and not run.owned:
+                    for fresh in stored:  # none if the store lost it: taken over as known here
+                        self._mirror(fresh, now)
                 if self._runs.get(run.id) is not run:
+                    if ours:
+                        ended.append(run.id)
                     continue
                 if ours:
                     run.lease_renewed = now
@@ -514,6 +522,8 @@ class Engine:
                     run.owned = False
                     self.runner.abandon(run.id)  # without undoing: the new holder carries on
             self.rules.publish()
+        for experiment_id in ended:  # it had ended meanwhile: the lease goes back at once
+            self.fleet.release(experiment_id)
 
     # ---- stop conditions (the upstream thread) -------------------------------------------
 

@@ -100,8 +100,8 @@ class LeaseStore(Protocol):
 
     def claim_lease(self, name: str, holder: str, ttl_seconds: float) -> float:
         """`acquire_lease`, saying when to try again: 0.0 if `holder` has the lease now, else
-        the seconds until the other holder's lease expires unless it renews it. A proxy waiting
-        to take a schedule over asks about when it could, not ten times a lease's lifetime."""
+        the seconds until the other holder's lease expires unless it renews it: a proxy waiting
+        to take a schedule over asks again about when it could take it, not twice a second."""
         ...
 
     def release_lease(self, name: str, holder: str) -> None:
