@@ -6,6 +6,8 @@
 #                                 a version that is not installed is skipped with a line saying
 #                                 so; each version's result and wall time are printed at the end
 #   make test PYTHON=python3.12   only that interpreter (every target honours PYTHON)
+#   make test SLOW=1              also the tests marked slow (memory peaks, 200 MiB bodies); CI does
+#   make test WORKERS=0           pytest in one process (default: WORKERS parallel processes, xdist)
 #   make lint                     ruff, import contracts (import-linter), mypy: scripts/lint
 #   make containers               the image built and checked, then run as a sidecar in a pod,
 #                                 from deploy/kubernetes/pod.yaml and docker-compose.yml, with
@@ -21,6 +23,10 @@
 PYTHON    ?= python3
 SUPPORTED := 3.11 3.12 3.13
 ARGS      ?=
+SLOW      ?=
+# Three pytest-xdist workers on two cores: much of the suite waits on other processes (the proxy,
+# moto, the AWS CLI). Each worker starts its own servers; tests of one file share a worker.
+WORKERS   ?= 3
 
 VERSION_PY  := import sys; print(*sys.version_info[:2], sep=".")
 # $(call find_python,NAME): NAME if it runs, else pyenv's newest install of that version; or nothing.
@@ -66,7 +72,7 @@ lint: $(VENV)/.installed-test
 
 # One Python: lint and pytest in its venv (what `make test` runs for each version).
 test-one: lint
-	$(CLEAN_ENV) $(BIN)/python -m pytest -q $(ARGS)
+	$(CLEAN_ENV) $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile $(if $(SLOW),--slow) $(ARGS)
 
 # $(call python_for,X.Y): python3 when it is X.Y (its venv is .venv), else python3.X found as above.
 python_for = $(if $(filter $(1),$(DEFAULT_VERSION)),python3,$(call find_python,python$(1)))

@@ -4,20 +4,24 @@ session left running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import botocore.endpoint
 import psutil
+import pytest
 import requests
 
 VENV_BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 CA_VARS = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY")
 
@@ -99,6 +103,39 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ---- SDK back-off, skipped where only the attempts matter ---------------------------------------
+
+class SkippedBackoff:
+    """Stands in for the `time` module in `botocore.endpoint`, which sleeps the delay its retry
+    handler (legacy or standard mode) returns before each retry (`Endpoint._needs_retry`): the
+    delays are recorded instead of slept. Every attempt, its count and its headers stay the SDK's
+    own; only the wait between attempts is skipped. Used by the `no_backoff` fixture."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []  # one per retry the SDK decided on, in seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@contextlib.contextmanager
+def backoff_skipped() -> Iterator[SkippedBackoff]:
+    """In the block, boto3 clients retry without sleeping (the `no_backoff` fixture, for part
+    of a test)."""
+    with pytest.MonkeyPatch.context() as mp:
+        skipped = SkippedBackoff()
+        mp.setattr(botocore.endpoint, "time", skipped)
+        yield skipped
+
+
+# PYTHONPATH for an AWS CLI process whose retry sleeps are skipped the same way:
+# `tests/nobackoff/sitecustomize.py` installs a SkippedBackoff in it at interpreter start.
+AWS_CLI_NO_BACKOFF = ROOT / "tests" / "nobackoff"
 
 
 # ---- redis-server (the shared store's tests) -------------------------------------------------

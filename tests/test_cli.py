@@ -9,9 +9,22 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, stop, wait_until
+import pytest
+
+from tests.helpers import (
+    VENV_BIN,
+    clean_env,
+    free_port,
+    http_ok,
+    redis_server_binary,
+    start_process,
+    start_redis,
+    stop,
+    wait_until,
+)
 
 FISPROXY = str(VENV_BIN / "fisproxy")
+ADDON = Path(__file__).resolve().parent.parent / "addons" / "fisproxy.py"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,12 +89,15 @@ def test_top_level_help_lists_every_command_and_points_to_their_help() -> None:
     text = " ".join(result.stdout.split())
     subparsers = next(a for a in build_parser()._actions if a.choices and a.dest == "command")
     helps = {c.dest: c.help for c in subparsers._choices_actions}
-    assert set(helps) == {"run", "web", "env", "ca", "report", "experiments", "proxies"}
+    assert set(helps) == {"run", "web", "env", "ca", "report", "experiments", "proxies", "scenarios"}
     for command, help_text in helps.items():
         assert help_text and f"{command} {' '.join(help_text.split())}" in text, command
         assert command_parser(build_parser(), command).prog == f"fisproxy {command}"
     assert "fisproxy <command> --help" in text
-    assert "eval \"$(fisproxy env)\"" in text
+    # the first steps: moto first, the pinned form of `fisproxy env`, the keys moto needs
+    assert text.index("moto_server -p 5000") < text.index("fisproxy run --aws-endpoint http://127.0.0.1:5000")
+    assert "eval \"$(fisproxy env --port 8080)\"" in text
+    assert "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing" in text
 
 
 def test_ca_created_with_private_key(tmp_path: Path) -> None:
@@ -126,7 +142,7 @@ def test_endpoint_port_needs_an_aws_endpoint(tmp_path: Path) -> None:
 
 
 def test_unreachable_says_why() -> None:
-    from fisproxy.cli import unreachable
+    from fisproxy.runcli import unreachable
 
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
@@ -152,13 +168,188 @@ def test_unreachable_aws_endpoint_is_a_warning_and_the_proxy_starts(tmp_path: Pa
             f"(127.0.0.1:{closed}: Connection refused); starting anyway") in log.read_text()
 
 
-def test_a_proxy_that_cannot_open_its_store_exits_instead_of_running_deaf(tmp_path: Path) -> None:
-    # (--set bypasses the command line's own checks of --state: the addon must not hang on.)
+def test_a_set_option_is_checked_like_its_flag(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run("run", "--port", str(free_port()), "--control-port", str(free_port()),
+                 "--certs", str(tmp_path / "c"), "--set", f"fisproxy_state={blocker}/state.sqlite")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert f"--set fisproxy_state {blocker}/state.sqlite: {blocker} is a file, not a folder" in result.stderr
+
+
+def test_an_addon_that_cannot_open_its_store_exits_instead_of_running_deaf(tmp_path: Path) -> None:
+    """Plain `mitmdump -s addons/fisproxy.py` has no command-line checks: the addon stops."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = subprocess.run(
-        [FISPROXY, "run", "--port", str(free_port()), "--control-port", str(free_port()),
-         "--certs", str(tmp_path / "c"), "--set", f"fisproxy_state={blocker}/state.sqlite"],
+        [str(VENV_BIN / "mitmdump"), "-s", str(ADDON), "--listen-port", str(free_port()),
+         "--set", f"confdir={tmp_path / 'c'}", "--set", f"fisproxy_control_port={free_port()}",
+         "--set", f"fisproxy_state={blocker}/state.sqlite"],
         capture_output=True, text=True, timeout=60, env=clean_env())
-    assert result.returncode == 1
     assert "could not start" in result.stdout + result.stderr
+
+
+# ---- one configuration: flags, options, --set, environment and errors from one declaration ----
+
+def resolve_run(argv: list[str]) -> dict[str, object]:
+    from fisproxy.cli import parse_args
+    from fisproxy.cliflags import resolve
+
+    return resolve(parse_args(["run", *argv]), "run").values
+
+
+@pytest.mark.parametrize(("argv", "env", "error"), [
+    (["--aws-endpoint", "ftp://x"], {}, "--aws-endpoint: expected http(s)://host[:port], got 'ftp://x'"),
+    ([], {"FISPROXY_AWS_ENDPOINT": "ftp://x"}, "$FISPROXY_AWS_ENDPOINT: expected http(s)://host[:port], got 'ftp://x'"),
+    (["--set", "fisproxy_aws_endpoint=ftp://x"], {}, "--set fisproxy_aws_endpoint: expected http(s)://host[:port], got 'ftp://x'"),
+    (["--placement", "zone=a"], {}, "--placement: expected az=...,az-id=...,subnet=..., got 'zone=a'"),
+    (["--set", "fisproxy_account_id=12"], {}, "--set fisproxy_account_id: must be 12 digits, got '12'"),
+    (["--set", "fisproxy_control_port=eighty"], {}, "--set fisproxy_control_port: not a whole number: 'eighty'"),
+    (["--control-port", "70000"], {}, "--control-port: 70000 is not a port (1-65535, or 0 for none)"),
+    (["--workers", "0"], {}, "--workers: 0: expected 1 to 64"),
+    (["--store", "http://h/0"], {}, "--store: unsupported scheme 'http' in http://h/0; expected redis://"),
+    (["--allowed-role", "fis-*"], {}, "--allowed-role: entry 1 is not a role ARN pattern like arn:aws:iam::"),
+    ([], {"FISPROXY_ALLOWED_HOSTS": "ok.example,no way"}, "$FISPROXY_ALLOWED_HOSTS: 'no way' is not a host name"),
+    (["--set", "fisproxy_allowed_origins=ftp:"], {}, "--set fisproxy_allowed_origins: 'ftp:' is not an origin"),
+])
+def test_an_error_names_the_setting_as_it_was_given(argv: list[str], env: dict[str, str], error: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from fisproxy.proxy.settings import SettingError
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingError) as raised:
+        resolve_run(argv)
+    assert str(raised.value).startswith(error)
+
+
+def test_the_addon_names_the_option_with_the_same_words() -> None:
+    from mitmproxy import exceptions
+    from mitmproxy.test import taddons
+
+    from fisproxy.proxy.runtime import Runtime
+
+    runtime = Runtime()
+    with taddons.context(runtime) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=r"^fisproxy_aws_endpoint: expected http\(s\)://host\[:port\], got 'ftp://x'$"):
+            tctx.configure(runtime, fisproxy_aws_endpoint="ftp://x")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--control-token", "has a space s3cr3t"],
+    ["--control-credentials", "AKID:s3cr3t with space"],
+    ["--set", "fisproxy_control_token=has a space s3cr3t"],
+])
+def test_errors_never_quote_a_secret(argv: list[str]) -> None:
+    from fisproxy.proxy.settings import SettingError
+
+    with pytest.raises(SettingError) as raised:
+        resolve_run(argv)
+    assert "s3cr3t" not in str(raised.value)
+
+
+def test_precedence_set_then_flag_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FISPROXY_AWS_ENDPOINT", "http://env:1")
+    assert resolve_run([])["aws_endpoint"] == "http://env:1"
+    assert resolve_run(["--aws-endpoint", "http://flag:2"])["aws_endpoint"] == "http://flag:2"
+    assert resolve_run(["--aws-endpoint", "http://flag:2", "--set", "fisproxy_aws_endpoint=http://set:3"])[
+        "aws_endpoint"] == "http://set:3"
+    monkeypatch.delenv("FISPROXY_AWS_ENDPOINT")
+    assert resolve_run([])["aws_endpoint"] is None
+    monkeypatch.setenv("FISPROXY_CONTROL_CREDENTIALS", "A:a,B:b")
+    assert dict(resolve_run([])["control_credentials"]) == {"A": "a", "B": "b"}  # type: ignore[call-overload]
+    # list options add up: the flag's and --set's
+    assert dict(resolve_run(["--control-credentials", "C:c", "--set", "fisproxy_control_credentials=D:d"])[  # type: ignore[call-overload]
+        "control_credentials"]) == {"C": "c", "D": "d"}
+
+
+def test_the_flags_and_the_options_come_from_the_declaration() -> None:
+    from mitmproxy.test import taddons
+
+    from fisproxy.cli import build_parser, command_parser
+    from fisproxy.proxy.runtime import Runtime
+    from fisproxy.proxy.settings import SETTINGS
+
+    for command in ("run", "web"):
+        flags = {o for a in command_parser(build_parser(), command)._actions for o in a.option_strings}
+        assert flags == {"-h", "--help", "--set"} | {s.flag for s in SETTINGS if s.flag and command in s.commands}
+    runtime = Runtime()
+    with taddons.context(runtime) as tctx:
+        declared = {name: tctx.options._options[name] for name in tctx.options.keys() if name.startswith("fisproxy_")}
+    ours = {s.option: s for s in SETTINGS if s.option and s.option.startswith("fisproxy_")}
+    assert set(declared) == set(ours)
+    for name, option in declared.items():
+        assert option.help == ours[name].help and option.default == ours[name].default_value(), name
+
+
+def test_web_takes_no_workers_and_state_shows_its_default() -> None:
+    web = run("web", "--help")
+    assert web.returncode == 0 and "--workers" not in web.stdout and "--web-port" in web.stdout
+    text = " ".join(run("run", "--help").stdout.split())
+    assert "--state PATH SQLite file holding templates, experiments and logs; survives restarts. " \
+           "(default: ~/.local/state/fisproxy/fisproxy.sqlite" in text
+    assert "--workers N" in text and "--web-port" not in text
+
+
+def test_the_readme_table_is_the_declaration() -> None:
+    from fisproxy.proxy.settings import markdown_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert markdown_table() in readme, (
+        "README.md's table of settings differs from fisproxy/proxy/settings.py: replace it with "
+        "the output of `python -m fisproxy.proxy.settings`")
+
+
+def test_secret_options_are_hidden_once_read() -> None:
+    """mitmweb's options editor and /options.json show mitmproxy's options: secrets read by the
+    addon are replaced there by what may be shown; the addon keeps the real values."""
+    from mitmproxy.test import taddons
+
+    from fisproxy.proxy.runtime import Runtime
+
+    runtime = Runtime()
+    with taddons.context(runtime) as tctx:
+        tctx.configure(runtime, fisproxy_control_token="t0ken", fisproxy_control_credentials=["AKID:s3cret"],
+                       fisproxy_store="redis://:pa55@127.0.0.1:6379/0")
+        assert tctx.options.fisproxy_control_token == "(hidden)"
+        assert tctx.options.fisproxy_control_credentials == ["AKID:(hidden)"]
+        assert tctx.options.fisproxy_store == "redis://:***@127.0.0.1:6379/0"
+        assert runtime.settings is not None
+        assert runtime.settings.control_auth.token == "t0ken"
+        assert dict(runtime.settings.control_auth.credentials) == {"AKID": "s3cret"}
+        assert runtime.settings.store_url == "redis://:pa55@127.0.0.1:6379/0"
+        tctx.configure(runtime, fisproxy_quiet=True)  # another option: the secrets stay
+        assert runtime.settings.control_auth.token == "t0ken"
+        tctx.configure(runtime, fisproxy_control_token="n3w")  # a new value (mitmweb's editor)
+        assert tctx.options.fisproxy_control_token == "(hidden)" and runtime.settings.control_auth.token == "n3w"
+        tctx.configure(runtime, fisproxy_control_token=None)
+        assert tctx.options.fisproxy_control_token is None and runtime.settings.control_auth.token is None
+
+
+def test_env_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    """`fisproxy env | head -1`: the reader leaves early. Here there is no reader at all."""
+    proc = subprocess.Popen([FISPROXY, "env", "--certs", str(tmp_path / "c"), "--port", "9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
+def test_the_redis_appendonly_warning_is_printed_once(tmp_path: Path) -> None:
+    redis, redis_port = start_redis(tmp_path / "redis", None, "--appendonly", "no")
+    control = free_port()
+    log = tmp_path / "fisproxy.log"
+    try:
+        proxy = start_process(
+            [FISPROXY, "run", "--port", str(free_port()), "--control-port", str(control),
+             "--certs", str(tmp_path / "c"), "--store", f"redis://127.0.0.1:{redis_port}/0"],
+            log, lambda: http_ok(f"http://127.0.0.1:{control}/_fisproxy/health"), "fisproxy",
+            env=clean_env(FISPROXY_RUNTIME_DIR=str(tmp_path / "run")))
+        stop(proxy)
+    finally:
+        stop(redis)
+    assert log.read_text().count("runs without appendonly") == 1, log.read_text()

@@ -1,6 +1,8 @@
 """One CA, found without thought: `fisproxy env` and `fisproxy ca` use the CA folder and ports
-of the running proxy (its runtime file) and fall back to the defaults when none runs; a new CA
-is never created silently. Real `fisproxy` processes, isolated in a temporary home."""
+of the running proxy (its runtime file), ask which one when several run and none was started
+in this folder, and fall back to the defaults when none runs; a new CA is never created
+silently. Real `fisproxy` processes, isolated in a temporary home. (A proxy started in this
+folder: tests/test_choose_proxy.py and tests/e2e/test_walkthrough.py.)"""
 
 from __future__ import annotations
 
@@ -45,9 +47,9 @@ def start(procs: list[subprocess.Popen], env: dict[str, str], tmp_path: Path, na
     return port, control, certs
 
 
-def fisproxy(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def fisproxy(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([FISPROXY, *args], capture_output=True, text=True, timeout=60, env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == code, result.stderr
     return result
 
 
@@ -55,28 +57,31 @@ def test_env_and_ca_follow_the_running_proxies(tmp_path: Path, env: dict[str, st
                                                procs: list[subprocess.Popen]) -> None:
     port_a, control_a, certs_a = start(procs, env, tmp_path, "a")
     port_b, control_b, certs_b = start(procs, env, tmp_path, "b")
-    bundle_b = str((certs_b / "fisproxy-ca-bundle.pem").resolve())
 
-    # No flags: the newest proxy, B.
-    exports = parse_exports(fisproxy(env, "env").stdout)
-    assert exports["HTTPS_PROXY"] == f"http://127.0.0.1:{port_b}"
-    assert exports["AWS_ENDPOINT_URL_FIS"] == f"http://127.0.0.1:{control_b}"
-    assert exports["AWS_CA_BUNDLE"] == bundle_b
-    assert exports["NODE_EXTRA_CA_CERTS"] == str((certs_b / "mitmproxy-ca-cert.pem").resolve())
-    assert fisproxy(env, "ca").stdout.splitlines()[0] == str((certs_b / "mitmproxy-ca-cert.pem").resolve())
+    # No flags, two proxies, neither started in this folder: no guess, a list.
+    for command in ("env", "ca"):
+        refused = fisproxy(env, command, code=2)
+        assert refused.stdout == ""
+        assert "2 fisproxy processes run" in refused.stderr and f"port {port_a}" in refused.stderr
+        assert f"port {port_b}" in refused.stderr and "name one with --port" in refused.stderr
 
     # --port picks that proxy's CA and control port; --certs picks the proxy using that CA.
     exports = parse_exports(fisproxy(env, "env", "--port", str(port_a)).stdout)
     assert exports["AWS_CA_BUNDLE"] == str((certs_a / "fisproxy-ca-bundle.pem").resolve())
     assert exports["AWS_ENDPOINT_URL_FIS"] == f"http://127.0.0.1:{control_a}"
-    exports = parse_exports(fisproxy(env, "env", "--certs", str(certs_a)).stdout)
-    assert exports["HTTPS_PROXY"] == f"http://127.0.0.1:{port_a}"
+    exports = parse_exports(fisproxy(env, "env", "--certs", str(certs_b)).stdout)
+    assert exports["HTTPS_PROXY"] == f"http://127.0.0.1:{port_b}"
+    assert exports["NODE_EXTRA_CA_CERTS"] == str((certs_b / "mitmproxy-ca-cert.pem").resolve())
+    assert fisproxy(env, "ca", "--certs", str(certs_b)).stdout.splitlines()[0] == \
+        str((certs_b / "mitmproxy-ca-cert.pem").resolve())
 
-    # B killed (no clean exit, its file stays behind): A is the running one.
+    # B killed (no clean exit, its file stays behind): A is the only one running.
     procs[1].send_signal(signal.SIGKILL)
     procs[1].wait()
-    exports = parse_exports(fisproxy(env, "env").stdout)
-    assert exports["HTTPS_PROXY"] == f"http://127.0.0.1:{port_a}"
+    result = fisproxy(env, "env")
+    assert parse_exports(result.stdout)["HTTPS_PROXY"] == f"http://127.0.0.1:{port_a}"
+    assert "the only one running on this host" in result.stderr
+    assert fisproxy(env, "ca").stdout.splitlines()[0] == str((certs_a / "mitmproxy-ca-cert.pem").resolve())
 
     # A stopped cleanly: its file is gone, and env falls back to the defaults.
     stop(procs[0])
@@ -85,7 +90,7 @@ def test_env_and_ca_follow_the_running_proxies(tmp_path: Path, env: dict[str, st
     exports = parse_exports(result.stdout)
     assert exports["HTTPS_PROXY"] == "http://127.0.0.1:8080"
     assert exports["AWS_CA_BUNDLE"] == str(tmp_path / "config" / "fisproxy" / "certs" / "fisproxy-ca-bundle.pem")
-    assert "no running fisproxy found" in result.stdout
+    assert "fisproxy env: no fisproxy running on this host" in result.stderr
 
 
 def test_a_new_ca_is_announced_once(tmp_path: Path, env: dict[str, str]) -> None:

@@ -1,6 +1,7 @@
 """The README walkthrough's figure for the throttled `aws dynamodb put-item` (about 25 s of
 retries) is botocore's legacy retry policy for DynamoDB, which the AWS CLI v1 uses. The call
-itself, through the real proxy, is in tests/e2e/test_env.py."""
+itself, through the real proxy, is in tests/e2e/test_env.py; the whole walkthrough, pasted into
+shells while another fisproxy runs, in tests/e2e/test_walkthrough.py."""
 
 from __future__ import annotations
 

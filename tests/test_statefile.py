@@ -68,8 +68,8 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess[str], state: Path
     assert "Traceback" not in result.stderr
     line = result.stderr.strip()
     assert line.count("\n") == 0, line
-    assert line == f"fisproxy: error: --state {state}: {problem}" or (
-        line.startswith(f"fisproxy: error: --state {state}: ") and problem in line), line
+    assert line == f"fisproxy run: error: --state {state}: {problem}" or (
+        line.startswith(f"fisproxy run: error: --state {state}: ") and problem in line), line
 
 
 # ---- the check itself -----------------------------------------------------------------------

@@ -38,10 +38,14 @@ class AwsCall:
 @dataclass(frozen=True, slots=True)
 class RequestParts:
     """The parts of a request that resource-scoped faults read to tell which resource a call
-    names (a Lambda function in the path, a Kinesis stream in the body). `body` is None when it
-    is not read (streamed, or not needed)."""
+    names (a Lambda function in the path, a Kinesis stream in the body) or where it goes
+    (network disruption). `body` is None when it is not read (streamed, or not needed)."""
 
     method: str
     path: str  # raw request target: path and query
     headers: Mapping[str, str]
     body: bytes | None = None
+    # Where the request goes: the host the client named, and the IP address the proxy connects
+    # to when known (an IP literal, or resolved for a rule that matches by address).
+    host: str | None = None
+    address: str | None = None

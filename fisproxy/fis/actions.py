@@ -16,7 +16,11 @@ Each action id is one `ActionSpec` entry: the catalogue's data plus, by kind, it
 scoped compiler or implementation, attached here when the catalogue loads (one registry; no
 other table maps an action id to behaviour). `compile` gives any running action's rule.
 - `wait`: nothing happens; sequencing.
-- `agent` / `aws-internal`: cannot run here; `failure_reason` says exactly why.
+- `agent` / `aws-internal`: cannot run here. Such an action ends `skipped` when it would start,
+  `skip_reason` saying what fisproxy cannot do and what that means, and the experiment runs on
+  (AWS's published scenarios include such actions); with `fisproxy_fail_unperformable` the
+  experiment fails at start instead, with `failure_reason`. `skip_reason()` is the one decision
+  the engine applies: the action's own kind, or a target the upstream could not list.
 
 Parameter values are strings on the wire; `percentage`, `duration`, etc. are parsed here.
 Sampling, durations, operation filters and role targeting are the engine's job.
@@ -24,8 +28,10 @@ Sampling, durations, operation filters and role targeting are the engine's job.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,9 +42,17 @@ from typing import Any, Literal, cast, get_args
 import yaml
 
 from fisproxy.aws import catalog
-from fisproxy.fis.faults import ErrorKind, FaultSpec, RuleSpec
+from fisproxy.fis.faults import ErrorKind, FaultSpec, RateLimit, RuleSpec
 from fisproxy.fis.ids import parse_duration
-from fisproxy.fis.proxyfaults import SCOPED_COMPILERS, ScopedCompiler, Where
+from fisproxy.fis.proxyfaults import (
+    FACT_LOOKUPS,
+    SCOPED_COMPILERS,
+    START_NOTES,
+    FactLookup,
+    ScopedCompiler,
+    StartNotes,
+    Where,
+)
 from fisproxy.fis.resources import IMPLEMENTATIONS, ResolvedTarget, ResourceAction
 
 MAX_ACTION_DURATION = timedelta(hours=12)
@@ -95,6 +109,8 @@ class ActionSpec:
     compiler: Compiler | None = None
     scoped: ScopedCompiler | None = None
     implementation: type[ResourceAction] | None = None
+    lookup: FactLookup | None = None  # what a proxy fault reads on the upstream at start
+    notes: StartNotes | None = None  # what the action's log says when it starts
 
     @property
     def runnable(self) -> bool:
@@ -109,10 +125,20 @@ class ActionSpec:
 
     @property
     def failure_reason(self) -> str | None:
-        """Why the action cannot run here (agent / aws-internal), for the action's state."""
+        """Why the action cannot run here (agent / aws-internal), when the proxy is told to
+        fail such experiments (fisproxy_fail_unperformable)."""
         if self.performable:
             return None
         return f"{self.action_id} cannot run in fisproxy: it {self.reason}."
+
+    @property
+    def skipped_reason(self) -> str | None:
+        """The state reason of this action when skipped (agent / aws-internal): what fisproxy
+        cannot do, and that the experiment runs on without it."""
+        if self.performable:
+            return None
+        return (f"Skipped: {self.action_id} cannot run in fisproxy: it {self.reason}. "
+                "The experiment runs on without this action's effect.")
 
     def validate(self, parameters: Mapping[str, str]) -> None:
         """Raise ParameterError for the first bad parameter: a missing required one, an unknown
@@ -170,6 +196,17 @@ class ActionSpec:
             return None
         return self.compiler(parameters)
 
+    def facts(self, parameters: Mapping[str, str], targets: Mapping[str, ResolvedTarget], clients: Any,
+              region: str) -> dict[str, Any]:
+        """What the running action's rule needs from the upstream, read once at experiment
+        start (blocking): empty for most actions. Failure if it cannot be read."""
+        return self.lookup(parameters, targets, clients, region) if self.lookup is not None else {}
+
+    def start_notes(self, parameters: Mapping[str, str]) -> list[str]:
+        """What the action's log says when it starts (network disruption: what fisproxy drops,
+        what never passes through a proxy)."""
+        return self.notes(parameters) if self.notes is not None else []
+
     def compile(self, parameters: Mapping[str, str], targets: Mapping[str, ResolvedTarget],
                 where: Where) -> RuleSpec | None:
         """The rule of a running api-fault or proxy-fault action (`targets` by the action's
@@ -200,6 +237,33 @@ def get(action_id: str) -> ActionSpec:
         raise ValueError(
             f'unknown action "{action_id}"{_did_you_mean(action_id, ACTIONS)}; see ListActions'
         ) from None
+
+
+def skip_reason(action_id: str, action_targets: Mapping[str, str] | None,
+                unresolved: Mapping[str, str]) -> str | None:
+    """Why an action ends `skipped` instead of starting, or None: it is one fisproxy cannot
+    perform (agent, AWS-internal), or a target it uses could not be resolved because the
+    upstream does not implement the API that lists it (`unresolved`: target -> reason)."""
+    spec = ACTIONS.get(action_id)
+    if spec is not None and spec.skipped_reason is not None:
+        return spec.skipped_reason
+    for target in (action_targets or {}).values():
+        if target in unresolved:
+            return f"Skipped: {unresolved[target]}"
+    return None
+
+
+def targets_of_skipped_only(actions: Mapping[str, Any]) -> frozenset[str]:
+    """Targets that only actions fisproxy skips use (an `aws:eks:pod` target of a pod fault):
+    not resolved at all, so a target fisproxy cannot list does not fail the experiment.
+    `actions`: action name -> an action with `action_id` and `targets`."""
+    runnable: set[str] = set()
+    skipped: set[str] = set()
+    for action in actions.values():
+        spec = ACTIONS.get(action.action_id)
+        used = set((action.targets or {}).values())
+        (skipped if spec is not None and not spec.performable else runnable).update(used)
+    return frozenset(skipped - runnable)
 
 
 def target_resource_types() -> dict[str, str]:
@@ -496,6 +560,14 @@ def _fp_disconnect(p: Mapping[str, str]) -> RuleSpec:
     ))
 
 
+def _fp_rate_limit(p: Mapping[str, str]) -> RuleSpec:
+    rate = float(p["requestsPerSecond"])
+    burst = int(p.get("burst") or max(1, math.ceil(rate)))
+    rule = _fp_rule(p, FaultSpec(kind="rate-limit", error_kind="throttle"))
+    return dataclasses.replace(rule, percentage=100.0,
+                               limit=RateLimit(rate, burst, fleet=p.get("scope") == "fleet"))
+
+
 COMPILERS: Mapping[str, Compiler] = {
     "aws:fis:inject-api-internal-error": _inject_api("internal"),
     "aws:fis:inject-api-throttle-error": _inject_api("throttle"),
@@ -506,6 +578,7 @@ COMPILERS: Mapping[str, Compiler] = {
     "fisproxy:api:latency": _fp_latency,
     "fisproxy:api:error": _fp_error,
     "fisproxy:api:disconnect": _fp_disconnect,
+    "fisproxy:api:rate-limit": _fp_rate_limit,
 }
 
 
@@ -545,6 +618,8 @@ def _load(text: str) -> tuple[dict[str, ActionSpec], dict[str, ResourceTypeSpec]
             compiler=COMPILERS.get(action_id),
             scoped=SCOPED_COMPILERS.get(action_id),
             implementation=IMPLEMENTATIONS.get(action_id),
+            lookup=FACT_LOOKUPS.get(action_id),
+            notes=START_NOTES.get(action_id),
         )
     types = {
         name: ResourceTypeSpec(name, raw["description"], _parameter_docs(raw.get("parameters")))

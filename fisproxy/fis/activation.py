@@ -43,7 +43,7 @@ def rule_for(experiment_id: str, name: str, action: ExperimentAction, state: Run
     rule = spec.compile(action.parameters or {}, resolved, where)
     if rule is None or not where.placement.in_zones(rule.zones):
         return None
-    if rule.region is None and action.action_id.startswith(REGIONAL_ACTION_PREFIXES):
+    if rule.region is None and rule.regional and action.action_id.startswith(REGIONAL_ACTION_PREFIXES):
         rule = dataclasses.replace(rule, region=state.region)
     roles: set[RoleRef] = set()
     keys: set[str] = set()
@@ -75,7 +75,7 @@ class Rules:
         """Put action `name` in force (nothing if it already is)."""
         if (experiment_id, name) in self._rules:
             return
-        where = dataclasses.replace(self.where, region=state.region)
+        where = dataclasses.replace(self.where, region=state.region, facts=state.facts.get(name, {}))
         self._rules[(experiment_id, name)] = rule_for(
             experiment_id, name, action, state, where, self.identities, StopSignal(self.loop))
         self._dirty = True

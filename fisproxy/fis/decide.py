@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fisproxy.aws.call import AwsCall, RequestParts
-from fisproxy.fis.faults import Fault, RuleSpec, StopSignal
+from fisproxy.fis.faults import Fault, RateLimit, RuleSpec, StopSignal
 
 
 class CandidateRule(Protocol):
@@ -34,6 +34,13 @@ class CandidateRule(Protocol):
     def admits(self, access_key: str | None) -> bool:
         """Whether the caller (by its access key id) is one this rule targets."""
         ...
+
+
+class Limiter(Protocol):
+    """The rates of rate-limited rules (`fis/ratelimit.py`): whether one more call from the
+    rule `source` is within `limit` now. Memory only: it runs per request."""
+
+    def admit(self, source: str, limit: RateLimit) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +64,14 @@ class Decision:
 
 
 def decide(call: AwsCall, candidates: Iterable[CandidateRule], rng: random.Random,
-           request: RequestParts | None = None) -> Decision:
+           request: RequestParts | None = None, limits: Limiter | None = None) -> Decision:
     """The faults for `call` from `candidates` (in priority order).
 
     A rule applies when it matches the call's service, operation and region, admits its caller,
     names a resource in its scope (if it has one; `request` tells which resource the call
     names), and wins its percentage roll (sampled per request; a rule that cannot add anything
-    because the call already has its terminal fault is not sampled).
+    because the call already has its terminal fault is not sampled). A rate-limited rule
+    applies to the calls over its rate (`limits` counts them; without it, none is over).
     """
     latencies: list[Fault] = []
     terminal: Fault | None = None
@@ -76,6 +84,8 @@ def decide(call: AwsCall, candidates: Iterable[CandidateRule], rng: random.Rando
             continue
         if spec.scope is not None and not spec.scope.admits(call, request):
             continue
+        if spec.limit is not None and (limits is None or limits.admit(candidate.source, spec.limit)):
+            continue  # within the rate: this call passes
         if spec.percentage < 100 and rng.random() * 100 >= spec.percentage:
             continue
         for fs in spec.faults:
@@ -90,3 +100,14 @@ def decide(call: AwsCall, candidates: Iterable[CandidateRule], rng: random.Rando
 def needs_body(candidates: Iterable[CandidateRule]) -> bool:
     """Whether some candidate can only tell from the request body whether it applies."""
     return any(c.rule.scope is not None and c.rule.scope.needs_body for c in candidates)
+
+
+def needs_address(candidates: Iterable[CandidateRule]) -> bool:
+    """Whether some candidate matches requests by the IP address they go to (network
+    disruption): the proxy resolves a host name first."""
+    return any(getattr(c.rule.scope, "needs_address", False) for c in candidates)
+
+
+# What `decide` is given for a request that is not an AWS call: only rules that also apply to
+# other traffic (network disruption) are asked, and they match it by their scope alone.
+OTHER_TRAFFIC = AwsCall(service="")

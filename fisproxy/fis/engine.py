@@ -153,8 +153,12 @@ class Engine:
         max_action_workers: int = 16,
         proxy_id: str = "fisproxy",
         lease_ttl_seconds: float = LEASE_TTL_SECONDS,
+        fail_unperformable: bool = False,
     ) -> None:
         self._store = store
+        # Actions fisproxy cannot perform fail the experiments started here instead of being
+        # skipped (kept in each experiment's RunState, so whoever runs it decides the same).
+        self._fail_unperformable = fail_unperformable
         self._rng = rng
         self._clock = clock
         self._account = account_id
@@ -192,7 +196,8 @@ class Engine:
         now = self._clock()
         exp_id = ids.new_experiment_id()
         created = lifecycle.create(template, experiment_id=exp_id, arn=ids.experiment_arn(region, self._account, exp_id),
-                                   now=now, region=region, tags=tags, actions_mode=actions_mode)
+                                   now=now, region=region, tags=tags, actions_mode=actions_mode,
+                                   fail_unperformable=self._fail_unperformable)
         run = _Run(created.experiment, created.state, owned=True, lease_renewed=now, version=1)
         self.fleet.claim(exp_id)
         self._save(run)  # not acknowledged (and not kept) unless saved
@@ -269,6 +274,11 @@ class Engine:
         """The running actions' rules that could apply to `call`. Lock-free."""
         index = self.rules.index
         return index.candidates(call) if index else ()
+
+    def other_candidates(self) -> tuple[ActiveRule, ...]:
+        """The running actions' rules that also apply to requests that are not AWS calls
+        (network disruption of a subnet). Lock-free."""
+        return self.rules.index.other_traffic
 
     def match(self, call: AwsCall) -> list[Fault]:
         """The faults for one request: latency faults first, then at most one error/disconnect."""
@@ -438,8 +448,18 @@ class Engine:
         exp_id, revision = stored.experiment.id, stored.state.revision
         run = self._runs.get(exp_id)
         if run is not None and run.owned:
-            if stored.stop is not None and run.status in STOPPABLE:
-                self._apply(run, Stop(stored.stop), now)
+            stop = stored.stop
+            ended = stored.experiment.state
+            if stop is None and ended.status in TERMINAL:
+                # Ended by another proxy that held the schedule meanwhile (a store that lost
+                # its leases: a Redis restarted without its data). An end is final: this proxy
+                # ends it the same way, through the one end path (its faults off, its resource
+                # actions undone).
+                stop = StopRequest(status=ended.status, reason=ended.reason or STOPPED,
+                                   error=ended.error.model_dump(by_alias=True, exclude_none=True)
+                                   if ended.error else None)
+            if stop is not None and run.status in STOPPABLE:
+                self._apply(run, Stop(stop), now)
             return
         if revision < (run.state.revision if run is not None else 0) or (
                 run is None and self._ended.covers(exp_id, revision)):
@@ -503,6 +523,8 @@ class Engine:
         with self._lock:
             for run, ours, stored in held:
                 if ours and not run.owned:
+                    # Its holder may have ended it and let the lease go before this proxy heard
+                    # of the end: resuming a stale copy would save it over the end.
                     for fresh in stored:  # none if the store lost it: taken over as known here
                         self._mirror(fresh, now)
                 if self._runs.get(run.id) is not run:
@@ -591,7 +613,8 @@ class Engine:
                 case lifecycle.Deactivate(name):
                     self.rules.deactivate(run.id, name)
                 case lifecycle.Resolve():
-                    self.runner.resolve(run.experiment, run.state.region, random.Random(self._rng.random()))
+                    self.runner.resolve(run.experiment, run.state.region, random.Random(self._rng.random()),
+                                        strict=run.state.fail_unperformable)
                 case lifecycle.Perform(name):
                     self.runner.perform(run.experiment, run.state, name, rng=random.Random(self._rng.random()))
                 case lifecycle.Undo(name):

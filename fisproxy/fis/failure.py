@@ -13,17 +13,23 @@ from __future__ import annotations
 
 
 class Failure(Exception):
-    def __init__(self, reason: str, code: str = "DependentServiceFailure", location: str | None = None) -> None:
+    """`skippable`: the upstream does not implement what failed (an API moto or LocalStack lacks):
+    the action is skipped, saying so, and the experiment runs on, unless the proxy is told to
+    fail such experiments (fisproxy_fail_unperformable)."""
+
+    def __init__(self, reason: str, code: str = "DependentServiceFailure", location: str | None = None,
+                 *, skippable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
         self.location = location
+        self.skippable = skippable
 
     def at(self, location: str) -> Failure:
         """The same failure, located at `location` (kept if it already has one)."""
         if self.location is not None:
             return self
-        located = Failure(self.reason, self.code, location)
+        located = Failure(self.reason, self.code, location, skippable=self.skippable)
         located.__cause__ = self.__cause__
         return located
 

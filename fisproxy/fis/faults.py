@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from fisproxy.aws.call import AwsCall, RequestParts
 
-FaultKindName = Literal["latency", "error", "disconnect", "lambda-error", "lambda-http"]
+FaultKindName = Literal["latency", "error", "disconnect", "lambda-error", "lambda-http", "rate-limit"]
 Phase = Literal["request", "response"]
 ErrorKind = Literal["throttle", "internal", "unavailable"]
 DisconnectMode = Literal["close", "reset", "hang"]
@@ -33,6 +33,7 @@ class FaultSpec:
       client gives up or the action stops).
     - lambda-error: what Lambda answers for a failed function (200, `X-Amz-Function-Error`).
     - lambda-http: a function "returning" an HTTP response with `status` and `content_type`.
+    - rate-limit: the service's own throttling error, for a call over its rule's rate.
     Phase `response` forwards the request first (the write happens), then replaces the answer.
     """
 
@@ -101,6 +102,17 @@ class Scope(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A rate a rule lets calls through at: `per_second` on average, `burst` at once after a
+    quiet spell (a token bucket). `fleet`: the rate holds across every proxy on the store
+    (`fis/ratelimit.py`); otherwise each proxy applies it on its own."""
+
+    per_second: float
+    burst: int
+    fleet: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSpec:
     """Which requests an action applies to, compiled once from its parameters.
 
@@ -117,6 +129,14 @@ class RuleSpec:
     scope: Scope | None = None
     # Only the proxies placed in one of these Availability Zones (names or ids) apply the rule.
     zones: frozenset[str] | None = None
+    # Also applies to requests that are not AWS calls (network disruption of a subnet); such a
+    # request is matched by its scope alone.
+    other_traffic: bool = False
+    # Calls over this rate get the fault; the others pass (fisproxy:api:rate-limit).
+    limit: RateLimit | None = None
+    # An AWS or LocalStack action's rule naming no region acts in its experiment's Region;
+    # False: in every Region (network disruption, whose scope says which Regions it covers).
+    regional: bool = True
 
     def matches(self, names: frozenset[str], operation: str | None, region: str | None) -> bool:
         """Whether a call (its service names, operation, region) is one this rule targets.

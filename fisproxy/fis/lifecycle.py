@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from fisproxy.fis import explog, ids
-from fisproxy.fis.actions import ACTIONS
+from fisproxy.fis.actions import ACTIONS, skip_reason
 from fisproxy.fis.failure import Failure
 from fisproxy.fis.models import (
     ACTIVE_STATUSES,
@@ -75,9 +75,14 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """The targets resolved (by name), or the failure that stopped their resolution."""
+    """The targets resolved (by name), or the failure that stopped their resolution.
+    `unresolved`: targets not resolved, and why (only skipped actions use them, or the upstream
+    does not implement what lists them): the actions using them are skipped. `facts`: what
+    proxy-fault actions read on the upstream (by action name)."""
 
     targets: Mapping[str, ResolvedTarget] | Failure
+    unresolved: Mapping[str, str] = field(default_factory=dict)
+    facts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,15 +204,16 @@ class Step:
 # ---- the function ---------------------------------------------------------------------------
 
 def create(template: ExperimentTemplate, *, experiment_id: str, arn: str, now: float, region: str,
-           tags: Mapping[str, str], actions_mode: str) -> Step:
-    """A new experiment: `initiating`, actions `pending`, its targets to be resolved."""
+           tags: Mapping[str, str], actions_mode: str, fail_unperformable: bool = False) -> Step:
+    """A new experiment: `initiating`, actions `pending`, its targets to be resolved.
+    `fail_unperformable`: actions fisproxy cannot perform fail it instead of being skipped."""
     experiment = Experiment.from_template(
         template, experiment_id=experiment_id, arn=arn, created=ids.timestamp(now), tags=tags,
         actions_mode=cast(Any, actions_mode or "run-all"))
     experiment.state = ExperimentState(status="initiating", reason=INITIATING)
     for action in experiment.actions.values():
         action.state = ExperimentActionState(status="pending", reason=ACTION_INITIAL)
-    return Step(experiment, RunState(region=region), (Save(), Resolve()))
+    return Step(experiment, RunState(region=region, fail_unperformable=fail_unperformable), (Save(), Resolve()))
 
 
 def step(experiment: Experiment, state: RunState, now: float, event: Event, account_id: str) -> Step:
@@ -268,6 +274,8 @@ class _Transition:
                 self._finish_if_undone()
         elif isinstance(event, Resolved):
             if self.status == "initiating":
+                self.state.unresolved = dict(event.unresolved)
+                self.state.facts = {name: dict(f) for name, f in event.facts.items()}
                 self._initiate(event.targets)
         elif isinstance(event, Stop):
             if self.status in STOPPABLE:
@@ -321,7 +329,7 @@ class _Transition:
             spec = ACTIONS.get(action.action_id)
             if spec is None:
                 raise _ActionFailure(name, f'Action "{name}": {action.action_id} is not a FIS action.')
-            if not spec.performable:
+            if not spec.performable and self.state.fail_unperformable:
                 raise _ActionFailure(name, f'Action "{name}": {spec.failure_reason}')
             try:
                 spec.validate(action.parameters or {})
@@ -349,6 +357,10 @@ class _Transition:
                      target_resolution_start_time=explog.timestamp(now))
             detail = {"target_name": name, "target_type": target.resource_type, "account_id": self.account_id,
                       "target_resolution_end_time": explog.timestamp(now)}
+            if name in self.state.unresolved:  # the actions using it are skipped
+                self.log("target-resolution-detail", **detail, resolved_targets_count=0,
+                         status="skipped", error_information=self.state.unresolved[name])
+                continue
             if isinstance(resolution, Failure):
                 if resolution.location == name:
                     self.log("target-resolution-detail", **detail, resolved_targets_count=0,
@@ -394,6 +406,10 @@ class _Transition:
 
     def _start_action(self, name: str) -> None:
         action = self.experiment.actions[name]
+        skipped = skip_reason(action.action_id, action.targets, self.state.unresolved)
+        if skipped is not None:  # what fisproxy (or the upstream) cannot do; the rest runs on
+            self._set_action(name, "skipped", skipped, started=False)
+            return
         resolved = self.state.resolved
         used = list((action.targets or {}).values())
         if used and any(resolved.get(t) is None or resolved[t].empty for t in used):
@@ -406,9 +422,11 @@ class _Transition:
         action.state = ExperimentActionState(status="running", reason="")
         action.start_time = ids.timestamp(self.now)
         ignored = spec.ignored_parameters(params)
+        notes = spec.start_notes(params)  # what fisproxy drops, what never passes through it
         self.log("action-start", action_name=name, action_id=action.action_id,
                  action_start_time=explog.timestamp(self.now), action_targets=dict(action.targets or {}),
-                 parameters=dict(params) or None, ignored_parameters=list(ignored) or None)
+                 parameters=dict(params) or None, ignored_parameters=list(ignored) or None,
+                 notes=notes or None)
         if spec.kind == "resource":
             # Its worker ends it (the effect done, or its time up): not the engine's clock.
             self.state.ends[name] = None
@@ -440,7 +458,12 @@ class _Transition:
         if action is None or action.state.status != "running":
             return
         if self.status == "running":
-            if error is not None:
+            if error is not None and error.skippable and not self.state.fail_unperformable:
+                # The upstream lacks an API it needs: skipped, undone, and the rest runs on.
+                self._set_action(name, "skipped", f"Skipped: {error.reason}")
+                self.effects.append(Save())
+                self._advance()
+            elif error is not None:
                 self._fail(Failure(error.reason, error.code, name), action=name)
             else:
                 self._set_action(name, "completed", ACTION_COMPLETED)

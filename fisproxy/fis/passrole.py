@@ -38,6 +38,20 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+def parse_role_patterns(entries: Sequence[str]) -> tuple[str, ...]:
+    """Role ARN patterns (blank entries skipped); ValueError saying which entry is wrong."""
+    out = []
+    for number, entry in enumerate(entries, 1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if not _ENTRY.match(entry) or not (entry == "*" or entry.startswith("arn:")):
+            raise ValueError(f"entry {number} is not a role ARN pattern like "
+                             f"arn:aws:iam::123456789012:role/fis-* (got {entry[:80]!r})")
+        out.append(entry)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class RolePolicy:
     patterns: tuple[str, ...] = ()
@@ -49,16 +63,11 @@ class RolePolicy:
     def from_options(cls, patterns: Sequence[str], *, remote_upstream: bool, authenticated: bool,
                      upstream_name: str = "real AWS") -> RolePolicy:
         """ValueError naming the option for an entry that is no role ARN pattern."""
-        out = []
-        for number, entry in enumerate(patterns, 1):
-            entry = entry.strip()
-            if not entry:
-                continue
-            if not _ENTRY.match(entry) or not (entry == "*" or entry.startswith("arn:")):
-                raise ValueError(f"fisproxy_allowed_roles: entry {number} is not a role ARN pattern "
-                                 f"like arn:aws:iam::123456789012:role/fis-* (got {entry[:80]!r})")
-            out.append(entry)
-        return cls(tuple(out), remote_upstream, authenticated, upstream_name)
+        try:
+            out = parse_role_patterns(patterns)
+        except ValueError as e:
+            raise ValueError(f"fisproxy_allowed_roles: {e}") from None
+        return cls(out, remote_upstream, authenticated, upstream_name)
 
     @cached_property
     def _matchers(self) -> tuple[re.Pattern[str], ...]:

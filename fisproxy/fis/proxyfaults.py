@@ -12,16 +12,25 @@ Each rule carries a `Scope` that tells, per call, whether the call names a targe
 - aws:ec2:api-insufficient-instance-capacity-error: instance launches by the targeted roles
   that name one of the Availability Zones (a launch naming none may land in one: faulted too).
 - aws:network:disrupt-connectivity and aws:network:route-table-disrupt-cross-region-connectivity:
-  on a proxy placed in a targeted subnet, the calls of the scope are dropped (TCP reset).
+  on a proxy placed in a targeted subnet, the requests of the scope hang until the client's
+  timeout (`network.py`: what each scope covers, the facts it reads on the upstream at start,
+  and what the action's log says when it starts).
+
+Besides its compiler, an action may have an entry in `FACT_LOOKUPS` (what it reads on the
+upstream once, at experiment start, kept with the experiment for every proxy) and in
+`START_NOTES` (what its log says when it starts): one entry per action, attached to its
+`ActionSpec` like the compilers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fisproxy.aws.call import AwsCall, RequestParts
+from fisproxy.fis import network
 from fisproxy.fis.faults import FaultSpec, Phase, RuleSpec
 from fisproxy.fis.resources import scoped as helpers
 from fisproxy.fis.resources.targets import ResolvedTarget
@@ -29,11 +38,6 @@ from fisproxy.fis.resources.targets import ResolvedTarget
 LAMBDA_INVOKE = frozenset({"Invoke", "InvokeWithResponseStream", "InvokeAsync"})
 EC2_LAUNCHES = frozenset({"RunInstances", "CreateFleet", "StartInstances", "RequestSpotInstances",
                           "RequestSpotFleet", "CreateCapacityReservation"})
-# The services a disrupt-connectivity scope names, as signing names.
-NETWORK_SCOPES: Mapping[str, frozenset[str] | None] = {
-    "all": None, "s3": frozenset({"s3"}), "s3express": frozenset({"s3express", "s3"}),
-    "dynamodb": frozenset({"dynamodb"}),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,20 +97,6 @@ class ZoneScope:
         return not named or bool(named & self.zones)
 
 
-@dataclass(frozen=True, slots=True)
-class OtherRegions:
-    """Calls to a region other than `home` (or to `only`, when given)."""
-
-    home: str
-    only: str | None = None
-    needs_body: bool = False
-
-    def admits(self, call: AwsCall, request: RequestParts | None) -> bool:
-        if call.region is None or call.region == self.home:
-            return False
-        return self.only is None or call.region == self.only
-
-
 def _form(request: RequestParts) -> list[tuple[str, str]]:
     query = request.path.partition("?")[2]
     body = request.body or b""
@@ -129,6 +119,8 @@ class Where:
     region: str
     placement: Placement
     iterators: helpers.ShardIterators
+    # What the action read on the upstream at start (`FACT_LOOKUPS`), kept in its RunState.
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 ScopedCompiler = Callable[[Mapping[str, str], Mapping[str, ResolvedTarget], Where], RuleSpec | None]
@@ -169,19 +161,16 @@ def _capacity(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], 
 
 
 def _disrupt(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], where: Where) -> RuleSpec | None:
-    if not where.placement.in_subnets(targets.get("Subnets")):
+    subnet = network.placed_subnet(targets.get("Subnets"), where.placement.subnet)
+    if subnet is None:
         return None
-    services = NETWORK_SCOPES.get(params.get("scope") or "all")
-    if services is None and (params.get("scope") or "all") != "all":
-        return None  # a scope a proxy cannot tell apart (prefix lists, VPC-internal traffic)
-    return RuleSpec(services, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),))
+    return network.compile_disrupt(params, subnet, region=where.region, facts=where.facts)
 
 
 def _cross_region(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], where: Where) -> RuleSpec | None:
     if not where.placement.in_subnets(targets.get("Subnets")):
         return None
-    scope = OtherRegions(where.region, params.get("region") or None)
-    return RuleSpec(None, None, None, 100.0, (FaultSpec(kind="disconnect", mode="reset"),), scope)
+    return network.compile_cross_region(params, region=where.region)
 
 
 SCOPED_COMPILERS: Mapping[str, ScopedCompiler] = {
@@ -205,6 +194,32 @@ SCOPED_COMPILERS: Mapping[str, ScopedCompiler] = {
 """The proxy-fault actions' compilers, by action id: attached to their `ActionSpec` entries
 (`actions.py`), the one action registry."""
 
+FactLookup = Callable[[Mapping[str, str], Mapping[str, ResolvedTarget], Any, str], dict[str, Any]]
+"""(parameters, targets by action target key, the experiment role's clients, region) -> JSON-safe
+facts, read on the upstream once at experiment start (blocking); Failure if it cannot."""
+
+def _subnet_facts(params: Mapping[str, str], targets: Mapping[str, ResolvedTarget], clients: Any,
+                  region: str) -> dict[str, Any]:
+    return network.lookup(params, targets.get("Subnets"), clients, region)
+
+
+FACT_LOOKUPS: Mapping[str, FactLookup] = {network.DISRUPT: _subnet_facts}
+
+StartNotes = Callable[[Mapping[str, str]], list[str]]
+"""(parameters) -> what the action's log says when it starts (what fisproxy drops, what never
+passes through a proxy)."""
+
+def _notes(action_id: str) -> StartNotes:
+    def notes(params: Mapping[str, str]) -> list[str]:
+        return network.start_notes(action_id, params)
+
+    return notes
+
+
+START_NOTES: Mapping[str, StartNotes] = {
+    action_id: _notes(action_id) for action_id in (network.DISRUPT, network.CROSS_REGION, network.TRANSIT_GATEWAY)
+}
+
 
 def compile_rule(
     action_id: str,
@@ -214,9 +229,10 @@ def compile_rule(
     region: str,
     placement: Placement,
     iterators: helpers.ShardIterators,
+    facts: Mapping[str, Any] | None = None,
 ) -> RuleSpec | None:
     """The rule of a running proxy-fault action, or None when it applies nowhere on this proxy
     (a subnet-targeted action on a proxy placed elsewhere). `targets` by the action's target
     key (`Functions`, `KinesisStreams`, `Roles`, `Subnets`)."""
     compiler = SCOPED_COMPILERS.get(action_id)
-    return None if compiler is None else compiler(params, targets, Where(region, placement, iterators))
+    return None if compiler is None else compiler(params, targets, Where(region, placement, iterators, facts or {}))

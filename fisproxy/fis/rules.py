@@ -58,18 +58,23 @@ class RuleIndex:
 
     by_service: Mapping[str, tuple[ActiveRule, ...]] = field(default_factory=dict)
     any_service: tuple[ActiveRule, ...] = ()
+    # Rules that also apply to requests that are not AWS calls (network disruption).
+    other_traffic: tuple[ActiveRule, ...] = ()
 
     @classmethod
     def build(cls, rules: Iterable[ActiveRule]) -> RuleIndex:
         by_service: dict[str, list[ActiveRule]] = {}
         any_service: list[ActiveRule] = []
+        other: list[ActiveRule] = []
         for r in rules:
+            if r.rule.other_traffic:
+                other.append(r)
             if r.rule.services is None:
                 any_service.append(r)
             else:
                 for s in r.rule.services:
                     by_service.setdefault(s, []).append(r)
-        return cls({k: tuple(v) for k, v in by_service.items()}, tuple(any_service))
+        return cls({k: tuple(v) for k, v in by_service.items()}, tuple(any_service), tuple(other))
 
     def __bool__(self) -> bool:
         return bool(self.by_service) or bool(self.any_service)

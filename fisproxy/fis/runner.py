@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fisproxy.fis import explog
-from fisproxy.fis.actions import ACTIONS
+from fisproxy.fis.actions import ACTIONS, targets_of_skipped_only
 from fisproxy.fis.failure import Failure
 from fisproxy.fis.lifecycle import ActionEnded, ActionProgress, Resolved
 from fisproxy.fis.models import Experiment, ExperimentTarget
@@ -89,28 +89,53 @@ class ActionRunner:
 
     # ---- target resolution --------------------------------------------------------------
 
-    def resolve(self, experiment: Experiment, region: str, rng: random.Random) -> None:
-        """Resolve `experiment`'s targets on a worker; answered with `events.resolved`."""
+    def resolve(self, experiment: Experiment, region: str, rng: random.Random, *, strict: bool = False) -> None:
+        """Resolve `experiment`'s targets on a worker; answered with `events.resolved`.
+        `strict` (fisproxy_fail_unperformable): a target the upstream cannot list fails the
+        experiment, and targets only skipped actions use are resolved too."""
         with self._lock:
             if experiment.id in self._resolving:
                 return
-            self._resolving[experiment.id] = self._pool.submit(self._resolve, experiment, region, rng)
+            self._resolving[experiment.id] = self._pool.submit(self._resolve, experiment, region, rng, strict)
 
-    def _resolve(self, experiment: Experiment, region: str, rng: random.Random) -> None:
+    def _resolve(self, experiment: Experiment, region: str, rng: random.Random, strict: bool) -> None:
         session: Any = None
         result: Mapping[str, ResolvedTarget] | Failure
+        unresolved: dict[str, str] = {}
+        facts: dict[str, dict[str, Any]] = {}
+        skipping = not strict and (experiment.experiment_options is None
+                                   or experiment.experiment_options.actions_mode != "skip-all")
+        idle = targets_of_skipped_only(experiment.actions) if skipping else frozenset()
         try:
-            if _needs_upstream(experiment):
+            if _needs_upstream(experiment, idle):
                 session = self._sessions.session(_role(experiment), region, experiment.id)
-            result = {name: resolve_target(name, target, session, region, rng)
-                      for name, target in (experiment.targets or {}).items()}
+            found: dict[str, ResolvedTarget] = {}
+            for name, target in (experiment.targets or {}).items():
+                if name in idle:
+                    unresolved[name] = f'Target "{name}" is used only by actions fisproxy skips: not resolved.'
+                    continue
+                try:
+                    found[name] = resolve_target(name, target, session, region, rng)
+                except Failure as err:
+                    if not (err.skippable and skipping):
+                        raise
+                    unresolved[name] = err.reason  # the upstream cannot list it: its actions skipped
+            for name, action in experiment.actions.items():
+                spec = ACTIONS.get(action.action_id)
+                used = {key: found[t] for key, t in (action.targets or {}).items() if t in found}
+                try:
+                    if spec is not None and (read := spec.facts(action.parameters or {}, used, session, region)):
+                        facts[name] = read
+                except Failure as err:
+                    raise Failure(f'Action "{name}": {err.reason}', err.code, name) from err
+            result = found
         except Failure as err:
             result = err
         except Exception as err:  # a bug in a lister: the experiment's failure, not the engine's
             log.exception("experiment %s: target resolution failed", experiment.id)
             result = Failure(f"Target resolution failed in fisproxy: {err}", "InternalFailure")
         try:
-            self._events.worker_event(experiment.id, Resolved(result))
+            self._events.worker_event(experiment.id, Resolved(result, unresolved, facts))
         finally:
             with self._lock:
                 self._resolving.pop(experiment.id, None)
@@ -236,16 +261,17 @@ def _role(experiment: Experiment) -> str:
     return role_arn
 
 
-def _needs_upstream(experiment: Experiment) -> bool:
+def _needs_upstream(experiment: Experiment, idle: frozenset[str] = frozenset()) -> bool:
     """Whether resolving or running `experiment` asks the upstream: a resource action to run, or
-    a target to look up (an IAM role given by ARN is not looked up)."""
+    a target to look up (an IAM role given by ARN is not looked up; nor a target in `idle`, which
+    only skipped actions use)."""
     options = experiment.experiment_options
     if (options is None or options.actions_mode != "skip-all") and any(
         (spec := ACTIONS.get(a.action_id)) is not None and spec.kind == "resource"
         for a in experiment.actions.values()
     ):
         return True
-    return any(_looked_up(t) for t in (experiment.targets or {}).values())
+    return any(_looked_up(t) for n, t in (experiment.targets or {}).items() if n not in idle)
 
 
 def _looked_up(target: ExperimentTarget) -> bool:

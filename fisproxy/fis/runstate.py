@@ -90,6 +90,14 @@ class RunState(BaseModel):
     # `action_state` says how to undo it). An action in `action_state` without a phase was
     # saved by an earlier version, after its effect: `started`.
     action_phase: dict[str, Phase] = Field(default_factory=dict)
+    # Targets not resolved, with why (the upstream cannot list them, or only skipped actions use
+    # them): the actions using them are skipped. Facts proxy-fault actions looked up on the
+    # upstream at start (a prefix list's CIDRs), by action name.
+    unresolved: dict[str, str] = Field(default_factory=dict)
+    facts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Actions fisproxy cannot perform (or whose API the upstream lacks) fail the experiment
+    # instead of being skipped (the proxy option fisproxy_fail_unperformable, when it started).
+    fail_unperformable: bool = False
     # The save this is, counted by the proxies that ran the schedule (a takeover goes on from
     # the stored count): a proxy that mirrors the experiment never goes back to an older save
     # (a change notice and a resync's read may cross). 0: saved by an earlier version.

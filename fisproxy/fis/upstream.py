@@ -27,6 +27,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from fisproxy.fis.failure import Failure
 
@@ -112,21 +113,72 @@ def error_code(err: Exception) -> str:
 
 
 def describe_error(err: Exception) -> str:
-    """The upstream's own words for a failed call: `Code: message` of an AWS error, the HTTP
-    status and page title of a non-AWS answer (moto's 500 for an API it lacks), or why the
-    upstream could not be reached."""
+    """The upstream's own words for a failed call: `Code: message` of an AWS error; for an
+    answer that is not an AWS error (moto's HTML page for an API it lacks, a proxy's error page)
+    its HTTP status and a short excerpt, said to be no AWS error; or why the upstream could not
+    be reached. Never fisproxy's own wording of a parse failure."""
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         code, message = str(error.get("Code", "")), str(error.get("Message", ""))
         if _looks_like_html(message) or (code.isdigit() and not message):
-            return f"HTTP {status or code}: {_html_text(message) or 'no error message'}"
+            return _not_aws(status or code, message)
         return f"{code}: {message}" if message else code
+    if isinstance(err, ResponseParserError):
+        body = _parser_error_body(str(err))
+        return _not_aws(_html_status(body), body)
     text = str(err)
     if _looks_like_html(text):
         prefix = text.split("<", 1)[0].split(":", 1)[0].strip()
         return f"{prefix}: {_html_text(text)}" if prefix else _html_text(text)
     return text
+
+
+UPSTREAM_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, ResponseParserError)
+"""What a botocore call to the upstream raises when the upstream fails or answers something
+that is not AWS's (botocore's ResponseParserError is no BotoCoreError)."""
+
+
+def lacks_api(err: Exception) -> bool:
+    """Whether the upstream says it does not implement the API called: LocalStack answers 501
+    ("not yet implemented"); moto answers a bare HTTP 500 error page (no AWS error at all)
+    for an operation it lacks."""
+    if isinstance(err, ClientError):
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = str(err.response.get("Error", {}).get("Message", ""))
+        if status == 501 or "not yet implemented" in message.lower():
+            return True
+        return status == 500 and _generic_500(message)
+    if isinstance(err, ResponseParserError):
+        return _generic_500(_parser_error_body(str(err)))
+    return False
+
+
+def _not_aws(status: object, body: str) -> str:
+    excerpt = _html_text(body) if _looks_like_html(body) else re.sub(r"\s+", " ", body).strip()[:200]
+    return f"HTTP {status or '?'}, not an AWS error: \"{excerpt or 'no error message'}\""
+
+
+def _generic_500(body: str) -> bool:
+    # Werkzeug's (moto server's) page for an unhandled exception: moto raises NotImplementedError
+    # for every operation it does not implement, and answers with this page.
+    return _looks_like_html(body) and "500 internal server error" in body.lower()
+
+
+def _parser_error_body(text: str) -> str:
+    """The raw answer botocore quotes in a ResponseParserError (`...received...:\nb'<html>...'`)."""
+    m = re.search(r"b(['\"])(.*)\1\s*$", text, re.S)
+    if not m:
+        return text
+    try:
+        return bytes(m.group(2), "latin-1").decode("unicode_escape")
+    except (UnicodeDecodeError, ValueError):
+        return m.group(2)
+
+
+def _html_status(body: str) -> str | None:
+    m = re.search(r"<title>\s*(\d{3})\b", body, re.I)
+    return m.group(1) if m else None
 
 
 def _looks_like_html(text: str) -> bool:

@@ -62,6 +62,14 @@ BAD_SIGNATURE = (
     "for details."
 )
 UNKNOWN_KEY = "The security token included in the request is invalid."
+# A proxy protected by a token only: the AWS CLI and SDKs sign with access keys and cannot send
+# a token, so say what to configure instead of AWS's words about an invalid security token.
+TOKEN_ONLY = (
+    "fisproxy: this proxy accepts its control token only (Authorization: Bearer or "
+    f"{TOKEN_HEADER}), which the AWS CLI and SDKs cannot send. To use them, start fisproxy with "
+    "--control-credentials ACCESS_KEY_ID:SECRET_ACCESS_KEY (or $FISPROXY_CONTROL_CREDENTIALS) "
+    "and give the AWS CLI or SDK that access key"
+)
 
 
 class Refusal(str):
@@ -80,6 +88,35 @@ MISSING = Refusal(
     f"'{TOKEN_HEADER}: <token>', or sign the request (SigV4) with a configured access key"
 )
 BAD_TOKEN = Refusal("fisproxy: the token is not valid")
+
+
+def parse_token(token: str | None) -> str | None:
+    """A control token as configured (empty: none); ValueError saying what is wrong with it,
+    never quoting it."""
+    token = token or None
+    if token is not None and not TOKEN.match(token):
+        raise ValueError("must be printable ASCII without spaces")
+    return token
+
+
+def parse_credentials(entries: Sequence[str]) -> Mapping[str, str]:
+    """`ACCESS_KEY_ID:SECRET_ACCESS_KEY` entries (blank ones skipped) -> key id -> secret;
+    ValueError saying which entry is wrong, never quoting a secret."""
+    parsed: dict[str, str] = {}
+    for number, entry in enumerate(entries, 1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        key_id, sep, secret = entry.partition(":")
+        if not sep or not ACCESS_KEY_ID.match(key_id) or not secret or not TOKEN.match(secret):
+            raise ValueError(
+                f"entry {number} is not ACCESS_KEY_ID:SECRET_ACCESS_KEY (key id: letters, digits, "
+                "'_.-'; secret: printable, no spaces)"
+            )
+        if parsed.get(key_id, secret) != secret:
+            raise ValueError(f"two secrets for {key_id}")
+        parsed[key_id] = secret
+    return MappingProxyType(parsed)
 
 
 @dataclass(frozen=True)
@@ -104,25 +141,15 @@ class ControlAuth:
                      public_metrics: bool = False) -> ControlAuth:
         """From `fisproxy_control_token` and `fisproxy_control_credentials` (`AKID:SECRET`
         entries); ValueError naming the option, never quoting a secret."""
-        token = token or None
-        if token is not None and not TOKEN.match(token):
-            raise ValueError("fisproxy_control_token: must be printable ASCII without spaces")
-        parsed: dict[str, str] = {}
-        for number, entry in enumerate(credentials, 1):
-            entry = entry.strip()
-            if not entry:
-                continue
-            key_id, sep, secret = entry.partition(":")
-            if not sep or not ACCESS_KEY_ID.match(key_id) or not secret or not TOKEN.match(secret):
-                raise ValueError(
-                    f"fisproxy_control_credentials: entry {number} is not "
-                    "ACCESS_KEY_ID:SECRET_ACCESS_KEY (key id: letters, digits, '_.-'; "
-                    "secret: printable, no spaces)"
-                )
-            if parsed.get(key_id, secret) != secret:
-                raise ValueError(f"fisproxy_control_credentials: two secrets for {key_id}")
-            parsed[key_id] = secret
-        return cls(token, MappingProxyType(parsed), public_metrics)
+        try:
+            token = parse_token(token)
+        except ValueError as e:
+            raise ValueError(f"fisproxy_control_token: {e}") from None
+        try:
+            parsed = parse_credentials(credentials)
+        except ValueError as e:
+            raise ValueError(f"fisproxy_control_credentials: {e}") from None
+        return cls(token, parsed, public_metrics)
 
     def is_public(self, method: str, path: str) -> bool:
         """Requests answered without credentials: health (container health checks) and, when
@@ -172,7 +199,11 @@ class ControlAuth:
         (key_id, date, region, service), signed, signature = parts
         secret = self.credentials.get(key_id)
         if secret is None:
-            return Refusal(UNKNOWN_KEY, "UnrecognizedClientException")
+            if not self.credentials:
+                return Refusal(TOKEN_ONLY, "UnrecognizedClientException")
+            named = f"access key {key_id}" if ACCESS_KEY_ID.match(key_id) else "the access key"
+            return Refusal(f"{UNKNOWN_KEY} (fisproxy: {named} is not one of its "
+                           "--control-credentials)", "UnrecognizedClientException")
         if service != SIGNING_SERVICE:
             return Refusal(f"Credential should be scoped to correct service: '{SIGNING_SERVICE}'.",
                            "InvalidSignatureException")

@@ -74,6 +74,33 @@ def is_ip(name: str) -> bool:
     return True
 
 
+def parse_hosts(entries: Sequence[str]) -> tuple[str, ...]:
+    """Allowed host names and `*.domain` patterns, lower case (addresses and blanks skipped:
+    every address is served anyway); ValueError saying which entry is wrong."""
+    names = []
+    for entry in entries:
+        name = entry.strip().lower().rstrip(".")
+        if not name or is_ip(name.strip("[]")):
+            continue
+        if not _NAME.match(name):
+            raise ValueError(f"{entry[:80]!r} is not a host name, *.domain or *")
+        names.append(name)
+    return tuple(names)
+
+
+def parse_origins(entries: Sequence[str]) -> frozenset[str]:
+    """Allowed origins, normalised; ValueError saying which entry is wrong."""
+    allowed = set()
+    for entry in entries:
+        if not entry.strip():
+            continue
+        origin = normal_origin(entry.strip())
+        if origin is None:
+            raise ValueError(f"{entry[:80]!r} is not an origin like https://console.example.com:8443")
+        allowed.add(origin)
+    return frozenset(allowed)
+
+
 @dataclass(frozen=True)
 class BrowserGuard:
     """The three rules, with the names and origins the user allowed. Plain data in, plain data
@@ -85,25 +112,15 @@ class BrowserGuard:
     @classmethod
     def from_options(cls, hosts: Sequence[str], origins: Sequence[str], listen_host: str = "") -> BrowserGuard:
         """ValueError naming the option for a malformed entry."""
-        names = []
-        for entry in (*hosts, listen_host):
-            name = entry.strip().lower().rstrip(".")
-            if not name:
-                continue
-            if is_ip(name.strip("[]")):
-                continue  # every address is served anyway
-            if not _NAME.match(name):
-                raise ValueError(f"fisproxy_allowed_hosts: {entry[:80]!r} is not a host name, "
-                                 "*.domain or *")
-            names.append(name)
-        allowed = set()
-        for entry in origins:
-            origin = normal_origin(entry.strip())
-            if origin is None:
-                raise ValueError(f"fisproxy_allowed_origins: {entry[:80]!r} is not an origin "
-                                 "like https://console.example.com:8443")
-            allowed.add(origin)
-        return cls(tuple(names), frozenset(allowed))
+        try:
+            names = parse_hosts([*hosts, listen_host])
+        except ValueError as e:
+            raise ValueError(f"fisproxy_allowed_hosts: {e}") from None
+        try:
+            allowed = parse_origins(origins)
+        except ValueError as e:
+            raise ValueError(f"fisproxy_allowed_origins: {e}") from None
+        return cls(names, allowed)
 
     def known_host(self, name: str) -> bool:
         if not name or is_ip(name) or name == "localhost" or name.endswith(".localhost"):

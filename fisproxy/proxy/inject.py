@@ -5,7 +5,10 @@ bodies stream. Query/ec2 calls whose `Action` is only in the form-encoded body a
 `request`, once that body is in (mitmproxy buffers bodies up to stream_large_bodies, 1 MiB;
 a larger form body streams, and only faults that name no operation can apply to it). A call
 whose operation could not be identified otherwise passes through untouched. Faults of phase `response` run in `responseheaders`,
-after the upstream answered.
+after the upstream answered. A request that is not an AWS call is only asked about by the
+rules that apply to all traffic (network disruption of a subnet). A rule that matches by the
+address a request goes to gets it resolved first (`resolver.py`: the request waits, the loop
+does not).
 
 The per-request hooks are plain functions that return a coroutine only when there is something
 to wait for (a delay, a hang): mitmproxy awaits what a hook returns, and the common case, a call
@@ -23,7 +26,14 @@ from mitmproxy import http
 
 from fisproxy.aws.call import AwsCall, RequestParts
 from fisproxy.aws.identify import complete, identify
-from fisproxy.fis.decide import Decision, decide, needs_body
+from fisproxy.fis.decide import (
+    OTHER_TRAFFIC,
+    CandidateRule,
+    Decision,
+    decide,
+    needs_address,
+    needs_body,
+)
 from fisproxy.fis.faults import Phase
 from fisproxy.proxy import apply
 from fisproxy.proxy.controlplane import is_control_flow
@@ -31,6 +41,7 @@ from fisproxy.proxy.headers import HeaderIndex
 from fisproxy.proxy.kinds import KINDS, Env
 from fisproxy.proxy.notes import Note
 from fisproxy.proxy.redirect import original_host
+from fisproxy.proxy.resolver import Resolver
 from fisproxy.proxy.runtime import Runtime
 
 logger = logging.getLogger("fisproxy")
@@ -39,6 +50,7 @@ logger = logging.getLogger("fisproxy")
 class FaultInjector:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.resolver = Resolver()
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         runtime = self.runtime
@@ -48,7 +60,7 @@ class FaultInjector:
             req = flow.request
             call = identify(req.method, original_host(flow), req.path, HeaderIndex(req.headers))
             if call is None:
-                return None
+                return self._other_traffic(flow)
             service_only = call.needs_body and bool(req.stream)
             if service_only:
                 # A form body over stream_large_bodies streams on before its `Action` could be
@@ -61,11 +73,10 @@ class FaultInjector:
             if self._needs_body(call) and not req.stream and apply.has_body(req):
                 note.deferred = True  # a targeted resource named in the (small) body
                 return None
-            decision = self._decide(flow, note)
+            return self._decide_and_apply(flow, note)
         except Exception:  # the error boundary: log, let the flow go on untouched
             logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
             return None
-        return self._apply(flow, decision, "request") if decision else None
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         note = self.runtime.notes.get(flow.id)
@@ -77,11 +88,10 @@ class FaultInjector:
             req = flow.request
             if note.call.needs_body:
                 note.call = complete(note.call, original_host(flow), req.raw_content or b"")
-            decision = None if note.call.needs_body else self._decide(flow, note, with_body=True)
+            return None if note.call.needs_body else self._decide_and_apply(flow, note, with_body=True)
         except Exception:
             logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
             return None
-        return self._apply(flow, decision, "request") if decision else None
 
     def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         note = self.runtime.notes.get(flow.id)
@@ -103,7 +113,9 @@ class FaultInjector:
         engine = self.runtime.engine
         return engine is not None and needs_body(engine.candidates(call))
 
-    def _decide(self, flow: http.HTTPFlow, note: Note, *, with_body: bool = False) -> Decision | None:
+    def _decide_and_apply(self, flow: http.HTTPFlow, note: Note, *,
+                          with_body: bool = False) -> Awaitable[None] | None:
+        """Decide now (or once the address is resolved, for a rule that needs it) and apply."""
         runtime = self.runtime
         call = note.call
         if runtime.engine is None or runtime.chaos is None:
@@ -113,10 +125,43 @@ class FaultInjector:
         candidates = runtime.engine.candidates(call) + runtime.chaos.candidates()
         if not candidates:
             return None
+        if needs_address(candidates) and not self.resolver.known(flow.request.host)[0]:
+            return self._resolved(flow, note, candidates, with_body)
+        decision = self._decide(flow, note, candidates, with_body=with_body)
+        return self._apply(flow, decision, "request") if decision else None
+
+    def _other_traffic(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A request that is not an AWS call: only rules for all traffic may drop it."""
+        engine = self.runtime.engine
+        candidates = engine.other_candidates() if engine is not None else ()
+        if not candidates:
+            return None
+        note = Note(OTHER_TRAFFIC)  # not recorded: the report is about AWS calls
+        if needs_address(candidates) and not self.resolver.known(flow.request.host)[0]:
+            return self._resolved(flow, note, candidates, False)
+        decision = self._decide(flow, note, candidates)
+        return self._apply(flow, decision, "request") if decision else None
+
+    async def _resolved(self, flow: http.HTTPFlow, note: Note, candidates: tuple[CandidateRule, ...],
+                        with_body: bool) -> None:
+        try:
+            await self.resolver.resolve(flow.request.host, flow.request.port)
+            decision = self._decide(flow, note, candidates, with_body=with_body)
+        except Exception:
+            logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
+            return
+        if decision and flow.live:
+            await self._apply(flow, decision, "request")
+
+    def _decide(self, flow: http.HTTPFlow, note: Note, candidates: tuple[CandidateRule, ...], *,
+                with_body: bool = False) -> Decision | None:
+        runtime = self.runtime
+        call = note.call
         req = flow.request
         body = req.raw_content if with_body else None
-        parts = RequestParts(req.method, req.path, req.headers, body)
-        decision = note.decision = decide(call, candidates, runtime.rng, parts)
+        parts = RequestParts(req.method, req.path, req.headers, body, host=original_host(flow),
+                             address=self.resolver.known(req.host)[1])
+        decision = note.decision = decide(call, candidates, runtime.rng, parts, runtime.limits)
         if not decision:
             return None
         flow.metadata["fisproxy"] = {  # plain values, for scripts and mitmproxy's console
@@ -132,7 +177,7 @@ class FaultInjector:
         assert runtime.sink is not None
         try:
             if phase == "request":
-                self._log(decision)
+                self._log(flow, decision)
                 self._mark(flow, decision)
             else:
                 apply.on_responseheaders(flow)
@@ -153,18 +198,22 @@ class FaultInjector:
     def _mark(self, flow: http.HTTPFlow, decision: Decision) -> None:
         settings = self.runtime.settings
         labels = ", ".join(decision.labels)
-        call = decision.call
-        comment = f"fisproxy: {labels} on {call.service}.{call.operation or '?'} ({call.region or '-'})"
+        comment = f"fisproxy: {labels} on {_what(flow, decision)}"
         apply.mark(flow, labels if settings is None or settings.fault_header else None, comment)
 
-    def _log(self, decision: Decision) -> None:
+    def _log(self, flow: http.HTTPFlow, decision: Decision) -> None:
         settings = self.runtime.settings
         if settings is not None and settings.quiet:
             return
-        call = decision.call
         for fault in decision.faults:
-            logger.info("fault %s -> %s.%s (%s)", fault.label, call.service, call.operation or "?",
-                        call.region or "-")
+            logger.info("fault %s -> %s", fault.label, _what(flow, decision))
+
+
+def _what(flow: http.HTTPFlow, decision: Decision) -> str:
+    call = decision.call
+    if call is OTHER_TRAFFIC:  # not an AWS call: where it went
+        return f"{original_host(flow)}:{flow.request.port}"
+    return f"{call.service}.{call.operation or '?'} ({call.region or '-'})"
 
 
 def where(flow: http.HTTPFlow) -> str:

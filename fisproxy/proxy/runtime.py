@@ -34,7 +34,8 @@ from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
 from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.proxyfaults import Placement
-from fisproxy.fis.templates_file import apply_templates, load_templates
+from fisproxy.fis.ratelimit import SYNC_SECONDS, RateLimits
+from fisproxy.fis.templates_file import apply_templates
 from fisproxy.housekeeping import Housekeeping
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
@@ -42,12 +43,18 @@ from fisproxy.proxy.auth import exposure_warnings
 from fisproxy.proxy.control import ControlPlane, ControlRouter
 from fisproxy.proxy.controlserver import ControlServer
 from fisproxy.proxy.notes import FlowNotes
-from fisproxy.proxy.settings import OPTION_NAMES, Settings, declare_options
+from fisproxy.proxy.settings import (
+    OPTION_NAMES,
+    SecretOptions,
+    Settings,
+    declare_options,
+    parse_options,
+)
 from fisproxy.proxy.sink import FaultSink
 from fisproxy.reports.delivery import ReportDelivery
 from fisproxy.reports.service import ReportBuilder, report_handler
 from fisproxy.requestlog import Recorder
-from fisproxy.store import StoreBackend, open_store
+from fisproxy.store import StoreBackend, StoreUnavailable, open_store
 
 logger = logging.getLogger("fisproxy")
 
@@ -59,6 +66,9 @@ CHAOS_CHANGES = "chaos"
 class Runtime:
     def __init__(self) -> None:
         self.settings: Settings | None = None
+        self._values: dict[str, Any] = {}  # parsed option values, by setting name
+        self._parsed: set[str] = set()  # the options those come from
+        self._secrets = SecretOptions()
         self.rng = random.Random()
         self.ready = False
         self.failed: str | None = None  # why start-up failed (the process then exits)
@@ -77,6 +87,8 @@ class Runtime:
         self.notes = FlowNotes()  # per-flow facts shared by the injector and the recorder
         # This process among the proxies sharing a store: the name its leases carry.
         self.proxy_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # The buckets of rate-limited rules: read per request, shared with the fleet by a task.
+        self.limits = RateLimits(self.proxy_id)
         self._subscriptions: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
@@ -90,14 +102,16 @@ class Runtime:
         if not updated & (OPTION_NAMES | {"proxyauth"}):
             return
         try:
-            self.settings = Settings.from_options(ctx.options)
-            if "fisproxy_templates" in updated:
-                for path in self.settings.templates:
-                    load_templates(path)  # a bad file stops start-up with one line naming the field
-        except ValueError as e:
+            real = self._secrets.take(ctx.options, updated)  # secrets: hidden in the options
+            changed = (updated | (OPTION_NAMES - self._parsed)) & OPTION_NAMES
+            values = {**self._values, **parse_options(ctx.options, changed, real)}
+            self.settings = Settings.from_values(values)
+        except ValueError as e:  # a SettingError: the option's name and what is wrong
             raise exceptions.OptionsError(str(e)) from e
+        self._values, self._parsed = values, self._parsed | changed
         if "fisproxy_seed" in updated:
             self.rng.seed(self.settings.seed)
+        self._secrets.hide(ctx.options)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -145,6 +159,7 @@ class Runtime:
         assert self.sink is not None and self.recorder is not None and self.loops is not None
         await self.sink.start()
         self.spawn(self.recorder.run(), "fisproxy-recorder")
+        self.spawn(self._share_rates(), "fisproxy-rates")
         self.loops.start()
         if self.delivery is not None:
             self.delivery.start()
@@ -169,6 +184,7 @@ class Runtime:
             store, state_dir=settings.state.parent, rng=self.rng, loop=loop,
             upstream_endpoint=settings.aws_endpoint, account_id=settings.account_id,
             placement=settings.placement, proxy_id=self.proxy_id,
+            fail_unperformable=settings.fail_unperformable,
         )
         self.chaos = chaos = ChaosState(load=lambda: store.get_doc(*CHAOS_DOC), save=self._save_chaos)
         self._subscriptions = [
@@ -209,6 +225,22 @@ class Runtime:
             else:
                 logger.info("fisproxy: control API listening at http://%s:%d",
                             settings.control_host, settings.control_port)
+
+    async def _share_rates(self) -> None:
+        """Fleet-scoped rate limits: every SYNC_SECONDS, off the loop, take from the store's
+        buckets what this proxy's demand needs (`fis/ratelimit.py`). A store that fails: the
+        tokens held are spent, then calls are throttled until it is back."""
+        store = self.store
+        assert store is not None
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            if self.limits.due():
+                try:
+                    await asyncio.to_thread(self.limits.sync, store)
+                except StoreUnavailable as e:
+                    logger.debug("fisproxy: rate limits not shared this time: %s", e)
+                except Exception:
+                    logger.exception("fisproxy: could not share the rate limits; retrying")
 
     def _save_chaos(self, doc: dict[str, Any]) -> None:
         assert self.store is not None

@@ -24,7 +24,10 @@ def open_store(url: str | None, state_path: Path) -> StoreBackend:
     ValueError naming `--store`."""
     if url is None or not url.strip():
         return SqliteStore(state_path)
-    checked = redis_url(url)
+    try:
+        checked = redis_url(url)
+    except ValueError as e:
+        raise ValueError(f"--store: {e}") from None
     try:
         from fisproxy.store.redis import RedisStore
     except ImportError as e:

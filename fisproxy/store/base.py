@@ -69,7 +69,16 @@ class CounterStore(Protocol):
         ...
 
 
-class StoreBackend(FleetStore, RequestStore, ProxyRegistry, CounterStore, Protocol):
+class TokenStore(Protocol):
+    def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int:
+        """A token bucket shared by every process on the store (fisproxy:api:rate-limit, scope
+        fleet): it holds up to `burst` tokens (full when first used) and gains `per_second` a
+        second. Take up to `want` whole tokens at once and return how many were taken. Atomic;
+        the bucket is forgotten `ttl_seconds` after its last use."""
+        ...
+
+
+class StoreBackend(FleetStore, RequestStore, ProxyRegistry, CounterStore, TokenStore, Protocol):
     """A store: SQLite (`fisproxy.store.sqlite`) or Redis (`fisproxy.store.redis`)."""
 
     def close(self) -> None:
@@ -150,5 +159,5 @@ def _call(sub: _Subscription, callback: Callable[..., None], *args: Any) -> None
 
 __all__ = [
     "MAX_COUNTER_SERIES", "STORE_ERRORS", "CounterKey", "CounterStore", "ProxyRegistry",
-    "RequestStore", "StoreBackend", "StoreUnavailable", "Subscribers", "counter_field",
+    "RequestStore", "StoreBackend", "StoreUnavailable", "Subscribers", "TokenStore", "counter_field",
 ]

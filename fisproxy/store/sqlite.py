@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS proxies (
     id TEXT PRIMARY KEY, info TEXT NOT NULL, last_seen REAL NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS token_buckets (
+    key TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (
     metric TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (metric, labels));
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -307,6 +309,26 @@ class SqliteStore:
         return [{**json.loads(info), "id": pid, "last_seen": seen} for pid, info, seen in rows]
 
     # ---- shared counters ----
+
+    def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # atomic across the processes on the file
+            try:
+                row = self._db.execute("SELECT tokens, stamp FROM token_buckets WHERE key = ?", (key,)).fetchone()
+                tokens, stamp = (float(burst), now) if row is None else (float(row[0]), float(row[1]))
+                tokens = min(float(burst), tokens + max(0.0, now - stamp) * per_second)
+                taken = max(0, min(int(want), int(tokens)))
+                self._db.execute(
+                    "INSERT INTO token_buckets (key, tokens, stamp, expires) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp, "
+                    "expires = excluded.expires", (key, tokens - taken, now, now + ttl_seconds))
+                self._db.execute("DELETE FROM token_buckets WHERE expires < ?", (now,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return taken
 
     def incr_counters(self, counts: Mapping[CounterKey, int]) -> int:
         items = [(*counter_field(key), int(n)) for key, n in counts.items() if n]

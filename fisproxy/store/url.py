@@ -31,7 +31,8 @@ def redacted(url: str) -> str:
 
 def redis_url(url: str) -> str:
     """`url` if it is a usable Redis URL (`redis://host:port/db`, `rediss://...`, with an
-    optional `user:password@`); otherwise ValueError naming `--store` and what is wrong."""
+    optional `user:password@`); otherwise ValueError saying what is wrong (the URL shown
+    without its password; the caller names the setting)."""
     shown = redacted(url)
     expected = ("expected redis://[user:password@]host[:port][/db] or rediss://...; "
                 "leave --store unset for the SQLite file of --state")
@@ -39,14 +40,14 @@ def redis_url(url: str) -> str:
         parts = urlsplit(url.strip())
         port = parts.port  # ValueError for a port that is not a number in 0-65535
     except ValueError:
-        raise ValueError(f"--store {shown}: not a valid URL; {expected}") from None
+        raise ValueError(f"{shown} is not a valid URL; {expected}") from None
     if parts.scheme.lower() not in SCHEMES:
-        raise ValueError(f"--store {shown}: unsupported scheme {parts.scheme or '(none)'!r}; {expected}")
+        raise ValueError(f"unsupported scheme {parts.scheme or '(none)'!r} in {shown}; {expected}")
     if not parts.hostname:
-        raise ValueError(f"--store {shown}: no host; {expected}")
+        raise ValueError(f"no host in {shown}; {expected}")
     if port == 0:
-        raise ValueError(f"--store {shown}: port 0; {expected}")
+        raise ValueError(f"port 0 in {shown}; {expected}")
     db = parts.path.strip("/")
     if db and not db.isdigit():
-        raise ValueError(f"--store {shown}: the database {db!r} is not a number; {expected}")
+        raise ValueError(f"the database {db!r} in {shown} is not a number; {expected}")
     return url.strip()

@@ -7,17 +7,16 @@ attempt counts are the verified matrix of the reference (section 3.4) for the in
 botocore 1.44: legacy 10 for DynamoDB and 5 otherwise, standard 4 for DynamoDB and 3
 otherwise; and 1 for the rows legacy botocore does not retry (wrong status for the code).
 
-botocore is not patched, so its backoff sleeps are real (legacy DynamoDB: 50 ms doubling,
-25.5 s for ten attempts; legacy others: up to 1+2+4+8 s). The calls therefore run
-concurrently, one client and one server each, in a module fixture; each test then asserts on
-its own scenario's outcome.
+botocore's back-off sleeps are skipped (`tests.helpers.SkippedBackoff`: they would be 25.5 s for
+legacy DynamoDB's ten attempts, up to 1+2+4+8 s for the others) and recorded instead: every
+retry must come after a back-off the SDK decided on. The calls run one after another in a module
+fixture, one client and one server each; each test then asserts on its own scenario's outcome.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,7 +30,7 @@ from botocore.exceptions import ClientError
 from fisproxy.aws import catalog
 from fisproxy.aws.call import AwsCall
 from fisproxy.aws.errors import ErrorKind, ErrorResponse, render_error, standard_error
-from tests.helpers import CA_VARS, PROXY_VARS
+from tests.helpers import CA_VARS, PROXY_VARS, SkippedBackoff, backoff_skipped
 
 LEGACY_ATTEMPTS = {"dynamodb": 10}
 STANDARD_ATTEMPTS = {"dynamodb": 4}
@@ -83,7 +82,6 @@ def _both_modes(api, operation, params, kind, code) -> list[Scenario]:
 KINESIS_PUT = {"StreamName": "s", "Data": b"x", "PartitionKey": "p"}
 S3_LIST = {"Bucket": "bucket"}
 S3_HEAD = {"Bucket": "bucket", "Key": "k"}
-# Slowest first (legacy DynamoDB), so their calls start before the other clients are built.
 # fmt: off
 SCENARIOS: list[Scenario] = [
     *_both_modes("dynamodb", "ListTables", {}, "throttle", "ThrottlingException"),
@@ -133,6 +131,7 @@ class Outcome:
     exception: str | None = None
     invocation_ids: set[str] = field(default_factory=set)
     attempt_headers: list[str] = field(default_factory=list)
+    backoff: list[float] = field(default_factory=list)  # the delays the SDK would have slept
 
 
 class _ErrorServer(ThreadingHTTPServer):
@@ -147,6 +146,7 @@ class _ErrorServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as AWS endpoints
+    disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK stall
     server: _ErrorServer
 
     def _answer(self) -> None:
@@ -173,8 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _run(scenario: Scenario, client: Any, server: _ErrorServer) -> Outcome:
+def _run(scenario: Scenario, client: Any, server: _ErrorServer, skipped: SkippedBackoff) -> Outcome:
     method = getattr(client, xform_name(scenario.operation))
+    before = len(skipped.delays)
     try:
         method(**scenario.params)
     except ClientError as e:
@@ -182,6 +183,7 @@ def _run(scenario: Scenario, client: Any, server: _ErrorServer) -> Outcome:
         server.outcome.exception = type(e).__name__
     except Exception as e:  # ResponseParserError, ChecksumError...: this scenario's failure
         server.outcome.exception = f"{type(e).__name__}: {e}"
+    server.outcome.backoff = skipped.delays[before:]
     return server.outcome
 
 
@@ -195,44 +197,35 @@ def _client(session: boto3.session.Session, scenario: Scenario, port: int) -> An
     return session.client(scenario.api, endpoint_url=f"http://127.0.0.1:{port}", config=config)
 
 
-def _run_all() -> dict[str, Outcome]:
+def _run_all(skipped: SkippedBackoff) -> dict[str, Outcome]:
     session = boto3.session.Session(
         aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
         aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         region_name="us-east-1",
     )
-    servers: list[_ErrorServer] = []
-    try:
-        with ThreadPoolExecutor(max_workers=len(SCENARIOS)) as pool:
-            futures = []
-            # Clients are built in this thread, one by one (a session is not thread-safe);
-            # each call starts as soon as its client exists, so building overlaps the
-            # backoff sleeps of the calls already running (slowest first in SCENARIOS).
-            for scenario in SCENARIOS:
-                scenario.respond("POST")  # warm the model caches here, not in 40 threads at once
-                server = _ErrorServer(scenario)
-                servers.append(server)
-                threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-                client = _client(session, scenario, server.server_address[1])
-                futures.append(pool.submit(_run, scenario, client, server))
-            results = [f.result(timeout=120) for f in futures]
-    finally:
-        for server in servers:
+    outcomes = {}
+    for scenario in SCENARIOS:
+        server = _ErrorServer(scenario)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        try:
+            client = _client(session, scenario, server.server_address[1])
+            outcomes[scenario.id] = _run(scenario, client, server, skipped)
+        finally:
             server.shutdown()
             server.server_close()
-    return {s.id: r for s, r in zip(SCENARIOS, results, strict=True)}
+    return outcomes
 
 
 @pytest.fixture(scope="module")
 def outcomes() -> dict[str, Outcome]:
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, backoff_skipped() as skipped:
         for name in list(os.environ):
             if name in CA_VARS or name in PROXY_VARS or name.startswith("AWS_"):
                 mp.delenv(name)
         mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
         mp.setenv("AWS_CONFIG_FILE", os.devnull)
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        return _run_all()
+        return _run_all(skipped)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
@@ -244,6 +237,8 @@ def test_real_client_attempts_match_the_verified_matrix(scenario: Scenario, outc
     assert len(outcome.invocation_ids) == 1
     numbers = [h.split("attempt=")[1].split(";")[0] for h in outcome.attempt_headers]
     assert numbers == [str(n) for n in range(1, scenario.attempts + 1)]
+    # Each retry came after a back-off the SDK's retry handler decided on.
+    assert len(outcome.backoff) == scenario.attempts - 1
 
 
 @pytest.mark.parametrize(

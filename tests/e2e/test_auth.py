@@ -201,8 +201,8 @@ def test_startup_warnings_on_all_interfaces(tmp_path: Path, moto: str, extra: tu
     (("--control-credentials", "AKIDONLYs3kr1t"), {}, "--control-credentials: entry 1 "),
     (("--control-credentials", "A:ok", "--control-credentials", "B:s3 kr1t"), {}, "--control-credentials: entry 2 "),
     (("--control-token", "s3 kr1t"), {}, "--control-token: "),
-    ((), {"FISPROXY_CONTROL_CREDENTIALS": "GOOD:ok,BAD:s3 kr1t"}, "--control-credentials: entry 2 "),
-    ((), {"FISPROXY_CONTROL_TOKEN": "s3 kr1t"}, "--control-token: "),
+    ((), {"FISPROXY_CONTROL_CREDENTIALS": "GOOD:ok,BAD:s3 kr1t"}, "$FISPROXY_CONTROL_CREDENTIALS: entry 2 "),
+    ((), {"FISPROXY_CONTROL_TOKEN": "s3 kr1t"}, "$FISPROXY_CONTROL_TOKEN: "),
 ])
 def test_bad_auth_settings_fail_at_startup(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],
                                            message: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import Fisproxy, start_action
 from tests.e2e.test_faults import make_table
-from tests.helpers import VENV_BIN, clean_env
+from tests.helpers import AWS_CLI_NO_BACKOFF, VENV_BIN, clean_env
 
 
 def shell(proxy: Fisproxy, script: str) -> subprocess.CompletedProcess[str]:
@@ -29,6 +29,7 @@ def test_aws_cli_after_eval_fisproxy_env(proxy: Fisproxy) -> None:
                           {"service": "dynamodb", "operations": "PutItem", "percentage": "100"})
     item = '{"pk": {"S": "a"}}'
     result = shell(proxy, f"""
+export PYTHONPATH={AWS_CLI_NO_BACKOFF}  # its ten attempts without their 25 s of back-off
 aws dynamodb put-item --table-name {table} --item '{item}'
 echo "put-exit=$?"
 aws dynamodb get-item --table-name {table} --key '{item}' --output json
@@ -59,3 +60,18 @@ def test_requests_trusts_the_proxy(proxy: Fisproxy) -> None:
 def test_curl_trusts_the_proxy(proxy: Fisproxy) -> None:
     result = shell(proxy, f"curl -s -o /dev/null -w 'curl %{{http_code}}\\n' '{URL}'")
     assert "curl " in result.stdout and "curl 000" not in result.stdout, result.stdout + result.stderr
+
+
+def test_the_suites_proxies_register_where_no_users_shell_looks(fisproxy: Fisproxy,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/conftest.py gives the session a runtime folder of its own: `fisproxy env` in a
+    user's shell never finds the suite's proxies (it found them, and pointed the shell at them)."""
+    from fisproxy import runtimefile
+
+    session_dir = runtimefile.runtime_dir()
+    assert runtimefile.find(port=fisproxy.port) is not None  # recorded, in the session's folder
+    monkeypatch.delenv("FISPROXY_RUNTIME_DIR")
+    users_dir = runtimefile.runtime_dir()  # $XDG_RUNTIME_DIR/fisproxy or ~/.local/state/fisproxy/run
+    assert users_dir != session_dir
+    assert not list(users_dir.glob(f"proxy-{fisproxy.port}-*.json"))
+    assert runtimefile.find(port=fisproxy.port) is None

@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, SSLError
 
 from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY, Fisproxy
-from tests.helpers import clean_env, free_port, http_ok, stop, wait_until
+from tests.helpers import SkippedBackoff, clean_env, free_port, http_ok, stop, wait_until
 
 
 def wait_for_log(log: Path, text: str, timeout: float = 10) -> str:
@@ -43,7 +43,9 @@ def test_a_client_that_does_not_trust_the_ca_is_told_which_file_and_command(prox
     assert f'eval "$(fisproxy env --port {proxy.port} --certs {certs})"' in hint
 
 
-def test_an_endpoint_that_does_not_answer_gets_a_warning_then_502s_until_it_answers(tmp_path: Path) -> None:
+def test_an_endpoint_that_does_not_answer_gets_a_warning_then_502s_until_it_answers(
+    tmp_path: Path, no_backoff: SkippedBackoff,
+) -> None:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     fisproxy = Fisproxy(tmp_path, endpoint)

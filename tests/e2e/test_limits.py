@@ -20,12 +20,21 @@ MIB = 1 << 20
 def test_control_port_refuses_a_body_over_1_mib_with_413(proxy: Fisproxy) -> None:
     before = proxy.fis().list_experiment_templates()["experimentTemplates"]
     body = b'{"description": "' + b"x" * (2 * MIB) + b'"}'
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.control_port, timeout=10)
-    conn.request("POST", "/experimentTemplates", body=body, headers={"content-type": "application/json"})
-    reply = conn.getresponse()
+    with socket.create_connection(("127.0.0.1", proxy.control_port), timeout=10) as sock:
+        try:
+            sock.sendall(b"POST /experimentTemplates HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server answers from the headers and closes without reading the body: the rest
+            # of the upload may fail, and the answer is read all the same (as urllib3 does).
+            # http.client's request() raised here, before reading it: the test's flake.
+            pass
+        reply = http.client.HTTPResponse(sock, method="POST")
+        reply.begin()
+        answer = reply.read()
     assert reply.status == 413
     assert reply.getheader("x-amzn-ErrorType") == "ValidationException"
-    assert b"larger than" in reply.read()
+    assert b"larger than" in answer
     assert proxy.fis().list_experiment_templates()["experimentTemplates"] == before  # nothing stored
 
 

@@ -11,10 +11,23 @@ import botocore.exceptions
 
 from tests.e2e.conftest import VENV_BIN, Fisproxy, start_action, wait_for_state
 from tests.e2e.test_faults import make_table
-from tests.helpers import clean_env
+from tests.helpers import SkippedBackoff, clean_env
 
 
-def test_report_matches_what_the_sdk_saw(proxy: Fisproxy) -> None:
+def report_row_counting(proxy: Fisproxy, exp_id: str, requests: int, timeout: float = 10) -> dict:
+    """The first row of the experiment's report once it counts `requests` requests. A report
+    flushes what the proxy recorded; a dropped connection is recorded when mitmproxy ends its
+    flow, just after the client saw the drop, hence the short wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = proxy.control("GET", f"/_fisproxy/experiments/{exp_id}/report").json()["actions"][0]["rows"]
+        if (rows and rows[0]["requests"] >= requests) or time.monotonic() > deadline:
+            assert rows, "nothing recorded"
+            return rows[0]
+        time.sleep(0.05)
+
+
+def test_report_matches_what_the_sdk_saw(proxy: Fisproxy, no_backoff: SkippedBackoff) -> None:
     table = f"t-{uuid.uuid4().hex[:8]}"
     make_table(proxy, table)
     exp_id = start_action(proxy, "aws:fis:inject-api-throttle-error",
@@ -32,7 +45,8 @@ def test_report_matches_what_the_sdk_saw(proxy: Fisproxy) -> None:
     ddb.get_item(TableName=table, Key={"pk": {"S": "0"}})  # not in `operations`
     proxy.fis().stop_experiment(id=exp_id)
     wait_for_state(proxy.fis(), exp_id, "stopped")
-    time.sleep(2.5)  # the recorder flushes every second
+    # No wait for the recorder: a report flushes what is still buffered, and each request was
+    # recorded before its response went out.
     out = subprocess.run(
         [str(VENV_BIN / "fisproxy"), "report", exp_id, "--control-url", proxy.control_url, "--format", "json"],
         capture_output=True, text=True, env=clean_env(), timeout=60, check=True,
@@ -46,6 +60,7 @@ def test_report_matches_what_the_sdk_saw(proxy: Fisproxy) -> None:
     assert row["requests"] == 12 + retries
     assert row["faulted"] == retries + failed  # each retry follows a throttle; a failed call's last one too
     assert row["backoffMs"] >= 0
+    assert len(no_backoff.delays) == retries  # every retry was the SDK's, after a back-off it decided on
     table_out = subprocess.run(
         [str(VENV_BIN / "fisproxy"), "report", exp_id, "--control-url", proxy.control_url],
         capture_output=True, text=True, env=clean_env(), timeout=60, check=True,
@@ -55,7 +70,7 @@ def test_report_matches_what_the_sdk_saw(proxy: Fisproxy) -> None:
     assert f'fisproxy_faults_total{{action="fault",experiment="{exp_id}",kind="error"}} {float(retries + failed)}' in metrics
 
 
-def test_dropped_connections_are_recorded_as_failures(proxy: Fisproxy) -> None:
+def test_dropped_connections_are_recorded_as_failures(proxy: Fisproxy, no_backoff: SkippedBackoff) -> None:
     table = f"t-{uuid.uuid4().hex[:8]}"
     make_table(proxy, table)
     exp_id = start_action(proxy, "fisproxy:api:disconnect",
@@ -68,9 +83,7 @@ def test_dropped_connections_are_recorded_as_failures(proxy: Fisproxy) -> None:
         pass
     proxy.fis().stop_experiment(id=exp_id)
     wait_for_state(proxy.fis(), exp_id, "stopped")
-    time.sleep(2.5)
-    report = proxy.control("GET", f"/_fisproxy/experiments/{exp_id}/report").json()
-    row = report["actions"][0]["rows"][0]
+    row = report_row_counting(proxy, exp_id, requests=2)
     assert (row["operation"], row["requests"], row["faulted"], row["calls"], row["retries"], row["failed"]) == (
         "GetItem", 2, 2, 1, 1, 1)
     html = proxy.control("GET", f"/_fisproxy/experiments/{exp_id}/report", params={"format": "html"})

@@ -142,17 +142,22 @@ def test_a_target_resolving_to_nothing_fails_or_is_skipped(proxy: Fisproxy, tag:
     assert exp["actions"]["reboot"]["state"]["status"] == "skipped"
 
 
-def test_an_api_the_upstream_lacks_fails_the_action_with_the_upstreams_answer(proxy: Fisproxy) -> None:
-    exp_id = run_experiment(
-        proxy,
-        {"auto": {"actionId": "aws:ssm:start-automation-execution",
-                  "parameters": {"documentArn": "arn:aws:ssm:us-east-1::document/AWS-RestartEC2Instance",
-                                 "maxDuration": "PT1M"}}},
-        {},
-    )
-    exp = wait_for_state(proxy.fis(), exp_id, "failed", timeout=30)
-    reason = exp["actions"]["auto"]["state"]["reason"]
-    assert "on the upstream" in reason and "not supported by fisproxy" not in reason
+def test_an_api_the_upstream_lacks_skips_the_action_saying_so(proxy: Fisproxy, tmp_path: Any) -> None:
+    """moto lacks StartAutomationExecution: the action ends skipped, its reason the upstream's
+    own answer; with fisproxy_fail_unperformable the experiment fails with that reason."""
+    action = {"auto": {"actionId": "aws:ssm:start-automation-execution",
+                       "parameters": {"documentArn": "arn:aws:ssm:us-east-1::document/AWS-RestartEC2Instance",
+                                      "maxDuration": "PT1M"}}}
+    exp = wait_for_state(proxy.fis(), run_experiment(proxy, action, {}), "completed", "failed", timeout=30)
+    assert exp["state"]["status"] == "completed", exp["state"]
+    state = exp["actions"]["auto"]["state"]
+    assert state["status"] == "skipped"
+    assert state["reason"].startswith("Skipped: the upstream does not implement ssm StartAutomationExecution")
+    assert "not supported by fisproxy" not in state["reason"] and "in fisproxy" not in state["reason"]
+    strict = Fisproxy(tmp_path, proxy.upstream, extra_args=("--set", "fisproxy_fail_unperformable=true"))
+    with strict.running():
+        exp = wait_for_state(strict.fis(), run_experiment(strict, action, {}), "failed", timeout=30)
+    assert exp["actions"]["auto"]["state"]["reason"].startswith("the upstream does not implement ssm StartAutomationExecution")
     assert exp["state"]["error"]["location"] == "auto"
 
 
@@ -266,9 +271,9 @@ def test_subnet_disruption_drops_the_scope_on_a_proxy_placed_there(
                      "parameters": {"duration": "PT10M", "scope": "dynamodb"}}},
             {"net": by_tags("aws:ec2:subnet", tag)})
         wait_for_state(placed.fis(), exp_id, "running")
-        ddb = placed.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1})
-        with pytest.raises(botocore.exceptions.BotoCoreError):
-            ddb.list_tables()  # the scope: dropped
+        ddb = placed.client("dynamodb", retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=2)
+        with pytest.raises(botocore.exceptions.ReadTimeoutError):
+            ddb.list_tables()  # the scope: dropped, hanging until the client's timeout
         placed.client("sqs").list_queues()  # not in the scope: through
         # The shared proxy, placed nowhere, is not in the subnet: same template, no effect.
         elsewhere = run_experiment(

@@ -252,10 +252,12 @@ def test_how_each_action_runs():
     kinds = {a: s.kind for a, s in ACTIONS.items()}
     agents = {a for a, k in kinds.items() if k == "agent"}
     assert agents == ({a for a in AWS_ACTION_IDS if a.startswith(("aws:ecs:task-", "aws:eks:pod-"))}
-                      | {"aws:eks:inject-kubernetes-custom-resource", "aws:ebs:pause-volume-io", "aws:ebs:volume-io-latency"})
+                      | {"aws:eks:inject-kubernetes-custom-resource"})
+    # EBS pauses and delays a volume's I/O itself, with no agent: AWS-internal, not "an agent".
     assert {a for a, k in kinds.items() if k == "aws-internal"} == {
         "aws:dsql:cluster-connection-failure", "aws:memorydb:multi-region-cluster-pause-replication",
-        "aws:ec2:asg-insufficient-instance-capacity-error"}
+        "aws:ec2:asg-insufficient-instance-capacity-error", "aws:ebs:pause-volume-io",
+        "aws:ebs:volume-io-latency"}
     assert {a for a, k in kinds.items() if k == "resource"} == set(resources.IMPLEMENTATIONS)
     assert {a for a, k in kinds.items() if k == "api-fault"} == {a for a, s in ACTIONS.items() if s.compiler}
     assert {a for a, k in kinds.items() if k == "proxy-fault"} == {
@@ -267,7 +269,15 @@ def test_how_each_action_runs():
     for action_id in agents:
         spec = ACTIONS[action_id]
         assert not spec.performable and spec.failure_reason.startswith(f"{action_id} cannot run in fisproxy: it needs ")
+        assert spec.skipped_reason.startswith(f"Skipped: {action_id} cannot run in fisproxy: it needs ")
+        assert "agent" in spec.reason or "pod" in spec.reason or "Kubernetes" in spec.reason
+    for action_id in {a for a, k in kinds.items() if k == "aws-internal"}:
+        reason = ACTIONS[action_id].skipped_reason
+        assert reason.startswith(f"Skipped: {action_id} cannot run in fisproxy: it is performed by AWS itself")
+        assert reason.endswith("The experiment runs on without this action's effect.")
+        assert "agent" not in reason.replace("no agent", "")  # AWS does it: nothing to install
     assert ACTIONS["aws:ec2:stop-instances"].performable and ACTIONS["aws:ec2:stop-instances"].failure_reason is None
+    assert ACTIONS["aws:ec2:stop-instances"].skipped_reason is None
 
 
 def test_the_duration_parameter_of_each_action():
@@ -343,3 +353,16 @@ def _readme_rows() -> dict[str, str]:
 
 def test_the_readme_lists_every_action_with_how_it_runs():
     assert _readme_rows() == {a: s.kind for a, s in ACTIONS.items()}
+
+
+def test_the_readme_says_each_action_fisproxy_cannot_perform_is_skipped_and_why():
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text[text.index("## Actions\n"):text.index("## Experiments, as in FIS")]
+    rows = [line for line in section.splitlines()
+            if line.startswith("| `") and ("| needs an agent" in line or "| AWS-internal" in line)]
+    assert len(rows) >= 8
+    for row in rows:
+        what = row.rstrip(" |").rsplit("|", 1)[-1]
+        assert "skipped" in what and "(" in what, row  # skipped, and why

@@ -206,14 +206,37 @@ def test_stop_while_initiating_cancels_every_action(store, tmp_path, clock):
     assert states(engine, store, exp_id) == ("stopped", {"a": "cancelled"})
 
 
-def test_an_action_that_needs_an_agent_fails_the_experiment_saying_so(engine, store):
-    t = template(
-        {"cpu": {"actionId": "aws:ecs:task-cpu-stress", "targets": {"Tasks": "tasks"},
-                 "parameters": {"duration": "PT1M"}},
-         "lat": latency()},
-        {"tasks": {"resourceType": "aws:ecs:task", "selectionMode": "ALL",
-                   "resourceArns": ["arn:aws:ecs:us-east-1:123456789012:task/c/0123456789"]}},
-    )
+AGENT_TEMPLATE = dict(
+    actions={"cpu": {"actionId": "aws:ecs:task-cpu-stress", "targets": {"Tasks": "tasks"},
+                     "parameters": {"duration": "PT1M"}},
+             "lat": latency()},
+    targets={"tasks": {"resourceType": "aws:ecs:task", "selectionMode": "ALL",
+                       "resourceArns": ["arn:aws:ecs:us-east-1:123456789012:task/c/0123456789"]}},
+)
+
+
+def test_an_action_that_needs_an_agent_is_skipped_saying_so_and_the_rest_runs(engine, store):
+    exp_id = start(engine, template(**AGENT_TEMPLATE))
+    drive(engine)
+    e = store.get_experiment(exp_id)
+    assert e.state.status == "running"
+    assert {n: a.state.status for n, a in e.actions.items()} == {"cpu": "skipped", "lat": "running"}
+    reason = e.actions["cpu"].state.reason
+    assert reason.startswith("Skipped: aws:ecs:task-cpu-stress cannot run in fisproxy: it needs the SSM agent")
+    assert reason.endswith("The experiment runs on without this action's effect.")
+    assert engine.match(call())  # the latency runs
+    # The tasks target only the skipped action uses is not resolved (no upstream was needed).
+    logs = store.logs(exp_id)
+    detail = next(r for r in logs if r["log_type"] == "target-resolution-detail")
+    assert detail["details"]["status"] == "skipped" and "only by actions fisproxy skips" in detail["details"]["error_information"]
+    ended = next(r for r in logs if r["log_type"] == "action-end" and r["details"]["action_name"] == "cpu")
+    assert ended["details"]["action_state"] == {"status": "skipped", "reason": reason}
+    assert "action-error" not in log_types(store, exp_id)
+
+
+def test_fail_unperformable_fails_the_experiment_saying_so(store, tmp_path, clock):
+    engine = make_engine(store, tmp_path, clock, fail_unperformable=True)
+    t = template(**AGENT_TEMPLATE)
     exp_id = start(engine, t)
     drive(engine)
     e = store.get_experiment(exp_id)

@@ -16,6 +16,7 @@ import pytest
 
 from fisproxy.aws.call import AwsCall
 from fisproxy.fis.engine import Engine
+from fisproxy.fis.fleet import lease_name
 from fisproxy.fis.loops import drive
 from fisproxy.fis.models import ExperimentTemplate
 from fisproxy.fis.ports import StoreUnavailable
@@ -166,6 +167,27 @@ def test_a_stop_asked_where_the_schedule_does_not_run_keeps_the_faults_off_there
         assert b.match(CALL) == [], "b read the stop request: its faults end too"
 
 
+def test_an_end_saved_by_another_holder_ends_the_faults_of_one_that_still_thinks_it_holds(
+        fleet: list[Engine]) -> None:
+    """Issue 20, point 12, a Redis restarted without its data: the lease is gone, so another
+    proxy takes the schedule over while the first still thinks it holds it; the new holder
+    stops the experiment and lets the lease go, and the first takes the free lease again. The
+    end in the store is final: the first proxy's faults end too (they went on for the rest of
+    the experiment's duration)."""
+    a, b, _ = fleet
+    exp = a.start_experiment(template(throttle("PT10M")), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b)
+    assert b.match(CALL) and a.match(CALL)
+    b._store.release_lease(lease_name(exp.id), a.proxy_id)  # the store lost it
+    wait_until(lambda: (drive(b), b._runs[exp.id].owned)[1], 5, "b to take the schedule over")
+    b.stop_experiment(exp.id)
+    wait_until(lambda: (drive(b), status(b, exp.id) == "stopped")[1], 5, "b to end the experiment")
+    for _ in range(3):
+        step(a)
+    assert a.match(CALL) == [], "the holder that lost its lease kept the faults of an ended experiment"
+    assert status(a, exp.id) == "stopped"
+
+
 class Outage:
     """The real store, with reads refused while `down` is set (a Redis that is not answering)."""
 
@@ -232,3 +254,19 @@ def test_the_store_restarted_without_its_data_gets_the_running_experiment_again(
             engine.close()
         for store in stores:
             store.close()
+
+
+def test_an_experiment_ended_by_its_holder_is_not_taken_over_by_a_stale_mirror(fleet: list[Engine]) -> None:
+    """The holder ends the experiment and lets its lease go; a mirror that has not heard of the
+    end yet gets the free lease at its next claim: it must not resume the ended experiment (and
+    save its stale copy over the holder's `stopped`)."""
+    a, b, _ = fleet
+    exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
+    step(a, b)  # b mirrors it, running
+    a.stop_experiment(exp.id)
+    drive(a)  # ended, saved, forgotten: the lease is free
+    assert status(a, exp.id) == "stopped" and a._store.lease_holder(f"experiment/{exp.id}") is None
+    time.sleep(TTL * 1.1)  # b's first claim is due (a lease's lifetime after it heard of it)
+    drive(b)  # before any sync: b takes the free lease, and must see the end
+    assert status(b, exp.id) == "stopped"
+    assert b.active_count() == 0 and not b.match(CALL)

@@ -52,14 +52,19 @@ TASKS = {"resourceType": "aws:ecs:task", "selectionMode": "ALL",
 VM = ResolvedTarget("vms", "aws:ec2:instance", (TargetResource("arn:aws:ec2:us-east-1:123456789012:instance/i-1", "i-1"),))
 NO_VM = ResolvedTarget("vms", "aws:ec2:instance", ())
 TASK = ResolvedTarget("tasks", "aws:ecs:task", (TargetResource(TASKS["resourceArns"][0], "0123456789"),))
+ONLY_SKIPPED = 'Target "tasks" is used only by actions fisproxy skips: not resolved.'
+LACKS = 'Target "vms": the upstream does not implement ec2 DescribeInstances: it answered HTTP 501'
+UNIMPLEMENTED = Failure("the upstream does not implement ec2 RebootInstances: it answered HTTP 501", skippable=True)
 
 
-def new(actions: dict[str, Any], targets: dict[str, Any] | None = None, **extra: Any) -> lifecycle.Step:
+def new(actions: dict[str, Any], targets: dict[str, Any] | None = None, strict: bool = False,
+        **extra: Any) -> lifecycle.Step:
     template = ExperimentTemplate.model_validate({
         "id": "EXTt", "description": "t", "roleArn": "arn:aws:iam::123456789012:role/fis",
         "actions": actions, "targets": targets or {}, "stopConditions": [{"source": "none"}], **extra})
     return lifecycle.create(template, experiment_id="EXPt", arn="arn:aws:fis:us-east-1:123456789012:experiment/EXPt",
-                            now=T0, region="us-east-1", tags={}, actions_mode=extra.pop("mode", "run-all"))
+                            now=T0, region="us-east-1", tags={}, actions_mode=extra.pop("mode", "run-all"),
+                            fail_unperformable=strict)
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Row:
     targets: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     error_code: str | None = None
+    strict: bool = False  # fisproxy_fail_unperformable
 
 
 def effects(step: lifecycle.Step) -> list[Any]:
@@ -107,10 +113,26 @@ ROWS = [
         [(0, Resolved({})), (1, Cancel("Safety lever engaged."))], "cancelled", {"a": "stopped", "b": "cancelled"},
         [Deactivate("a"), Deactivate("a"), "action-end", "action-end", "experiment-end", Save()],
         reason="Safety lever engaged."),
-    Row("an action that needs an agent fails the experiment", {"cpu": AGENT, "lat": LATENCY},
+    Row("an action that needs an agent is skipped, the rest runs", {"cpu": AGENT, "lat": LATENCY},
+        [(0, Resolved({}, unresolved={"tasks": ONLY_SKIPPED}))], "running", {"cpu": "skipped", "lat": "running"},
+        ["experiment-start", "target-resolution-start", "target-resolution-detail", Save(),
+         "action-end", "action-start", Activate("lat"), Save()], targets={"tasks": TASKS}),
+    Row("fail_unperformable: an action that needs an agent fails the experiment", {"cpu": AGENT, "lat": LATENCY},
         [(0, Resolved({"tasks": TASK}))], "failed", {"cpu": "failed", "lat": "cancelled"},
         ["experiment-start", "action-error", "action-end", "action-end", "experiment-end", Save()],
-        targets={"tasks": TASKS}, error_code="ConfigurationFailure"),
+        targets={"tasks": TASKS}, error_code="ConfigurationFailure", strict=True),
+    Row("a target the upstream cannot list: its actions skipped, the rest runs", {"vm": REBOOT, "lat": LATENCY},
+        [(0, Resolved({}, unresolved={"vms": LACKS}))], "running", {"vm": "skipped", "lat": "running"},
+        ["experiment-start", "target-resolution-start", "target-resolution-detail", Save(),
+         "action-end", "action-start", Activate("lat"), Save()], targets={"vms": VMS}),
+    Row("an API the upstream lacks: the action skipped (undone), the rest runs", {"stop": STOP_VMS, "boot": REBOOT},
+        [(0, Resolved({"vms": VM})), (1, ActionEnded("boot", UNIMPLEMENTED))], "running",
+        {"stop": "running", "boot": "skipped"}, [Deactivate("boot"), "action-end", Save()], targets={"vms": VMS}),
+    Row("fail_unperformable: an API the upstream lacks fails it", {"stop": STOP_VMS, "boot": REBOOT},
+        [(0, Resolved({"vms": VM})), (1, ActionEnded("boot", UNIMPLEMENTED))], "stopping",
+        {"stop": "running", "boot": "failed"},
+        [Deactivate("boot"), "action-error", "action-end", Deactivate("stop"), Undo("stop"), Save()],
+        targets={"vms": VMS}, strict=True),
     Row("a role that cannot be assumed fails it at roleArn", {"vm": REBOOT},
         [(0, Resolved(Failure("Cannot assume the experiment role", "AuthorizationFailure", "roleArn")))],
         "failed", {"vm": "cancelled"},
@@ -173,7 +195,7 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_lifecycle(row: Row) -> None:
-    step = new(row.actions, row.targets)
+    step = new(row.actions, row.targets, row.strict)
     assert step.effects == (Save(), Resolve())
     experiment, state = step.experiment, step.state
     for seconds, event in row.script:
@@ -261,3 +283,29 @@ def test_planned_ends_are_absolute_times() -> None:
     step = new({"a": LATENCY})
     running = lifecycle.step(step.experiment, step.state, T0, Resolved({}), ACCOUNT)
     assert running.state.ends == {"a": T0 + 10}
+
+
+def test_a_skipped_action_says_what_fisproxy_cannot_do_and_the_log_keeps_it() -> None:
+    step = new({"cpu": AGENT, "vm": REBOOT}, {"tasks": TASKS, "vms": VMS})
+    step = lifecycle.step(step.experiment, step.state, T0, Resolved({}, unresolved={"tasks": ONLY_SKIPPED, "vms": LACKS}),
+                          ACCOUNT)
+    cpu, vm = step.experiment.actions["cpu"].state, step.experiment.actions["vm"].state
+    assert cpu.reason.startswith("Skipped: aws:ecs:task-cpu-stress cannot run in fisproxy: it needs the SSM agent")
+    assert vm.reason == f"Skipped: {LACKS}"
+    ends = [e.details for e in step.effects if isinstance(e, Log) and e.log_type == "action-end"]
+    assert [d["action_state"] for d in ends] == [{"status": "skipped", "reason": cpu.reason},
+                                                {"status": "skipped", "reason": vm.reason}]
+    assert step.experiment.state.status == "completed"  # nothing else to run
+
+
+def test_a_network_action_says_at_start_what_it_drops_and_what_never_passes_a_proxy() -> None:
+    cut = {"actionId": "aws:network:disrupt-connectivity", "targets": {"Subnets": "net"},
+           "parameters": {"duration": "PT1M", "scope": "availability-zone"}}
+    net = {"resourceType": "aws:ec2:subnet", "resourceTags": {"a": "b"}, "selectionMode": "ALL"}
+    subnet = ResolvedTarget("net", "aws:ec2:subnet", (TargetResource("arn:aws:ec2:us-east-1:123456789012:subnet/s-1", "s-1"),))
+    step = new({"cut": cut}, {"net": net})
+    step = lifecycle.step(step.experiment, step.state, T0, Resolved({"net": subnet}, facts={"cut": {"subnets": []}}),
+                          ACCOUNT)
+    start = next(e.details for e in step.effects if isinstance(e, Log) and e.log_type == "action-start")
+    assert "AWS API calls go to Regional endpoints outside the VPC" in start["notes"][0]
+    assert step.state.facts == {"cut": {"subnets": []}}

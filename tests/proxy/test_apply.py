@@ -250,6 +250,7 @@ _MEMORY_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(_MEMORY_CASES))
 def test_memory_peak_does_not_follow_the_body_size(tmp_path, upstream, case):
     fault, up_bytes, down_bytes, (low, high) = _MEMORY_CASES[case]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 
 import pytest
 
@@ -155,3 +156,17 @@ def test_old_request_records_are_deleted_in_batches(store: StoreBackend) -> None
     assert store.delete_requests_before(T0) == 0
     assert store.delete_requests_before(T0 + 1000) == 6
     assert store.requests_between(0, T0 + 1000) == []
+
+
+def test_a_shared_token_bucket_starts_full_and_refills_at_its_rate(open_backend: OpenStore) -> None:
+    """fisproxy:api:rate-limit's fleet bucket: two stores on the same data take from one bucket,
+    never more than the burst, then what the rate refills (capped at the burst)."""
+    a, b = open_backend(), open_backend()
+    slow = f"EXP{time.time_ns()}/slow"  # a rate too slow to refill anything during the test
+    assert a.take_tokens(slow, 0.001, 5, 3, 60) == 3
+    assert b.take_tokens(slow, 0.001, 5, 10, 60) == 2  # what was left of the burst
+    assert a.take_tokens(slow, 0.001, 5, 10, 60) == 0
+    fast = f"EXP{time.time_ns()}/fast"
+    assert a.take_tokens(fast, 1000.0, 4, 10, 60) == 4
+    time.sleep(0.02)  # 20 tokens' worth at 1000 a second
+    assert b.take_tokens(fast, 1000.0, 4, 10, 60) == 4  # capped at the burst

@@ -35,11 +35,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.targets import ResolvedTarget
-from fisproxy.fis.upstream import describe_error, error_code
+from fisproxy.fis.upstream import UPSTREAM_ERRORS, describe_error, error_code, lacks_api
 
 T = TypeVar("T")
 
@@ -173,19 +171,20 @@ def perform(action: ResourceAction, ctx: ActionContext, *, started: bool = False
 
     `started`: `start` already ran (an experiment resumed after a restart): only wait and undo.
     `on_started`: called once `start` returned, so `ctx.state` can be saved before waiting."""
-    try:
-        if not started:
-            action.start(ctx)
-            if on_started is not None:
-                on_started()
-        if isinstance(action, WaitingAction):
-            action.wait(ctx)
-        elif ctx.deadline is not None:
-            while not ctx.cancelled.is_set() and (ctx.remaining() or 0) > 0:
-                ctx.sleep(ctx.remaining() or 0)
-    finally:
-        if not ctx.abandoned.is_set():
-            undo(action, ctx)
+    with upstream_call(ctx.action_id):  # an upstream failure outside the actions' own blocks
+        try:
+            if not started:
+                action.start(ctx)
+                if on_started is not None:
+                    on_started()
+            if isinstance(action, WaitingAction):
+                action.wait(ctx)
+            elif ctx.deadline is not None:
+                while not ctx.cancelled.is_set() and (ctx.remaining() or 0) > 0:
+                    ctx.sleep(ctx.remaining() or 0)
+        finally:
+            if not ctx.abandoned.is_set():
+                undo(action, ctx)
 
 
 def undo(action: ResourceAction, ctx: ActionContext, *, attempts: int = UNDO_ATTEMPTS,
@@ -199,9 +198,9 @@ def undo(action: ResourceAction, ctx: ActionContext, *, attempts: int = UNDO_ATT
             action.stop(ctx)
             return
         except Failure as err:
-            if attempt == attempts or err.code in _FINAL or ctx.abandoned.is_set():
+            if attempt == attempts or err.code in _FINAL or err.skippable or ctx.abandoned.is_set():
                 tried = f" (tried {attempt} times)" if attempt > 1 else ""
-                raise Failure(f"{err.reason}{tried}", err.code, err.location) from err
+                raise Failure(f"{err.reason}{tried}", err.code, err.location, skippable=err.skippable) from err
             ctx.log(f"Undo failed: {err.reason}; trying again in {wait:g} s.")
         if ctx.abandoned.wait(wait):
             return
@@ -210,11 +209,19 @@ def undo(action: ResourceAction, ctx: ActionContext, *, attempts: int = UNDO_ATT
 
 @contextmanager
 def upstream_call(what: str) -> Iterator[None]:
-    """Turn an upstream failure inside the block into an Failure: `<what> failed on the
-    upstream: <its code and message>` (an API the upstream lacks gives its own answer)."""
+    """Turn an upstream failure inside the block into a Failure: `<what> failed on the
+    upstream: <its code and message, or its status and an excerpt of an answer that is not
+    AWS's>`. `what` starts with the service and operation (`rds FailoverDBCluster of db1`):
+    an upstream that does not implement that operation makes the failure `skippable`."""
     try:
         yield
-    except (ClientError, BotoCoreError) as err:
+    except UPSTREAM_ERRORS as err:
+        if lacks_api(err):
+            words = what.split(" ", 2)
+            api = " ".join(words[:2]) if len(words) > 1 else f"{what} ({getattr(err, 'operation_name', '?')})"
+            rest = f" ({words[2]})" if len(words) > 2 else ""
+            raise Failure(f"the upstream does not implement {api}{rest}: it answered {describe_error(err)}",
+                          "DependentServiceFailure", skippable=True) from err
         raise Failure(f"{what} failed on the upstream: {describe_error(err)}", error_code(err)) from err
 
 

@@ -21,13 +21,11 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fisproxy.fis.failure import Failure
 from fisproxy.fis.resources.listers import TYPES, Found, Lookup, TypeSpec, Unlistable
 from fisproxy.fis.resources.targets import ResolvedTarget, TargetResource
 from fisproxy.fis.targets import ROLE, access_key_ids, parse_selection_mode, select
-from fisproxy.fis.upstream import describe_error, error_code
+from fisproxy.fis.upstream import UPSTREAM_ERRORS, describe_error, error_code, lacks_api
 
 
 def resolve_target(
@@ -94,7 +92,10 @@ def _listed(name: str, spec: TypeSpec, lookup: Lookup) -> list[Found]:
         return list(spec.list(lookup))
     except Unlistable as e:
         raise Failure(f'Target "{name}": {e.reason}.', e.code, name) from e
-    except (ClientError, BotoCoreError) as e:
+    except UPSTREAM_ERRORS as e:
+        if lacks_api(e):
+            raise Failure(f'Target "{name}": the upstream does not implement {spec.api}: it answered '
+                          f"{describe_error(e)}", "DependentServiceFailure", name, skippable=True) from e
         raise Failure(f'Target "{name}": {spec.api} failed on the upstream: {describe_error(e)}',
                       error_code(e), name) from e
 
@@ -104,7 +105,7 @@ def _tags_of(name: str, spec: TypeSpec, lookup: Lookup, found: Found) -> Mapping
         return found.tags or {}
     try:
         return spec.tags(lookup, found)
-    except (ClientError, BotoCoreError) as e:
+    except UPSTREAM_ERRORS as e:
         raise Failure(f'Target "{name}": reading the tags of {found.arn} failed on the upstream: '
                       f"{describe_error(e)}", error_code(e), name) from e
 

@@ -21,6 +21,7 @@ from fisproxy.proxy.kinds.error import Error
 from fisproxy.proxy.kinds.lambda_error import LambdaError
 from fisproxy.proxy.kinds.lambda_http import LambdaHttp
 from fisproxy.proxy.kinds.latency import Latency
+from fisproxy.proxy.kinds.rate_limit import RateLimited
 from fisproxy.proxy.sink import FaultSink
 
 
@@ -46,6 +47,7 @@ KINDS: dict[str, FaultKind] = {
     "disconnect": Disconnect(),
     "lambda-error": LambdaError(),
     "lambda-http": LambdaHttp(),
+    "rate-limit": RateLimited(),
 }
 
 __all__ = ["KINDS", "Env", "FaultKind"]

@@ -20,6 +20,7 @@ SQLite store writes.
 | `fisproxy:lease:<name>` | string | the holder; the key expires with the lease |
 | `fisproxy:proxies` | sorted set | proxy id, scored by its expiry (ms, Redis server time) |
 | `fisproxy:proxy` | hash | proxy id -> "<ttl, ms> <info JSON>" |
+| `fisproxy:bucket:<key>` | hash | a shared token bucket (`tokens`, `stamp`); expires unused |
 | `fisproxy:counters` | set | counter metric names |
 | `fisproxy:counter:<metric>` | hash | label values (JSON array) -> count |
 | `fisproxy:changes` | pub/sub channel | change notices: JSON `[kind, key]`, or with what changed `[kind, key, data]` (a saved experiment: `{"experiment": ..., "runtime": ...}`) |
@@ -61,6 +62,10 @@ def log_key(experiment_id: str) -> str:
 
 def lease_key(name: str) -> str:
     return f"{P}lease:{name}"
+
+
+def bucket_key(name: str) -> str:
+    return f"{P}bucket:{name}"
 
 
 def counter_key(metric: str) -> str:

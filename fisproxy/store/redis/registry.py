@@ -1,5 +1,5 @@
-"""The proxy registry and the shared counters in Redis (`store.base.ProxyRegistry`,
-`CounterStore`).
+"""The proxy registry, the shared counters and token buckets in Redis (`store.base.
+ProxyRegistry`, `CounterStore`, `TokenStore`).
 
 A registration writes what the proxy is (its info) and when it expires, by Redis's clock; the
 same registration again (a heartbeat) only moves its expiry: one small script, whatever the
@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from fisproxy.store.base import MAX_COUNTER_SERIES, CounterKey, counter_field
 from fisproxy.store.redis.connection import Connection, StorePart, dumps, ttl_ms
-from fisproxy.store.redis.keys import COUNTERS, PROXIES, PROXY, counter_key
+from fisproxy.store.redis.keys import COUNTERS, PROXIES, PROXY, bucket_key, counter_key
 
 _NOW_MS = """
 local t = redis.call('TIME')
@@ -64,6 +64,23 @@ for i = 3, #ARGV, 2 do
 end
 if size > 0 then redis.call('SADD', KEYS[2], ARGV[1]) end
 return dropped
+"""
+
+
+# A token bucket (fisproxy:api:rate-limit, scope fleet): refilled by the server's clock, so the
+# proxies' clocks do not matter. KEYS[1] the bucket; ARGV rate, burst, want, ttl in ms.
+_TAKE_TOKENS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens, stamp = tonumber(b[1]), tonumber(b[2])
+if tokens == nil or stamp == nil then tokens = burst; stamp = now end
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+local taken = math.max(0, math.min(want, math.floor(tokens)))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - taken), 'stamp', tostring(now))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return taken
 """
 
 
@@ -125,3 +142,12 @@ class RedisRegistry(StorePart):
                     for metric, fields in zip(metrics, values, strict=True) for field, n in fields.items()}
 
         return conn.do(call)
+
+    # ---- shared token buckets ----
+
+    def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int:
+        args: list[str | int] = [repr(float(per_second)), repr(float(burst)), max(0, int(want)),
+                                 ttl_ms(ttl_seconds)]
+        conn = self._conn
+        # Not repeated on a lost answer: tokens taken twice would be lost to the fleet.
+        return int(conn.do(lambda: conn.script(_TAKE_TOKENS)(keys=[bucket_key(key)], args=args), repeatable=False))

@@ -176,14 +176,17 @@ def test_roles_by_arn_are_taken_as_given_and_by_tags_listed(moto_url, tag, resol
     assert resolve(Target("aws:iam:role", resource_tags=tag)).arns == (role["Arn"],)
 
 
-def test_an_api_the_upstream_lacks_fails_with_its_own_answer(resolve):
-    # moto has no ARC zonal shift: its answer (an HTML 500 page) is the reason, not fisproxy's.
+def test_an_api_the_upstream_lacks_is_said_so_with_its_own_answer(resolve):
+    # moto has no ARC zonal shift: it answers a bare HTML 500 page. The reason says the upstream
+    # does not implement the call, with the status and an excerpt of that answer, and the actions
+    # using the target can be skipped.
     with pytest.raises(Failure) as err:
         resolve(Target("aws:arc:zonal-shift-managed-resource", resource_tags={"a": "b"}), name="Shifted")
     assert err.value.reason.startswith(
-        'Target "Shifted": arc-zonal-shift ListManagedResources failed on the upstream: HTTP 500: ')
-    assert "Internal Server Error" in err.value.reason and "not supported by fisproxy" not in err.value.reason
-    assert err.value.code == "DependentServiceFailure"
+        'Target "Shifted": the upstream does not implement arc-zonal-shift ListManagedResources'
+        ': it answered HTTP 500, not an AWS error: "500 Internal Server Error')
+    assert "fisproxy" not in err.value.reason
+    assert err.value.code == "DependentServiceFailure" and err.value.skippable
 
 
 def test_pods_need_the_kubernetes_api(resolve):

@@ -37,14 +37,16 @@ def test_send_command_runs_the_document_on_the_targets_and_waits_for_it(moto_url
     assert log[-1] == f"Command {ctx.state['command_id']} finished: Success."
 
 
-def test_start_automation_the_upstream_lacks_fails_with_its_answer(context):
+def test_start_automation_the_upstream_lacks_is_said_so_with_its_answer(context):
     ctx = context("aws:ssm:start-automation-execution", {},
                   {"documentArn": "arn:aws:ssm:us-east-1::document/AWS-RestartEC2Instance", "maxDuration": "PT1M"},
                   deadline=time.monotonic() + 60)
     with pytest.raises(Failure) as err:
         perform(implementation("aws:ssm:start-automation-execution"), ctx)
-    assert err.value.reason.startswith("ssm StartAutomationExecution failed on the upstream: HTTP 500: ")
-    assert "Internal Server Error" in err.value.reason
+    assert err.value.reason.startswith(
+        'the upstream does not implement ssm StartAutomationExecution: it answered HTTP 500, not an '
+        'AWS error: "500 Internal Server Error')
+    assert err.value.skippable and "fisproxy" not in err.value.reason
 
 
 class FakeSsm:
