@@ -57,6 +57,11 @@ class ProxyRegistry(Protocol):
         """Live proxies, by id: each its `info` plus `id` and `last_seen` (epoch seconds)."""
         ...
 
+    def count_proxies(self) -> int:
+        """How many proxies are live: what every proxy reads now and then (fleet rate limits),
+        so its cost does not grow with the fleet as a listing's does."""
+        ...
+
 
 class CounterStore(Protocol):
     def incr_counters(self, counts: Mapping[CounterKey, int]) -> int:

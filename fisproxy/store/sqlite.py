@@ -308,6 +308,10 @@ class SqliteStore:
                          (time.time(),))
         return [{**json.loads(info), "id": pid, "last_seen": seen} for pid, info, seen in rows]
 
+    def count_proxies(self) -> int:
+        rows = self._run("SELECT COUNT(*) FROM proxies WHERE expires > ?", (time.time(),))
+        return int(rows[0][0])
+
     # ---- shared counters ----
 
     def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int:

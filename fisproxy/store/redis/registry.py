@@ -48,6 +48,11 @@ end
 return out
 """
 
+# KEYS: proxies set -> how many proxies have not expired (read-only; O(log N))
+_COUNT_LIVE = _NOW_MS + """
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+
 # KEYS: counter hash, metric names; ARGV: metric, max series, field, n, field, n, ...
 _INCR_COUNTERS = """
 local dropped = 0
@@ -107,6 +112,9 @@ class RedisRegistry(StorePart):
             ttl, _, info = value.partition(" ")
             out.append({**json.loads(info), "id": proxy_id, "last_seen": (float(expires_ms) - int(ttl)) / 1000})
         return out
+
+    def count_proxies(self) -> int:
+        return int(self._conn.do(lambda: self._conn.script(_COUNT_LIVE)(keys=[PROXIES])))
 
     # ---- shared counters ----
 
