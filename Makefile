@@ -25,7 +25,8 @@ SUPPORTED := 3.11 3.12 3.13
 ARGS      ?=
 SLOW      ?=
 # Three pytest-xdist workers on two cores: much of the suite waits on other processes (the proxy,
-# moto, the AWS CLI). Each worker starts its own servers; tests of one file share a worker.
+# moto, the AWS CLI). Each worker starts its own servers; tests of one file share a worker, and
+# files go out in collection order, the longest first (tests/conftest.py: LONGEST_FIRST).
 WORKERS   ?= 3
 
 VERSION_PY  := import sys; print(*sys.version_info[:2], sep=".")
@@ -72,7 +73,7 @@ lint: $(VENV)/.installed-test
 
 # One Python: lint and pytest in its venv (what `make test` runs for each version).
 test-one: lint
-	$(CLEAN_ENV) $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile $(if $(SLOW),--slow) $(ARGS)
+	$(CLEAN_ENV) $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(if $(SLOW),--slow) $(ARGS)
 
 # $(call python_for,X.Y): python3 when it is X.Y (its venv is .venv), else python3.X found as above.
 python_for = $(if $(filter $(1),$(DEFAULT_VERSION)),python3,$(call find_python,python$(1)))
