@@ -81,7 +81,11 @@ LONGEST_FIRST = (
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))  # stable
+    if config.getoption("--slow"):  # the files with slow tests are the longest then: before all
+        for item in items:
+            if "slow" in item.keywords:
+                rank[item.nodeid.partition("::")[0]] = -1
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(LONGEST_FIRST)))  # stable
     if config.getoption("--slow"):
         return
     for item in items:
