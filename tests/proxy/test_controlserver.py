@@ -51,6 +51,19 @@ def server(plane: Plane) -> Iterator[ControlServer]:
     s.stop()
 
 
+@pytest.fixture
+def patient_server(plane: Plane) -> Iterator[ControlServer]:
+    """LIMITS, but no connection times out during a test, for tests of something else: with 0.6 s
+    for a head, a busy machine timed out the connections the cap had spared, and a pipelined
+    request waiting behind the first one."""
+    s = ControlServer(plane, "127.0.0.1", 0,  # type: ignore[arg-type]
+                      limits=dataclasses.replace(LIMITS, head_timeout=30, idle_timeout=30))
+    s.start()
+    yield s
+    plane.release.set()
+    s.stop()
+
+
 def connect(server: ControlServer, source: str = "127.0.0.1") -> socket.socket:
     assert server.address is not None
     sock = socket.socket()
@@ -95,8 +108,8 @@ def get(server: ControlServer, target: str, source: str = "127.0.0.1", method: s
         return read_response(sock)
 
 
-def test_a_request_and_keep_alive_with_pipelining(server: ControlServer, plane: Plane) -> None:
-    with connect(server) as sock:
+def test_a_request_and_keep_alive_with_pipelining(patient_server: ControlServer, plane: Plane) -> None:
+    with connect(patient_server) as sock:
         sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Length: 2\r\n\r\n{}")
         first, second = read_response(sock), read_response(sock)
@@ -148,18 +161,6 @@ def test_an_idle_connection_is_closed(server: ControlServer) -> None:
         began = time.monotonic()
         assert closed(sock)
         assert LIMITS.idle_timeout - 0.2 < time.monotonic() - began < LIMITS.idle_timeout + 2
-
-
-@pytest.fixture
-def patient_server(plane: Plane) -> Iterator[ControlServer]:
-    """LIMITS, but no connection times out during a test: what closes one is the cap alone (with
-    0.6 s for a head, a busy machine timed out the connections the cap had spared)."""
-    s = ControlServer(plane, "127.0.0.1", 0,  # type: ignore[arg-type]
-                      limits=dataclasses.replace(LIMITS, head_timeout=30, idle_timeout=30))
-    s.start()
-    yield s
-    plane.release.set()
-    s.stop()
 
 
 def test_a_client_at_its_cap_loses_its_longest_waiting_connection_not_others(patient_server: ControlServer) -> None:
