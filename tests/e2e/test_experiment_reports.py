@@ -51,7 +51,7 @@ def wait_for_report(fis: Any, experiment_id: str, *statuses: str, timeout: float
         time.sleep(0.2)
 
 
-def report_template(fis: Any, bucket: str, dashboard: str | None, **extra: Any) -> str:
+def report_template(fis: Any, bucket: str, dashboard: str | None, duration: str = "PT8S", **extra: Any) -> str:
     config: dict[str, Any] = {
         "outputs": {"s3Configuration": {"bucketName": bucket, "prefix": "fis-reports"}},
         "preExperimentDuration": "PT5S", "postExperimentDuration": "PT2S",
@@ -63,7 +63,7 @@ def report_template(fis: Any, bucket: str, dashboard: str | None, **extra: Any) 
         description="report e2e", roleArn=ROLE, stopConditions=[{"source": "none"}],
         actions={"throttlePuts": {"actionId": "aws:fis:inject-api-throttle-error",
                                   "parameters": {"service": "dynamodb", "operations": "PutItem",
-                                                 "percentage": "100", "duration": "PT8S"}}},
+                                                 "percentage": "100", "duration": duration}}},
         experimentReportConfiguration=config, tags={"Name": "report-e2e"}, **extra,
     )["experimentTemplate"]["id"]
 
@@ -122,7 +122,7 @@ def quick_retries(tmp_path: Path, moto: str) -> Iterator[Fisproxy]:
 
 def test_a_bucket_that_does_not_exist_fails_the_report_with_the_reason(quick_retries: Fisproxy) -> None:
     fis = quick_retries.fis()
-    template = report_template(fis, f"missing-{uuid.uuid4().hex[:8]}", None)
+    template = report_template(fis, f"missing-{uuid.uuid4().hex[:8]}", None, duration="PT1S")  # (only its end matters)
     exp = fis.start_experiment(experimentTemplateId=template)["experiment"]
     wait_for_state(fis, exp["id"], "completed")
     report = wait_for_report(fis, exp["id"], "failed", timeout=90)
