@@ -241,7 +241,7 @@ def test_the_store_restarted_without_its_data_gets_the_running_experiment_again(
     try:
         exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
         step(a, b)
-        stores[0]._run("DELETE FROM experiments")  # the store's data is gone
+        stores[0]._conn.run("DELETE FROM experiments")  # the store's data is gone
         a.sync()  # the resync after the store came back
         a.persist()
         assert status(a, exp.id) == "running"
