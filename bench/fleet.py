@@ -126,7 +126,7 @@ class Proxy:
         if watch is None or self.reached is not None:
             return
         exp_id, on = watch
-        if any(exp_id in (None, r.experiment_id) for r in self.engine.candidates(CALL)) == on:
+        if any(exp_id in (None, r.experiment_id) for r in self.engine.rules.candidates(CALL)) == on:
             self.reached = now
 
     def watch_for(self, experiment_id: str | None, on: bool) -> None:

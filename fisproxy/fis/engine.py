@@ -9,20 +9,22 @@ The parts, each with one job:
   experiment ends, at most once.
 - `fleet.py`: leases, the change feed and resync, stop requests: one FIS on many proxies.
 - `deliveries.py`: ended experiments' logs delivered upstream.
+- `saving.py`: what this proxy knows of each experiment (`Run`), and saving what changed of it
+  (log records first), one save at a time, never under the lock.
 
 This facade holds the engine's lock, feeds events to the lifecycle and carries its effects out,
-and saves what changed. Which thread calls what:
+and has what changed saved. Which thread calls what:
 
 | thread | calls | waits on |
 |---|---|---|
 | `fisproxy-engine` (`loops.py`, every 0.1 s) | `step`: lifecycle ticks, mirrors' planned ends | nothing: memory only |
-| `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves, log records, identities, a resync that failed | the store (its calls time out) |
+| `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves (`saving.py`), log records, identities, a resync that failed | the store (its calls time out) |
 | `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, `deliveries` (`deliveries.py`) | the upstream, the store |
 | control API workers | `start_experiment`, `stop_experiment`, `cancel_all`, `resolved_targets` | the store (a stop ends the faults first) |
 | the store's change listener | `_on_notice` (what changed, carried by the notice), `_on_change` -> `sync(id)` | the store, for notices without data (read before the lock) |
 | `fisproxy-housekeeping` (`fisproxy/housekeeping.py`) | `resync`: the data version, `sync()` only if it moved | the store (read before the lock) |
 | `fisproxy-action-N` (`runner.py`) | `worker_event` | an intent's save |
-| the proxy's event loop | `candidates`, `match`, `learn_identity` | nothing: no lock, memory only |
+| the proxy's event loop | `rules.candidates`, `rules.other_candidates` (`activation.py`), `identities.learn` (`fleet.py`) | nothing: no lock, memory only |
 
 The lock is never held across a store or upstream call, so no end waits on the store: a fault
 ends at its planned end on this proxy's clock whatever the store does (hung, refused, restarted),
@@ -43,12 +45,11 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fisproxy.aws.call import AwsCall
-from fisproxy.fis import explog, ids, lifecycle, reportstate
+from fisproxy.fis import explog, ids, lifecycle
 from fisproxy.fis.activation import Rules
 from fisproxy.fis.decide import decide
 from fisproxy.fis.deliveries import LogDeliveries
@@ -89,51 +90,15 @@ from fisproxy.fis.ports import (
 )
 from fisproxy.fis.proxyfaults import Placement, Where
 from fisproxy.fis.resources.scoped import ShardIterators
-from fisproxy.fis.rules import ActiveRule
 from fisproxy.fis.runner import ActionRunner
 from fisproxy.fis.runstate import RunState, StopRequest
+from fisproxy.fis.saving import Run, RunSaver
 from fisproxy.fis.stopconditions import HALTED_REASON, AlarmPoller, alarm_arns
 from fisproxy.fis.upstream import RoleSessions
 
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 0.5  # how often a proxy retries a claim the store could not answer
-
-
-@dataclass
-class _Run:
-    """An experiment this proxy knows: the model and state (replaced whole by each lifecycle
-    step, never changed in place), and what this proxy does about it."""
-
-    experiment: Experiment
-    state: RunState
-    # This proxy runs the experiment's schedule (holds its lease); otherwise it mirrors what
-    # the holder saves and applies the faults of the running actions.
-    owned: bool = False
-    lease_renewed: float = 0.0
-    # When to try to take the schedule over: when the holder's lease would expire unless
-    # renewed (a mirror asks about once per lease lifetime, not every half second).
-    next_claim: float = 0.0
-    # A stop asked while another proxy runs the schedule: its faults stay off here.
-    stop_request: StopRequest | None = None
-    version: int = 0  # changes made here
-    saved: int = 0  # the version last saved
-    save_failing: bool = False  # said once in the log, not at every retry
-    logs: list[tuple[explog.LogType, float, dict[str, Any]]] = field(default_factory=list)
-    deliver: bool = False  # its log delivery is still to be recorded
-    report: bool = False  # its FIS report is still to be queued (reports/delivery.py makes it)
-
-    @property
-    def id(self) -> str:
-        return self.experiment.id
-
-    @property
-    def status(self) -> str:
-        return self.experiment.state.status
-
-    @property
-    def unsaved(self) -> bool:
-        return self.saved < self.version or bool(self.logs) or self.deliver or self.report
 
 
 class Engine:
@@ -163,7 +128,6 @@ class Engine:
         self._clock = clock
         self._account = account_id
         self.proxy_id = proxy_id  # the lease holder name of this proxy
-        self._log = explog.ExperimentLog(store, state_dir)
         self.placement = placement or Placement()
         self.shard_iterators = ShardIterators()  # Kinesis GetRecords -> stream, for scoped faults
         self.poller = alarm_poller or AlarmPoller(upstream_endpoint)
@@ -178,8 +142,9 @@ class Engine:
         self.rules = Rules(Where("", self.placement, self.shard_iterators), self.identities.identities, loop)
         self.runner = ActionRunner(self, sessions, clock=clock, max_workers=max_action_workers)
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
-        self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
-        self._runs: dict[str, _Run] = {}
+        self._saver = RunSaver(store, explog.ExperimentLog(store, state_dir), self.deliveries,
+                               lock=self._lock, clock=clock)
+        self._runs: dict[str, Run] = {}
         self._ended = Ended()  # forgotten here: a late notice or read must not revive one
         self._resync_due = False
         self._synced_version: str | None = None
@@ -198,9 +163,9 @@ class Engine:
         created = lifecycle.create(template, experiment_id=exp_id, arn=ids.experiment_arn(region, self._account, exp_id),
                                    now=now, region=region, tags=tags, actions_mode=actions_mode,
                                    fail_unperformable=self._fail_unperformable)
-        run = _Run(created.experiment, created.state, owned=True, lease_renewed=now, version=1)
+        run = Run(created.experiment, created.state, owned=True, lease_renewed=now, version=1)
         self.fleet.claim(exp_id)
-        self._save(run)  # not acknowledged (and not kept) unless saved
+        self._saver.save(run)  # not acknowledged (and not kept) unless saved
         with self._lock:
             self._runs[exp_id] = run
             self._apply(run, created, now)
@@ -222,7 +187,7 @@ class Engine:
                 self._reconcile(run, self._clock())
                 self.rules.publish()
         if run is not None and run.owned:
-            self._save(run)
+            self._saver.save(run)
             return run.experiment.model_copy(deep=True)
         return self.fleet.ask_to_stop(experiment_id, final)
 
@@ -242,7 +207,7 @@ class Engine:
         for run in runs:
             try:
                 if run.owned:
-                    self._save(run)
+                    self._saver.save(run)
                 else:
                     self.fleet.ask_to_stop(run.id, final)
             except (KeyError, SaveError, StoreUnavailable):
@@ -268,26 +233,13 @@ class Engine:
             for name, res in state.resolved.items() for arn in res.arns
         ]
 
-    # ---- proxy (event loop, per request: memory only) ------------------------------------
-
-    def candidates(self, call: AwsCall) -> tuple[ActiveRule, ...]:
-        """The running actions' rules that could apply to `call`. Lock-free."""
-        index = self.rules.index
-        return index.candidates(call) if index else ()
-
-    def other_candidates(self) -> tuple[ActiveRule, ...]:
-        """The running actions' rules that also apply to requests that are not AWS calls
-        (network disruption of a subnet). Lock-free."""
-        return self.rules.index.other_traffic
+    # ---- the faults of one call (memory only) -----------------------------------------------
 
     def match(self, call: AwsCall) -> list[Fault]:
-        """The faults for one request: latency faults first, then at most one error/disconnect."""
-        return list(decide(call, self.candidates(call), self._rng).faults)
-
-    def learn_identity(self, access_key: str, principal_arn: str) -> None:
-        """Remember who an access key belongs to (from an STS answer): in memory at once,
-        saved by the store thread."""
-        self.identities.learn(access_key, principal_arn)
+        """The faults of this engine's rules for one request: latency faults first, then at most
+        one error/disconnect (tests, tools; the proxy decides over `rules.candidates` and the
+        Chaos API's rules together, in `proxy/inject.py`)."""
+        return list(decide(call, self.rules.candidates(call), self._rng).faults)
 
     # ---- the engine's threads ------------------------------------------------------------
 
@@ -330,18 +282,7 @@ class Engine:
                 log.debug("resync: the store is still unavailable (%s)", e)
         with self._lock:
             runs = list(self._runs.values())
-        for run in runs:
-            if run.unsaved:
-                try:
-                    self._save(run)
-                except SaveError as e:
-                    if not run.save_failing:
-                        log.error("%s; retrying until it is saved", e)
-                    run.save_failing = True
-                else:
-                    if run.save_failing:
-                        log.warning("experiment %s: saved again", run.id)
-                    run.save_failing = False
+        self._saver.save_changed(runs)
         with self._lock:
             ended = [r for r in self._runs.values() if r.status in TERMINAL and not r.unsaved
                      and r.owned and not self.runner.running(r.id)]
@@ -376,7 +317,7 @@ class Engine:
                                 f"{now - run.lease_renewed:.1f} s; not acting until it is")
             self._apply(run, event, now)
         if isinstance(event, ActionProgress) and event.phase == "intent":
-            self._save(run)
+            self._saver.save(run)
 
     # ---- one FIS, many proxies -----------------------------------------------------------
 
@@ -471,7 +412,7 @@ class Engine:
         if run is None:
             # First asks for its lease a lifetime of it from now (its holder just saved it, mostly:
             # a thousand proxies must not all ask at its start), then when it would expire.
-            run = self._runs[exp_id] = _Run(stored.experiment, stored.state,
+            run = self._runs[exp_id] = Run(stored.experiment, stored.state,
                                             next_claim=now + self.fleet.lease_ttl * random.uniform(1.0, 1.05))
         else:
             run.experiment, run.state = stored.experiment, stored.state
@@ -481,13 +422,13 @@ class Engine:
             run.stop_request = stored.stop
         self._reconcile(run, now)
 
-    def _forget(self, run: _Run, revision: int) -> None:
+    def _forget(self, run: Run, revision: int) -> None:
         """An experiment that ended: no rule left, remembered as ended at `revision`."""
         self.rules.deactivate_all(run.id)
         del self._runs[run.id]
         self._ended.add(run.id, revision)
 
-    def _reconcile(self, run: _Run, now: float) -> None:
+    def _reconcile(self, run: Run, now: float) -> None:
         """This proxy's rules for an experiment it mirrors: its running actions not past their
         planned end (a stale or silent store cannot keep a fault on), none once a stop was asked."""
         wanted = mirrored_actions(run.experiment, run.state, now, run.stop_request is not None)
@@ -507,7 +448,7 @@ class Engine:
             ttl = self.fleet.lease_ttl
             due = [r for r in self._runs.values() if r.status not in TERMINAL and (
                 now - r.lease_renewed >= ttl / 3 if r.owned else now >= r.next_claim)]
-        held: list[tuple[_Run, bool, list[Stored]]] = []
+        held: list[tuple[Run, bool, list[Stored]]] = []
         for run in due:
             run.next_claim = now + min(CLAIM_SECONDS, ttl / 3)
             try:
@@ -572,7 +513,7 @@ class Engine:
                     stopped.append(run)
         for run in stopped:
             try:
-                self._save(run)
+                self._saver.save(run)
             except SaveError as e:  # the faults ended; the store thread saves it later
                 log.error("%s; retrying", e)
 
@@ -585,7 +526,7 @@ class Engine:
         self.runner.close()
         for run in runs:
             try:
-                self._save(run)
+                self._saver.save(run)
             except SaveError as e:
                 log.error("%s", e)
                 continue
@@ -598,7 +539,7 @@ class Engine:
 
     # ---- effects -------------------------------------------------------------------------
 
-    def _apply(self, run: _Run, event: Event | lifecycle.Step, now: float) -> None:
+    def _apply(self, run: Run, event: Event | lifecycle.Step, now: float) -> None:
         """Feed an event to the lifecycle (or take a step it made) and carry out what it says.
         Under the lock: memory work and hand-offs only."""
         step = event if isinstance(event, lifecycle.Step) else lifecycle.step(
@@ -626,45 +567,3 @@ class Engine:
         if any(isinstance(effect, lifecycle.Save) for effect in step.effects):
             run.version += 1
         self.rules.publish()
-
-    def _queue_report(self, run: _Run, experiment: Experiment) -> None:
-        """FIS's report of an ended experiment, made later by reports/delivery.py; if the store
-        refuses now, that module's sweep queues it (the end itself is saved)."""
-        try:
-            reportstate.queue_report(self._store, experiment, self._clock())
-        except Exception as err:
-            log.warning("experiment %s: report not queued yet (%s)", run.id, err)
-        with self._lock:
-            run.report = False
-
-    def _save(self, run: _Run) -> None:
-        """Write the run's log records, then the experiment and its state, as they are now;
-        SaveError if the store refused (kept, and saved again later). Store I/O: never under
-        the engine's lock; saves of one engine go one at a time, in order."""
-        with self._save_lock:
-            with self._lock:
-                if not run.unsaved:
-                    return
-                experiment, state, version = run.experiment, run.state, run.version
-                records, deliver, report = list(run.logs), run.deliver, run.report
-            written = 0
-            try:
-                for log_type, t, details in records:
-                    self._log.write(run.id, log_type, t, **details)
-                    written += 1
-                if deliver:
-                    self.deliveries.record(run.id)
-                # Announced by the store with the save (ports.ExperimentStore.put_experiment).
-                self._store.put_experiment(experiment, state.model_copy(update={"revision": version}))
-            except Exception as e:
-                with self._lock:
-                    del run.logs[:written]
-                raise SaveError(f"could not save experiment {run.id}: {e}") from e
-            with self._lock:
-                del run.logs[:written]
-                run.saved = max(run.saved, version)
-                if deliver:
-                    run.deliver = False
-                    self.deliveries.queue(run.id)
-            if report:
-                self._queue_report(run, experiment)
