@@ -101,7 +101,7 @@ class Proxy:
         self.store = store = RedisStore(url)
         self.engine = engine = Engine(store, state_dir=state_dir, rng=random.Random(proxy_id), proxy_id=proxy_id)
         chaos = ChaosState(load=lambda: store.get_doc("chaos", "config"))
-        self.subscriptions = [engine.subscribe(), store.subscribe(("chaos",), lambda kind, key: chaos.reload())]
+        self.subscriptions = [engine.follower.subscribe(), store.subscribe(("chaos",), lambda kind, key: chaos.reload())]
         metrics = Metrics(engine.active_count, shared=store)
         describe = {"id": proxy_id, "version": "bench", "pid": os.getpid(), "placement": {}, "store": "redis"}
         engine.resume()

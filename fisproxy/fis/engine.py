@@ -8,6 +8,8 @@ The parts, each with one job:
 - `runner.py`: target resolution and resource actions on worker threads, undone however the
   experiment ends, at most once.
 - `fleet.py`: leases, the change feed and resync, stop requests: one FIS on many proxies.
+- `following.py`: when and what to read of what other proxies changed (change notices, the
+  resync), handed to this facade to mirror.
 - `deliveries.py`: ended experiments' logs delivered upstream.
 - `saving.py`: what this proxy knows of each experiment (`Run`), and saving what changed of it
   (log records first), one save at a time, never under the lock.
@@ -21,8 +23,8 @@ and has what changed saved. Which thread calls what:
 | `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves (`saving.py`), log records, identities, a resync that failed | the store (its calls time out) |
 | `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, `deliveries` (`deliveries.py`) | the upstream, the store |
 | control API workers | `start_experiment`, `stop_experiment`, `cancel_all`, `resolved_targets` | the store (a stop ends the faults first) |
-| the store's change listener | `_on_notice` (what changed, carried by the notice), `_on_change` -> `sync(id)` | the store, for notices without data (read before the lock) |
-| `fisproxy-housekeeping` (`fisproxy/housekeeping.py`) | `resync`: the data version, `sync()` only if it moved | the store (read before the lock) |
+| the store's change listener | `follower.on_notice` -> `take_in_notice` (what changed, carried by the notice), `follower.on_change` -> `follower.sync(id)` -> `take_in` | the store, for notices without data (read before the lock) |
+| `fisproxy-housekeeping` (`fisproxy/housekeeping.py`) | `follower.resync`: the data version, `follower.sync()` -> `take_in` only if it moved | the store (read before the lock) |
 | `fisproxy-action-N` (`runner.py`) | `worker_event` | an intent's save |
 | the proxy's event loop | `rules.candidates`, `rules.other_candidates` (`activation.py`), `identities.learn` (`fleet.py`) | nothing: no lock, memory only |
 
@@ -55,7 +57,6 @@ from fisproxy.fis.decide import decide
 from fisproxy.fis.deliveries import LogDeliveries
 from fisproxy.fis.faults import Fault
 from fisproxy.fis.fleet import (
-    IDENTITY_CHANGES,
     LEASE_TTL_SECONDS,
     Ended,
     Fleet,
@@ -64,6 +65,7 @@ from fisproxy.fis.fleet import (
     lease_name,
     mirrored_actions,
 )
+from fisproxy.fis.following import ChangeFollower
 from fisproxy.fis.lifecycle import (
     ACTIVE,
     STOPPABLE,
@@ -82,11 +84,9 @@ from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.outage import announced
 from fisproxy.fis.ports import (
-    EXPERIMENT_CHANGES,
     FleetStore,
     SaveError,
     StoreUnavailable,
-    Subscription,
 )
 from fisproxy.fis.proxyfaults import Placement, Where
 from fisproxy.fis.resources.scoped import ShardIterators
@@ -146,9 +146,7 @@ class Engine:
                                lock=self._lock, clock=clock)
         self._runs: dict[str, Run] = {}
         self._ended = Ended()  # forgotten here: a late notice or read must not revive one
-        self._resync_due = False
-        self._synced_version: str | None = None
-        self._synced = False  # a resync has read the store at `_synced_version`
+        self.follower = ChangeFollower(self.fleet, self.identities, self)  # the change feed, resyncs
         self._closing = False
 
     # ---- control API (worker threads) ----------------------------------------------------
@@ -275,11 +273,7 @@ class Engine:
         """The store thread: renew or claim leases, save what changed, forget what ended and is
         saved, share learned identities, and redo a resync that failed. Waits on the store."""
         self._claim_leases()
-        if self._resync_due:
-            try:
-                self.sync()
-            except StoreUnavailable as e:
-                log.debug("resync: the store is still unavailable (%s)", e)
+        self.follower.redo_failed()
         with self._lock:
             runs = list(self._runs.values())
         self._saver.save_changed(runs)
@@ -321,66 +315,37 @@ class Engine:
 
     # ---- one FIS, many proxies -----------------------------------------------------------
 
-    def subscribe(self) -> Subscription:
-        """Follow the store's change feed (experiments and identities changed by any proxy)."""
-        return self.fleet.subscribe(self._on_change, self._on_notice)
+    def known(self) -> list[str]:
+        """The experiments this proxy knows (`following.py` reads them again at a resync)."""
+        return list(self._runs)
 
-    def _on_notice(self, kind: str, key: str, data: dict[str, Any]) -> None:
-        """A notice that carries what changed (a save, a stop request, an identity) on any
-        proxy: taken in without reading the store (a thousand proxies, one message)."""
-        if kind == IDENTITY_CHANGES:
-            return self.identities.changed(key, data)
-        with self._lock:
-            run = self._runs.get(key)
-            stored = self.fleet.from_notice(data, (run.experiment, run.state) if run else None)
-            if stored is not None:
-                self._mirror(stored, self._clock())
-                self.rules.publish()
-        if stored is None:  # one this version cannot read, or a stop of one not known here
-            self._on_change(kind, key)
-
-    def _on_change(self, kind: str, key: str | None) -> None:
-        try:
-            if kind == IDENTITY_CHANGES:
-                self.identities.changed(key)
-            elif kind == EXPERIMENT_CHANGES:
-                self.sync(key)
-        except StoreUnavailable as e:
-            # Missed: the store thread resyncs every experiment as soon as the store answers.
-            self._resync_due = True
-            log.debug("change feed: the store is unavailable (%s); resyncing once it answers", e)
-
-    def resync(self) -> None:
-        """The periodic safety net under the change feed (a notice lost, or the store's data
-        lost): one small read of the store's data version, and a full `sync` only if it moved
-        since the last one. StoreUnavailable if the store cannot say."""
-        version = self.fleet.data_version()
-        if self._synced and version == self._synced_version:
-            return
-        self.sync()
-        self._synced_version, self._synced = version, True
-
-    def sync(self, experiment_id: str | None = None) -> None:
-        """Bring what other proxies changed into this one: one experiment, or (None) every
-        active one (a resync). Blocking reads, outside the lock. An experiment this proxy runs
-        that the store lost (a Redis restarted without its data) is saved again."""
-        if experiment_id is None:
-            self._resync_due = False
-        try:
-            loaded = self.fleet.load(experiment_id, known=list(self._runs))
-        except StoreUnavailable:
-            self._resync_due = True
-            raise
+    def take_in(self, loaded: list[Stored], *, complete: bool) -> None:
+        """What `following.py` read of the store, mirrored. `complete` (every active experiment
+        was read): one this proxy runs that the store lost (a Redis restarted without its data)
+        is saved again."""
         with self._lock:
             now = self._clock()
             for stored in loaded:
                 self._mirror(stored, now)
-            if experiment_id is None:
+            if complete:
                 found = {s.experiment.id for s in loaded}
                 for run in self._runs.values():
                     if run.owned and run.id not in found:
                         run.version += 1
             self.rules.publish()
+
+    def take_in_notice(self, experiment_id: str, data: dict[str, Any]) -> bool:
+        """A change notice that carries a save or a stop request (`following.py`), taken in
+        without reading the store; False if it cannot be (a notice this version cannot read,
+        or a stop of an experiment not known here): then it is read."""
+        with self._lock:
+            run = self._runs.get(experiment_id)
+            stored = self.fleet.from_notice(data, (run.experiment, run.state) if run else None)
+            if stored is None:
+                return False
+            self._mirror(stored, self._clock())
+            self.rules.publish()
+        return True
 
     def _mirror(self, stored: Stored, now: float) -> None:
         """Take in what the store says of an experiment (a read, or a save's notice). Saves
