@@ -20,7 +20,7 @@ and has what changed saved. Which thread calls what:
 | thread | calls | waits on |
 |---|---|---|
 | `fisproxy-engine` (`loops.py`, every 0.1 s) | `step`: lifecycle ticks, mirrors' planned ends | nothing: memory only |
-| `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves (`saving.py`), log records, identities, a resync that failed | the store (its calls time out) |
+| `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves (`saving.py`), log records, identities, a resync that failed (`follower.redo_failed`) | the store (its calls time out) |
 | `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, `deliveries` (`deliveries.py`) | the upstream, the store |
 | control API workers | `start_experiment`, `stop_experiment`, `cancel_all`, `resolved_targets` | the store (a stop ends the faults first) |
 | the store's change listener | `follower.on_notice` -> `take_in_notice` (what changed, carried by the notice), `follower.on_change` -> `follower.sync(id)` -> `take_in` | the store, for notices without data (read before the lock) |
@@ -83,11 +83,7 @@ from fisproxy.fis.lifecycle import (
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.outage import announced
-from fisproxy.fis.ports import (
-    FleetStore,
-    SaveError,
-    StoreUnavailable,
-)
+from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable
 from fisproxy.fis.proxyfaults import Placement, Where
 from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.runner import ActionRunner
