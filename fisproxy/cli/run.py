@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from fisproxy import __version__
-from fisproxy.certs import CA_CERT, ensure_ca
 from fisproxy.cli import runtimefile
 from fisproxy.cli.flags import CliError, Resolved, add_setting_flags, resolve
 from fisproxy.cli.runtimefile import RunningProxy
 from fisproxy.cli.statefile import state_problem
 from fisproxy.proxy.auth import ControlAuth
+from fisproxy.proxy.certs import CA_CERT, ensure_ca
 from fisproxy.proxy.settings import BY_NAME, SettingError, parse_endpoint
 
 ENDPOINT_CHECK_SECONDS = 2.0
