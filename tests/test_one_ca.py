@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, stop, wait_until
 from tests.cli.test_main import parse_exports
+from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, stop, wait_until
 
 FISPROXY = str(VENV_BIN / "fisproxy")
 

@@ -19,7 +19,8 @@ and saves what changed. Which thread calls what:
 | `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves, log records, identities, a resync that failed | the store (its calls time out) |
 | `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, `deliveries` (`deliveries.py`) | the upstream, the store |
 | control API workers | `start_experiment`, `stop_experiment`, `cancel_all`, `resolved_targets` | the store (a stop ends the faults first) |
-| the store's change listener; `fisproxy-housekeeping` | `sync` | the store (read before the lock) |
+| the store's change listener | `_on_notice` (what changed, carried by the notice), `_on_change` -> `sync(id)` | the store, for notices without data (read before the lock) |
+| `fisproxy-housekeeping` (`fisproxy/housekeeping.py`) | `resync`: the data version, `sync()` only if it moved | the store (read before the lock) |
 | `fisproxy-action-N` (`runner.py`) | `worker_event` | an intent's save |
 | the proxy's event loop | `candidates`, `match`, `learn_identity` | nothing: no lock, memory only |
 
@@ -53,9 +54,9 @@ from fisproxy.fis.decide import decide
 from fisproxy.fis.deliveries import LogDeliveries
 from fisproxy.fis.faults import Fault
 from fisproxy.fis.fleet import (
-    EXPERIMENT_CHANGES,
     IDENTITY_CHANGES,
     LEASE_TTL_SECONDS,
+    Ended,
     Fleet,
     SharedIdentities,
     Stored,
@@ -79,7 +80,13 @@ from fisproxy.fis.lifecycle import (
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.outage import announced
-from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable, Subscription
+from fisproxy.fis.ports import (
+    EXPERIMENT_CHANGES,
+    FleetStore,
+    SaveError,
+    StoreUnavailable,
+    Subscription,
+)
 from fisproxy.fis.proxyfaults import Placement, Where
 from fisproxy.fis.resources.scoped import ShardIterators
 from fisproxy.fis.rules import ActiveRule
@@ -90,7 +97,7 @@ from fisproxy.fis.upstream import RoleSessions
 
 log = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 0.5  # how often a proxy tries to take over a schedule nobody holds
+CLAIM_SECONDS = 0.5  # how often a proxy retries a claim the store could not answer
 
 
 @dataclass
@@ -104,7 +111,9 @@ class _Run:
     # the holder saves and applies the faults of the running actions.
     owned: bool = False
     lease_renewed: float = 0.0
-    claim_tried: float = 0.0
+    # When to try to take the schedule over: when the holder's lease would expire unless
+    # renewed (a mirror asks about once per lease lifetime, not every half second).
+    next_claim: float = 0.0
     # A stop asked while another proxy runs the schedule: its faults stay off here.
     stop_request: StopRequest | None = None
     version: int = 0  # changes made here
@@ -171,7 +180,10 @@ class Engine:
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
         self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
         self._runs: dict[str, _Run] = {}
+        self._ended = Ended()  # forgotten here: a late notice or read must not revive one
         self._resync_due = False
+        self._synced_version: str | None = None
+        self._synced = False  # a resync has read the store at `_synced_version`
         self._closing = False
 
     # ---- control API (worker threads) ----------------------------------------------------
@@ -290,6 +302,8 @@ class Engine:
             for stored in loaded:
                 if stored.experiment.state.status in ACTIVE and stored.experiment.id not in self._runs:
                     self._mirror(stored, now)
+                    if (run := self._runs.get(stored.experiment.id)) is not None:
+                        run.next_claim = now  # its holder may be gone (this very proxy): ask now
                     log.info("resumed experiment %s (%s)", stored.experiment.id, stored.experiment.state.status)
             self.rules.publish()
 
@@ -332,8 +346,7 @@ class Engine:
             ended = [r for r in self._runs.values() if r.status in TERMINAL and not r.unsaved
                      and r.owned and not self.runner.running(r.id)]
             for run in ended:
-                self.rules.deactivate_all(run.id)
-                del self._runs[run.id]
+                self._forget(run, run.version)
             self.rules.publish()
         for run in ended:
             self.fleet.release(run.id)
@@ -369,7 +382,21 @@ class Engine:
 
     def subscribe(self) -> Subscription:
         """Follow the store's change feed (experiments and identities changed by any proxy)."""
-        return self.fleet.subscribe(self._on_change)
+        return self.fleet.subscribe(self._on_change, self._on_notice)
+
+    def _on_notice(self, kind: str, key: str, data: dict[str, Any]) -> None:
+        """A notice that carries what changed (a save, a stop request, an identity) on any
+        proxy: taken in without reading the store (a thousand proxies, one message)."""
+        if kind == IDENTITY_CHANGES:
+            return self.identities.changed(key, data)
+        with self._lock:
+            run = self._runs.get(key)
+            stored = self.fleet.from_notice(data, (run.experiment, run.state) if run else None)
+            if stored is not None:
+                self._mirror(stored, self._clock())
+                self.rules.publish()
+        if stored is None:  # one this version cannot read, or a stop of one not known here
+            self._on_change(kind, key)
 
     def _on_change(self, kind: str, key: str | None) -> None:
         try:
@@ -381,6 +408,16 @@ class Engine:
             # Missed: the store thread resyncs every experiment as soon as the store answers.
             self._resync_due = True
             log.debug("change feed: the store is unavailable (%s); resyncing once it answers", e)
+
+    def resync(self) -> None:
+        """The periodic safety net under the change feed (a notice lost, or the store's data
+        lost): one small read of the store's data version, and a full `sync` only if it moved
+        since the last one. StoreUnavailable if the store cannot say."""
+        version = self.fleet.data_version()
+        if self._synced and version == self._synced_version:
+            return
+        self.sync()
+        self._synced_version, self._synced = version, True
 
     def sync(self, experiment_id: str | None = None) -> None:
         """Bring what other proxies changed into this one: one experiment, or (None) every
@@ -405,7 +442,11 @@ class Engine:
             self.rules.publish()
 
     def _mirror(self, stored: Stored, now: float) -> None:
-        run = self._runs.get(stored.experiment.id)
+        """Take in what the store says of an experiment (a read, or a save's notice). Saves
+        are applied in their order: an older one arriving late (a notice and a read may cross)
+        is ignored, and an experiment that ended here is never brought back by one."""
+        exp_id, revision = stored.experiment.id, stored.state.revision
+        run = self._runs.get(exp_id)
         if run is not None and run.owned:
             stop = stored.stop
             ended = stored.experiment.state
@@ -420,18 +461,31 @@ class Engine:
             if stop is not None and run.status in STOPPABLE:
                 self._apply(run, Stop(stop), now)
             return
+        if revision < (run.state.revision if run is not None else 0) or (
+                run is None and self._ended.covers(exp_id, revision)):
+            return
         if stored.experiment.state.status in TERMINAL:
             if run is not None:
-                self.rules.deactivate_all(run.id)
-                del self._runs[run.id]
+                self._forget(run, revision)
             return
         if run is None:
-            run = self._runs[stored.experiment.id] = _Run(stored.experiment, stored.state)
+            # First asks for its lease a lifetime of it from now (its holder just saved it, mostly:
+            # a thousand proxies must not all ask at its start), then when it would expire.
+            run = self._runs[exp_id] = _Run(stored.experiment, stored.state,
+                                            next_claim=now + self.fleet.lease_ttl * random.uniform(1.0, 1.05))
         else:
             run.experiment, run.state = stored.experiment, stored.state
+        # Taking the schedule over goes on counting saves from here.
+        run.version = run.saved = revision
         if stored.stop is not None:
             run.stop_request = stored.stop
         self._reconcile(run, now)
+
+    def _forget(self, run: _Run, revision: int) -> None:
+        """An experiment that ended: no rule left, remembered as ended at `revision`."""
+        self.rules.deactivate_all(run.id)
+        del self._runs[run.id]
+        self._ended.add(run.id, revision)
 
     def _reconcile(self, run: _Run, now: float) -> None:
         """This proxy's rules for an experiment it mirrors: its running actions not past their
@@ -445,35 +499,37 @@ class Engine:
 
     def _claim_leases(self) -> None:
         """Renew the leases of the schedules this proxy runs, try to take those nobody runs;
-        the store calls outside the lock, their outcome applied under it."""
+        the store calls outside the lock, their outcome applied under it. A schedule is taken
+        over from where the store says it is, read once the lease is ours: what this proxy
+        mirrored may be older (it may even have ended: nothing is taken over then)."""
         with self._lock:
             now = self._clock()
             ttl = self.fleet.lease_ttl
             due = [r for r in self._runs.values() if r.status not in TERMINAL and (
-                now - r.lease_renewed >= ttl / 3 if r.owned else now - r.claim_tried >= min(CLAIM_SECONDS, ttl / 3))]
-        held: list[tuple[_Run, bool]] = []
-        ended: list[_Run] = []
+                now - r.lease_renewed >= ttl / 3 if r.owned else now >= r.next_claim)]
+        held: list[tuple[_Run, bool, list[Stored]]] = []
         for run in due:
-            run.claim_tried = now
+            run.next_claim = now + min(CLAIM_SECONDS, ttl / 3)
             try:
-                ours = self.fleet.claim(run.id)
-                if ours and not run.owned and self.fleet.ended(run.id):
-                    # Its holder ended it and let the lease go before this mirror heard of the
-                    # end: nothing to take over (resuming would save a stale copy over the end).
-                    self.fleet.release(run.id)
-                    ended.append(run)
-                    continue
-                held.append((run, ours))
+                left = self.fleet.claim(run.id)
+                held.append((run, left == 0.0, self.fleet.load(run.id) if left == 0.0 and not run.owned else []))
             except StoreUnavailable as e:
                 if run.owned and not announced(e):  # nobody can take it over either: carry on
                     log.warning("experiment %s: cannot renew its lease (%s); running on", run.id, e)
+                continue
+            if left:  # just after its expiry, spread a little: one proxy takes it, at once
+                run.next_claim = now + min(left, ttl) + random.uniform(0.0, 0.05) * ttl
+        ended = []
         with self._lock:
-            for run in ended:
-                if self._runs.get(run.id) is run:
-                    self.rules.deactivate_all(run.id)
-                    del self._runs[run.id]
-            for run, ours in held:
+            for run, ours, stored in held:
+                if ours and not run.owned:
+                    # Its holder may have ended it and let the lease go before this proxy heard
+                    # of the end: resuming a stale copy would save it over the end.
+                    for fresh in stored:  # none if the store lost it: taken over as known here
+                        self._mirror(fresh, now)
                 if self._runs.get(run.id) is not run:
+                    if ours:
+                        ended.append(run.id)
                     continue
                 if ours:
                     run.lease_renewed = now
@@ -488,6 +544,8 @@ class Engine:
                     run.owned = False
                     self.runner.abandon(run.id)  # without undoing: the new holder carries on
             self.rules.publish()
+        for experiment_id in ended:  # it had ended meanwhile: the lease goes back at once
+            self.fleet.release(experiment_id)
 
     # ---- stop conditions (the upstream thread) -------------------------------------------
 
@@ -596,7 +654,8 @@ class Engine:
                     written += 1
                 if deliver:
                     self.deliveries.record(run.id)
-                self._store.put_experiment(experiment, state)
+                # Announced by the store with the save (ports.ExperimentStore.put_experiment).
+                self._store.put_experiment(experiment, state.model_copy(update={"revision": version}))
             except Exception as e:
                 with self._lock:
                     del run.logs[:written]
@@ -609,7 +668,3 @@ class Engine:
                     self.deliveries.queue(run.id)
             if report:
                 self._queue_report(run, experiment)
-        try:
-            self._store.publish_change(EXPERIMENT_CHANGES, run.id)
-        except Exception as e:  # saved: the others see it at their next resync
-            log.debug("experiment %s: change not announced: %s", run.id, e)

@@ -33,6 +33,8 @@ from fisproxy.fis import explog, ids
 from fisproxy.fis.actions import ACTIONS, skip_reason
 from fisproxy.fis.failure import Failure
 from fisproxy.fis.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
     Experiment,
     ExperimentActionState,
     ExperimentActionStatus,
@@ -44,8 +46,8 @@ from fisproxy.fis.models import (
 from fisproxy.fis.resources.targets import ResolvedTarget
 from fisproxy.fis.runstate import Phase, ResolvedSet, RunState, StopRequest
 
-TERMINAL = frozenset({"completed", "stopped", "failed", "cancelled"})
-ACTIVE = frozenset({"pending", "initiating", "running", "stopping"})
+TERMINAL = TERMINAL_STATUSES
+ACTIVE = ACTIVE_STATUSES
 STOPPABLE = frozenset({"initiating", "running"})
 ACTION_DONE = frozenset({"completed", "skipped"})
 ACTION_TERMINAL = frozenset({"completed", "skipped", "cancelled", "stopped", "failed"})

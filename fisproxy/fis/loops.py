@@ -6,7 +6,8 @@
 - `fisproxy-upstream`: the calls that wait on the upstream: stop-condition alarms every
   `alarm_poll_seconds`, and delivering the logs of ended experiments (CloudWatch Logs, S3).
 - `fisproxy-housekeeping`: every `HOUSEKEEPING_SECONDS`, the owner's `housekeeping` callback
-  (this proxy in the fleet listing, shared metrics, the periodic resync with the store).
+  (`fisproxy/housekeeping.py`: this proxy in the fleet listing, shared metrics, the periodic
+  resync with the store).
 
 Each loop is its own error boundary: an exception is logged and the loop goes on. `stop()`
 asks them all to end and waits for them; the engine is then closed by its owner.
@@ -80,6 +81,12 @@ class EngineLoops:
         self._stopping.wait(HOUSEKEEPING_SECONDS)
 
     def _upstream_loop(self) -> None:
+        self.upstream_round()
+        self._stopping.wait(min(UPSTREAM_SECONDS, self.alarm_poll_seconds))
+
+    def upstream_round(self) -> None:
+        """What the upstream thread does each time round: stop-condition alarms when due, the
+        log deliveries waiting."""
         now = time.monotonic()
         if now >= self._next_poll:
             self._next_poll = now + self.alarm_poll_seconds
@@ -95,7 +102,6 @@ class EngineLoops:
                             experiment_id, "; ".join(failures))
             else:
                 deliveries.delivered(experiment_id)
-        self._stopping.wait(min(UPSTREAM_SECONDS, self.alarm_poll_seconds))
 
 
 def drive(engine: Engine, resolutions_timeout: float = 60.0) -> None:

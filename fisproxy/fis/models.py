@@ -72,6 +72,7 @@ AccountTargeting = Literal["single-account", "multi-account"]
 EmptyTargetResolutionMode = Literal["fail", "skip"]
 ActionsMode = Literal["skip-all", "run-all"]
 TERMINAL_STATUSES = frozenset({"completed", "stopped", "failed", "cancelled"})
+ACTIVE_STATUSES = frozenset({"pending", "initiating", "running", "stopping"})  # not ended yet
 
 
 class FisModel(BaseModel):

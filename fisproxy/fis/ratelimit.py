@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from fisproxy.fis.faults import RateLimit
 
@@ -53,7 +53,7 @@ class RateStore(Protocol):
 
     def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int: ...
 
-    def list_proxies(self) -> list[dict[str, Any]]: ...
+    def count_proxies(self) -> int: ...
 
 
 class TokenBucket:
@@ -154,7 +154,7 @@ class RateLimits:
         advances first; drop buckets of rules no call used for IDLE_SECONDS. Blocking."""
         now = self._clock()
         if now - self._fleet_size_read >= FLEET_SIZE_SECONDS:
-            self._fleet_size = max(1, len(store.list_proxies()))
+            self._fleet_size = max(1, store.count_proxies())
             self._fleet_size_read = now
         for source, entry in list(self._entries.items()):
             if now - entry.used > IDLE_SECONDS:

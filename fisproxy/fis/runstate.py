@@ -98,6 +98,10 @@ class RunState(BaseModel):
     # Actions fisproxy cannot perform (or whose API the upstream lacks) fail the experiment
     # instead of being skipped (the proxy option fisproxy_fail_unperformable, when it started).
     fail_unperformable: bool = False
+    # The save this is, counted by the proxies that ran the schedule (a takeover goes on from
+    # the stored count): a proxy that mirrors the experiment never goes back to an older save
+    # (a change notice and a resync's read may cross). 0: saved by an earlier version.
+    revision: int = 0
 
     def phase(self, action: str) -> Phase | None:
         if action in self.action_phase:

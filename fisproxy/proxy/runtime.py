@@ -20,7 +20,6 @@ import os
 import random
 import secrets
 import socket
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from fisproxy.fis.loops import EngineLoops
 from fisproxy.fis.proxyfaults import Placement
 from fisproxy.fis.ratelimit import SYNC_SECONDS, RateLimits
 from fisproxy.fis.templates_file import apply_templates
+from fisproxy.housekeeping import Housekeeping
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
 from fisproxy.proxy.auth import exposure_warnings
@@ -61,8 +61,6 @@ logger = logging.getLogger("fisproxy")
 STREAM_LARGE_BODIES = "1m"
 CHAOS_DOC = ("chaos", "config")
 CHAOS_CHANGES = "chaos"
-PROXY_TTL_SECONDS = 10.0  # a proxy not seen for this long leaves the fleet listing
-RESYNC_SECONDS = 10.0  # a change notice lost is made up for within this
 
 
 class Runtime:
@@ -92,7 +90,6 @@ class Runtime:
         # The buckets of rate-limited rules: read per request, shared with the fleet by a task.
         self.limits = RateLimits(self.proxy_id)
         self._subscriptions: list[Any] = []
-        self._next_resync = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
 
@@ -213,7 +210,8 @@ class Runtime:
                 apply_templates(path, fis_api)
             except ValueError as e:  # names the file and the field
                 logger.error("fisproxy: templates not applied: %s", e)
-        self.loops = EngineLoops(self.engine, housekeeping=self._housekeeping)
+        self.loops = EngineLoops(self.engine, housekeeping=Housekeeping(
+            store, self.engine, self.proxy_id, self.describe, metrics=self.metrics, chaos=self.chaos))
         self.sink = FaultSink()
         if settings.control_port:
             self.control = ControlServer(self.plane, settings.control_host, settings.control_port,
@@ -248,28 +246,6 @@ class Runtime:
         assert self.store is not None
         self.store.put_doc(*CHAOS_DOC, doc)
         self.store.publish_change(CHAOS_CHANGES, CHAOS_DOC[1])
-
-    def _housekeeping(self) -> None:
-        """Every few seconds, on the engine's upstream thread: say this proxy is alive (the
-        fleet listing), share the metrics, resync what a lost change notice may have missed."""
-        store, engine, settings = self.store, self.engine, self.settings
-        if store is None or engine is None or settings is None:
-            return
-        try:
-            store.register_proxy(self.proxy_id, self.describe(), PROXY_TTL_SECONDS)
-            if self.metrics is not None:
-                self.metrics.flush()
-            now = time.monotonic()
-            if now >= self._next_resync:
-                # The safety net under the change feed: it reads every experiment, so not often.
-                self._next_resync = now + RESYNC_SECONDS
-                engine.sync()
-                if self.chaos is not None:
-                    self.chaos.reload()
-        except StoreUnavailable as e:
-            # Traffic goes on; the experiments known here keep their faults until they end. The
-            # store announced the outage (one line when it starts, one when it ends).
-            logger.debug("fisproxy: housekeeping: the store is unavailable (%s); retrying", e)
 
     def _proxies(self, request: ApiRequest) -> ApiResponse | None:
         """`GET /_fisproxy/proxies`: the proxies sharing this store (the fleet listing)."""

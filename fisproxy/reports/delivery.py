@@ -9,7 +9,12 @@ the experiment role's credentials) runs in the report process (`service.ReportBu
 on the proxy's event loop or interpreter. A failure is retried (`RETRY_SECONDS`), then the
 report is `failed` with the upstream's reason; the job leaves the queue only once its state says
 how it ended, and every failure is logged. An experiment whose end could not queue its report
-(the store was down) is found by a sweep every `SWEEP_SECONDS`.
+(the store was down) is found by a sweep every `SWEEP_SECONDS`, by one proxy of the fleet at a
+time (a lease).
+
+An idle proxy reads the store's data version once a second, and the queue only when it moved
+(or a job read before falls due); the sweep, only when it moved since the last one: what this
+costs the store does not grow with the experiments that ended (issue 17).
 
 The object: `s3://<bucket>/<prefix>/<experiment id>/<experiment id>-report.pdf`, listed in
 GetExperiment's `experimentReport.s3Reports` as `arn:aws:s3:::<bucket>/<key>` with `reportType`
@@ -54,6 +59,9 @@ class ReportDelivery:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_sweep = 0.0
+        self._jobs: dict[str, dict[str, Any]] | None = None  # the queue as read at `_version`
+        self._version: str | None = None
+        self._swept: tuple[str | None] | None = None  # the data version of the last sweep
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="fisproxy-reports", daemon=True)
@@ -75,11 +83,16 @@ class ReportDelivery:
 
     def step(self) -> None:
         """Deliver every job that is due (blocking)."""
-        now = self.clock()
+        now, version = self.clock(), self.store.data_version()
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_SECONDS
-            self.sweep()
-        for experiment_id, job in sorted(self.store.list_docs(reportstate.REPORT_QUEUE).items()):
+            # The sweeper keeps its lease while it lives (one proxy reads, not the fleet).
+            if self.store.acquire_lease("report/sweep", self.holder, 2 * SWEEP_SECONDS) and self._swept != (version,):
+                self.sweep()
+                self._swept = (version,)
+        if self._jobs is None or version != self._version:
+            self._jobs, self._version = self.store.list_docs(reportstate.REPORT_QUEUE), version
+        for experiment_id, job in sorted(self._jobs.items()):
             if self._stopping.is_set():
                 return
             if float(job.get("due", 0)) <= now and float(job.get("retryAt", 0)) <= now:

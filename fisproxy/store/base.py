@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from fisproxy.fis.outage import log_failure
-from fisproxy.fis.ports import ChangeCallback, FleetStore, StoreUnavailable
+from fisproxy.fis.ports import ChangeCallback, DataCallback, FleetStore, StoreUnavailable
 from fisproxy.requestlog import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ class ProxyRegistry(Protocol):
         """Live proxies, by id: each its `info` plus `id` and `last_seen` (epoch seconds)."""
         ...
 
+    def count_proxies(self) -> int:
+        """How many proxies are live: what every proxy reads now and then (fleet rate limits),
+        so its cost does not grow with the fleet as a listing's does."""
+        ...
+
 
 class CounterStore(Protocol):
     def incr_counters(self, counts: Mapping[CounterKey, int]) -> int:
@@ -94,9 +99,11 @@ def counter_field(key: CounterKey) -> tuple[str, list[str]]:
 
 
 class _Subscription:
-    def __init__(self, owner: Subscribers, kinds: frozenset[str], callback: ChangeCallback) -> None:
+    def __init__(self, owner: Subscribers, kinds: frozenset[str], callback: ChangeCallback,
+                 with_data: DataCallback | None) -> None:
         self.kinds = kinds
         self.callback = callback
+        self.with_data = with_data
         self.closed = False
         self._owner = owner
 
@@ -113,11 +120,12 @@ class Subscribers:
         self._lock = threading.Lock()
         self._subs: list[_Subscription] = []
 
-    def add(self, kinds: Iterable[str], callback: ChangeCallback) -> _Subscription:
+    def add(self, kinds: Iterable[str], callback: ChangeCallback,
+            with_data: DataCallback | None = None) -> _Subscription:
         kinds = frozenset([kinds] if isinstance(kinds, str) else kinds)
         if not kinds:
             raise ValueError("subscribe to at least one kind")
-        sub = _Subscription(self, kinds, callback)
+        sub = _Subscription(self, kinds, callback, with_data)
         with self._lock:
             self._subs = [*self._subs, sub]
         return sub
@@ -129,25 +137,29 @@ class Subscribers:
     def __bool__(self) -> bool:
         return bool(self._subs)
 
-    def deliver(self, kind: str, key: str | None) -> None:
+    def deliver(self, kind: str, key: str | None, data: dict[str, Any] | None = None) -> None:
+        """One notice to the subscribers of `kind`: with its `data` to those that take it."""
         for sub in self._subs:  # a snapshot: the list is replaced, never changed in place
             if kind in sub.kinds:
-                _call(sub, kind, key)
+                if data is not None and key is not None and sub.with_data is not None:
+                    _call(sub, sub.with_data, kind, key, data)
+                else:
+                    _call(sub, sub.callback, kind, key)
 
     def resync(self, subs: Iterable[_Subscription] | None = None) -> None:
         """Tell `subs` (default: every subscriber) to read each of its kinds again."""
         for sub in self._subs if subs is None else subs:
             for kind in sorted(sub.kinds):
-                _call(sub, kind, None)
+                _call(sub, sub.callback, kind, None)
 
 
-def _call(sub: _Subscription, kind: str, key: str | None) -> None:
+def _call(sub: _Subscription, callback: Callable[..., None], *args: Any) -> None:
     if sub.closed:
         return
     try:
-        sub.callback(kind, key)
+        callback(*args)
     except Exception as e:  # one subscriber's bug must not stop the notices of the others
-        log_failure(logger, e, "fisproxy: a change subscriber failed on (%s, %s)", kind, key)
+        log_failure(logger, e, "fisproxy: a change subscriber failed on %.200r", args[:2])
 
 
 __all__ = [

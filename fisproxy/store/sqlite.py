@@ -7,7 +7,8 @@ changes, experiment state transitions, log records), never per proxied request. 
 processes may share one file (`--workers N`): SQLite's file locks serialise their writes.
 
 Tables: `templates` and `experiments` (id -> model JSON, in creation order; experiments also
-keep an engine-private `runtime` JSON), `docs` (kind, key -> JSON: client tokens, the safety
+keep an engine-private `runtime` JSON and whether they are `active`, with a partial index of
+those, so that reading what runs does not grow with history), `docs` (kind, key -> JSON: client tokens, the safety
 lever, target account configurations, chaos config), `logs` (experiment log records) and
 `requests` (one row per proxied AWS request, for reports: written in batches of about a
 second's worth by `requestlog.Recorder`, one transaction each, never per request).
@@ -18,7 +19,9 @@ which every process on the file shares), `changes` (a change counter: each notic
 with a growing `seq`; a subscriber thread polls for rows past its cursor every POLL_SECONDS,
 on its own connection; only the last CHANGES_KEPT rows are kept, and a subscriber that fell
 further behind is told to resync), `proxies` (the registry, rows expiring) and `counters`
-(metric, labels -> value).
+(metric, labels -> value). `meta` holds the data version, a number that triggers on
+`experiments` and `docs` move at every write: a resync reads it, and the active experiments
+only when it moved. Each `put_experiment` adds its change row in the same transaction.
 """
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fisproxy.fis.models import Experiment, ExperimentTemplate
-from fisproxy.fis.ports import ChangeCallback, Subscription
+from fisproxy.fis.models import ACTIVE_STATUSES, Experiment, ExperimentTemplate
+from fisproxy.fis.ports import EXPERIMENT_CHANGES, ChangeCallback, DataCallback, Subscription
 from fisproxy.fis.runstate import RunState
 from fisproxy.requestlog import RequestRecord
 from fisproxy.store.base import MAX_COUNTER_SERIES, CounterKey, Subscribers, counter_field
@@ -46,7 +49,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS templates (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS experiments (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL, runtime TEXT);
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL, runtime TEXT,
+    active INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS docs (
     kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key));
 CREATE TABLE IF NOT EXISTS logs (
@@ -66,7 +70,13 @@ CREATE TABLE IF NOT EXISTS token_buckets (
     key TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (
     metric TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (metric, labels));
-"""
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- A random start: a file made again never shows a version seen before.
+INSERT OR IGNORE INTO meta (name, value) VALUES ('data_version', abs(random() % 1000000000000));
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()} AFTER {event} ON {table} BEGIN "
+    "UPDATE meta SET value = value + 1 WHERE name = 'data_version'; END;\n"
+    for table in ("experiments", "docs") for event in ("INSERT", "UPDATE", "DELETE"))
 
 
 class SqliteStore:
@@ -76,6 +86,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._db = _connect(self.path)
         self._db.executescript(_SCHEMA)
+        _index_active(self._db)
         self._subscribers = Subscribers()
         self._poller: _ChangePoller | None = None
 
@@ -120,20 +131,19 @@ class SqliteStore:
     # ---- experiments ----
 
     def put_experiment(self, e: Experiment, runtime: RunState | None = None) -> None:
-        """Insert or replace `e`; `runtime` None keeps the stored runtime."""
-        doc = _dumps(e.wire())
+        """Insert or replace `e`; `runtime` None keeps the stored runtime. Its change row is
+        written in the same transaction."""
+        doc, active = _dumps(e.wire()), int(e.state.status in ACTIVE_STATUSES)
+        upsert: tuple[str, tuple[Any, ...]]
         if runtime is None:
-            self._run(
-                "INSERT INTO experiments (id, doc) VALUES (?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
-                (e.id, doc),
-            )
+            upsert = ("INSERT INTO experiments (id, doc, active) VALUES (?, ?, ?) "
+                      "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, active = excluded.active",
+                      (e.id, doc, active))
         else:
-            self._run(
-                "INSERT INTO experiments (id, doc, runtime) VALUES (?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, runtime = excluded.runtime",
-                (e.id, doc, runtime.model_dump_json()),
-            )
+            upsert = ("INSERT INTO experiments (id, doc, runtime, active) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, runtime = excluded.runtime, "
+                      "active = excluded.active", (e.id, doc, runtime.model_dump_json(), active))
+        self._transaction([upsert, *_change(EXPERIMENT_CHANGES, e.id)])
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
         rows = self._run("SELECT doc FROM experiments WHERE id = ?", (experiment_id,))
@@ -146,6 +156,14 @@ class SqliteStore:
     def list_experiments(self) -> list[Experiment]:
         rows = self._run("SELECT doc FROM experiments ORDER BY seq")
         return [Experiment.model_validate_json(r[0]) for r in rows]
+
+    def list_active_experiments(self) -> list[Experiment]:
+        rows = self._run("SELECT doc FROM experiments WHERE active ORDER BY seq")
+        return [Experiment.model_validate_json(r[0]) for r in rows]
+
+    def data_version(self) -> str | None:
+        rows = self._run("SELECT value FROM meta WHERE name = 'data_version'")
+        return str(rows[0][0]) if rows else None
 
     # ---- small JSON documents ----
 
@@ -229,6 +247,9 @@ class SqliteStore:
     # ---- leases ----
 
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        return self.claim_lease(name, holder, ttl_seconds) == 0.0
+
+    def claim_lease(self, name: str, holder: str, ttl_seconds: float) -> float:
         _check_ttl(ttl_seconds)
         now = time.time()
         # One statement: SQLite's write lock makes the check and the write atomic across every
@@ -240,7 +261,10 @@ class SqliteStore:
                 "WHERE leases.holder = excluded.holder OR leases.expires <= ?",
                 (name, holder, now + ttl_seconds, now),
             ).rowcount
-        return taken == 1
+            if taken == 1:
+                return 0.0
+            rows = self._db.execute("SELECT expires FROM leases WHERE name = ?", (name,)).fetchall()
+        return max(0.001, rows[0][0] - now) if rows else 0.001
 
     def release_lease(self, name: str, holder: str) -> None:
         self._run("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
@@ -253,13 +277,14 @@ class SqliteStore:
 
     # ---- change notices ----
 
-    def publish_change(self, kind: str, key: str) -> None:
-        with self._lock:
-            seq = self._db.execute("INSERT INTO changes (kind, key) VALUES (?, ?)", (kind, key)).lastrowid
-            if seq is not None and seq % 100 == 0:
-                self._db.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGES_KEPT,))
+    def publish_change(self, kind: str, key: str, data: dict[str, Any] | None = None) -> None:
+        """A change row; `data` is not kept (subscribers read the file, as cheap as a row)."""
+        self._transaction(_change(kind, key))
 
-    def subscribe(self, kinds: Iterable[str], callback: ChangeCallback) -> Subscription:
+    def subscribe(self, kinds: Iterable[str], callback: ChangeCallback,
+                  with_data: DataCallback | None = None) -> Subscription:
+        """Notices carry no data here: `with_data` is never called, every notice reaches
+        `callback`."""
         sub = self._subscribers.add(kinds, callback)
         with self._lock:
             if self._poller is None:
@@ -282,6 +307,10 @@ class SqliteStore:
         rows = self._run("SELECT id, info, last_seen FROM proxies WHERE expires > ? ORDER BY id",
                          (time.time(),))
         return [{**json.loads(info), "id": pid, "last_seen": seen} for pid, info, seen in rows]
+
+    def count_proxies(self) -> int:
+        rows = self._run("SELECT COUNT(*) FROM proxies WHERE expires > ?", (time.time(),))
+        return int(rows[0][0])
 
     # ---- shared counters ----
 
@@ -350,6 +379,34 @@ class SqliteStore:
 
 
 Store = SqliteStore  # the name the rest of the code has always used
+
+
+def _change(kind: str, key: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements of one change notice: its row, and the rows too old to keep."""
+    return [("INSERT INTO changes (kind, key) VALUES (?, ?)", (kind, key)),
+            ("DELETE FROM changes WHERE seq <= last_insert_rowid() - ?", (CHANGES_KEPT,))]
+
+
+def _index_active(db: sqlite3.Connection) -> None:
+    """The `active` column and its index, on a file written by an earlier version: the column
+    filled from each experiment's status, once (every process on the file may try: the first
+    does it under the write lock)."""
+    def has_column() -> bool:
+        return any(row[1] == "active" for row in db.execute("PRAGMA table_info(experiments)"))
+
+    if not has_column():
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if not has_column():
+                db.execute("ALTER TABLE experiments ADD COLUMN active INTEGER NOT NULL DEFAULT 0")
+                for seq, doc in db.execute("SELECT seq, doc FROM experiments").fetchall():
+                    if json.loads(doc).get("state", {}).get("status") in ACTIVE_STATUSES:
+                        db.execute("UPDATE experiments SET active = 1 WHERE seq = ?", (seq,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    db.execute("CREATE INDEX IF NOT EXISTS experiments_active ON experiments (seq) WHERE active")
 
 
 def _connect(path: Path) -> sqlite3.Connection:

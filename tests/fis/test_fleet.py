@@ -266,7 +266,7 @@ def test_an_experiment_ended_by_its_holder_is_not_taken_over_by_a_stale_mirror(f
     a.stop_experiment(exp.id)
     drive(a)  # ended, saved, forgotten: the lease is free
     assert status(a, exp.id) == "stopped" and a._store.lease_holder(f"experiment/{exp.id}") is None
-    time.sleep(TTL / 3)  # b's next claim is due
+    time.sleep(TTL * 1.1)  # b's first claim is due (a lease's lifetime after it heard of it)
     drive(b)  # before any sync: b takes the free lease, and must see the end
     assert status(b, exp.id) == "stopped"
     assert b.active_count() == 0 and not b.match(CALL)

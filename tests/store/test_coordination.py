@@ -214,7 +214,7 @@ def test_proxies_register_and_expire(open_backend: OpenStore) -> None:
     a.register_proxy("p-a", {"placement": {"az": "us-east-1a"}, "version": "0.1.0"}, 30)
     b.register_proxy("p-b", {"placement": {}, "version": "0.1.0"}, 30)
     listed = a.list_proxies()
-    assert [p["id"] for p in listed] == ["p-a", "p-b"]
+    assert [p["id"] for p in listed] == ["p-a", "p-b"] and b.count_proxies() == 2
     assert listed[0]["placement"] == {"az": "us-east-1a"} and listed[0]["version"] == "0.1.0"
     assert all(before - 0.5 <= p["last_seen"] <= time.time() + 0.5 for p in listed)
     a.register_proxy("p-a", {"placement": {"az": "us-east-1b"}, "version": "0.2.0"}, 30)
@@ -222,6 +222,7 @@ def test_proxies_register_and_expire(open_backend: OpenStore) -> None:
     b.register_proxy("p-b", {"placement": {}, "version": "0.1.0"}, 0.3)  # its last beat
     time.sleep(0.4)  # p-b stopped beating
     assert [p["id"] for p in b.list_proxies()] == ["p-a"]
+    assert a.count_proxies() == b.count_proxies() == 1
 
 
 # ---- counters -------------------------------------------------------------------------------

@@ -407,8 +407,9 @@ def test_deleting_and_expiring_leaves_no_keys_behind(server: Server) -> None:
         time.sleep(0.3)
         store.register_proxy("p-new", {"version": "1"}, 30)  # sweeps the expired p-old
         assert raw.hkeys("fisproxy:proxy") == ["p-new"]
+        # Counters and markers stay (creation numbers, the layout's version, the data version).
         assert sorted(raw.keys("*")) == ["fisproxy:proxies", "fisproxy:proxy", "fisproxy:requests:seq",
-                                         "fisproxy:seq"]
+                                         "fisproxy:schema", "fisproxy:seq", "fisproxy:version"]
     finally:
         raw.close()
         store.close()
