@@ -33,7 +33,7 @@ GRACE_SECONDS = 5  # for processes that were told to stop and are still exiting
 
 os.environ[SESSION_MARK] = uuid.uuid4().hex  # at import, before any test module starts anything
 # The suite's proxies record themselves in a runtime folder of the session's own, never where a
-# user's shell looks (fisproxy/runtimefile.py): `fisproxy env` there must not find them.
+# user's shell looks (fisproxy/cli/runtimefile.py): `fisproxy env` there must not find them.
 RUNTIME_DIR = os.environ["FISPROXY_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="fisproxy-tests-run-")
 
 SLOW_REASON = "slow (memory peaks, 200 MiB bodies): run with --slow (make test SLOW=1; CI does)"
