@@ -188,7 +188,7 @@ class Runtime:
         )
         self.chaos = chaos = ChaosState(load=lambda: store.get_doc(*CHAOS_DOC), save=self._save_chaos)
         self._subscriptions = [
-            self.engine.subscribe(),
+            self.engine.follower.subscribe(),
             store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
         ]
         self.fis_api = fis_api = FisApi(store, self.engine, account_id=settings.account_id,
