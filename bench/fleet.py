@@ -101,7 +101,7 @@ class Proxy:
         self.store = store = RedisStore(url)
         self.engine = engine = Engine(store, state_dir=state_dir, rng=random.Random(proxy_id), proxy_id=proxy_id)
         chaos = ChaosState(load=lambda: store.get_doc("chaos", "config"))
-        self.subscriptions = [engine.subscribe(), store.subscribe(("chaos",), lambda kind, key: chaos.reload())]
+        self.subscriptions = [engine.follower.subscribe(), store.subscribe(("chaos",), lambda kind, key: chaos.reload())]
         metrics = Metrics(engine.active_count, shared=store)
         describe = {"id": proxy_id, "version": "bench", "pid": os.getpid(), "placement": {}, "store": "redis"}
         engine.resume()
@@ -126,7 +126,7 @@ class Proxy:
         if watch is None or self.reached is not None:
             return
         exp_id, on = watch
-        if any(exp_id in (None, r.experiment_id) for r in self.engine.candidates(CALL)) == on:
+        if any(exp_id in (None, r.experiment_id) for r in self.engine.rules.candidates(CALL)) == on:
             self.reached = now
 
     def watch_for(self, experiment_id: str | None, on: bool) -> None:

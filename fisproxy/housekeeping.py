@@ -5,7 +5,8 @@ housekeeping thread (`fis/loops.py`), never on mitmproxy's event loop.
   only its expiry moved, every HEARTBEAT_SECONDS.
 - Its counts into the shared metrics (only when it counted something).
 - The resync under the change feed, every RESYNC_SECONDS: one small read of the store's data
-  version, and the active experiments only when it moved (`Engine.resync`); the Chaos rules.
+  version, and the active experiments only when it moved (`ChangeFollower.resync`,
+  `fis/following.py`); the Chaos rules.
 
 Each of these costs the store the same whatever the number of experiments that ended: an idle
 proxy is a few small commands every few seconds (`bench/fleet.py` measures them on Redis for
@@ -59,7 +60,7 @@ class Housekeeping:
             if self.metrics is not None:
                 self.metrics.flush()
             if now >= self._next_resync:
-                self.engine.resync()
+                self.engine.follower.resync()
                 if self.chaos is not None:
                     self.chaos.reload()
                 self._next_resync = now + _jittered(RESYNC_SECONDS)

@@ -25,13 +25,10 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fisproxy.fis.outage import announced, log_failure
 from fisproxy.fis.ports import StoreUnavailable
-
-if TYPE_CHECKING:
-    from fisproxy.store.base import RequestStore
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +105,23 @@ def _attempt(value: str | None) -> int | None:
                 return None
             return int(number) or None
     return None
+
+
+class RequestStore(Protocol):
+    """What the request log needs from storage: its port, as `fis/ports.py` is the domain's
+    (the stores of `store/` implement it; this module never imports them)."""
+
+    def append_requests(self, records: list[RequestRecord]) -> None:
+        """Store `records`, all or none."""
+        ...
+
+    def requests_between(self, start: float, end: float) -> list[RequestRecord]:
+        """Records with `start <= time <= end`, oldest first (ties in the order written)."""
+        ...
+
+    def delete_requests_before(self, t: float, *, batch: int = 5000) -> int:
+        """Drop records with `time < t` (retention), in batches; how many went."""
+        ...
 
 
 class Recorder:

@@ -33,7 +33,7 @@ GRACE_SECONDS = 5  # for processes that were told to stop and are still exiting
 
 os.environ[SESSION_MARK] = uuid.uuid4().hex  # at import, before any test module starts anything
 # The suite's proxies record themselves in a runtime folder of the session's own, never where a
-# user's shell looks (fisproxy/runtimefile.py): `fisproxy env` there must not find them.
+# user's shell looks (fisproxy/cli/runtimefile.py): `fisproxy env` there must not find them.
 RUNTIME_DIR = os.environ["FISPROXY_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="fisproxy-tests-run-")
 
 SLOW_REASON = "slow (memory peaks, 200 MiB bodies): run with --slow (make test SLOW=1; CI does)"
@@ -61,7 +61,7 @@ LONGEST_FIRST = (
     "tests/test_one_ca.py",  # 57
     "tests/e2e/test_fleet_cost.py",  # 48
     "tests/e2e/test_resources.py",  # 47
-    "tests/test_cli.py",  # 44
+    "tests/cli/test_main.py",  # 44
     "tests/e2e/test_malformed.py",  # 41
     "tests/aws/test_identify.py",  # 36
     "tests/e2e/test_workers.py",  # 36

@@ -2,7 +2,7 @@
 of the running proxy (its runtime file), ask which one when several run and none was started
 in this folder, and fall back to the defaults when none runs; a new CA is never created
 silently. Real `fisproxy` processes, isolated in a temporary home. (A proxy started in this
-folder: tests/test_choose_proxy.py and tests/e2e/test_walkthrough.py.)"""
+folder: tests/cli/test_choose_proxy.py and tests/e2e/test_walkthrough.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_main import parse_exports
 from tests.helpers import VENV_BIN, clean_env, free_port, http_ok, stop, wait_until
-from tests.test_cli import parse_exports
 
 FISPROXY = str(VENV_BIN / "fisproxy")
 

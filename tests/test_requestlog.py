@@ -119,7 +119,7 @@ def test_store_batch_is_one_transaction(store: Store) -> None:
 
 
 def test_store_time_queries_use_the_index(store: Store) -> None:
-    plan = store._run("EXPLAIN QUERY PLAN SELECT * FROM requests WHERE time >= ? AND time <= ?", (0, 1))
+    plan = store._conn.run("EXPLAIN QUERY PLAN SELECT * FROM requests WHERE time >= ? AND time <= ?", (0, 1))
     assert "requests_by_time" in " ".join(str(row) for row in plan)
 
 

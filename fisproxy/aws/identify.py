@@ -175,12 +175,18 @@ def _rank_order(service: str, endpoint_prefix: str | None, apis: tuple[str, ...]
 
 
 def _candidates(service: str, info: hosts.HostInfo | None) -> tuple[str, ...]:
+    if info is None:
+        return _candidates_for(service, None, False)
+    return _candidates_for(service, info.endpoint_prefix, info.label == "s3express-control")
+
+
+@lru_cache(maxsize=1024)  # on every request: 1.4 µs of identify's 9 uncached; bounded
+def _candidates_for(service: str, prefix: str | None, s3express_control: bool) -> tuple[str, ...]:
     by_signing = catalog.apis_by_signing_name()
     apis = by_signing.get(service) or by_signing.get(_SIGNING_ALIASES.get(service, ""), ())
-    prefix = info.endpoint_prefix if info is not None else None
     # The S3 Express control host serves both s3 (directory buckets) and s3control (their
     # access points): let the path decide.
-    if prefix is not None and info is not None and info.label != "s3express-control":
+    if prefix is not None and not s3express_control:
         by_prefix = catalog.apis_by_endpoint_prefix().get(prefix, ())
         narrowed = tuple(a for a in apis if a in by_prefix)
         apis = narrowed or apis or by_prefix

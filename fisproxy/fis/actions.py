@@ -6,7 +6,7 @@ targets (ListActions/GetAction), validates parameter values (`ParameterError` na
 parameter) and says how fisproxy runs it (`kind`):
 
 - `api-fault`: faults on API calls; `rule(params)` compiles it into the `RuleSpec` the proxy
-  applies (the compilers live here, keyed by action id).
+  applies (its compiler in `apifaults.py`, keyed by action id).
 - `resource`: API calls on the upstream made with the experiment role: `implementation`, the
   action's class in `fis/resources/` (how it runs, how it is undone).
 - `proxy-fault`: a fault on the calls that name the targeted resources (Lambda invocations,
@@ -22,18 +22,14 @@ other table maps an action id to behaviour). `compile` gives any running action'
   experiment fails at start instead, with `failure_reason`. `skip_reason()` is the one decision
   the engine applies: the action's own kind, or a target the upstream could not list.
 
-Parameter values are strings on the wire; `percentage`, `duration`, etc. are parsed here.
-Sampling, durations, operation filters and role targeting are the engine's job.
+Parameter values are strings on the wire, checked by the check each parameter names
+(`paramchecks.py`: `percentage`, `duration:PT15M`, ...). Sampling, durations, operation filters
+and role targeting are the engine's job.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import json
-import math
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
@@ -42,8 +38,10 @@ from typing import Any, Literal, cast, get_args
 import yaml
 
 from fisproxy.aws import catalog
-from fisproxy.fis.faults import ErrorKind, FaultSpec, RateLimit, RuleSpec
+from fisproxy.fis.apifaults import COMPILERS, Compiler
+from fisproxy.fis.faults import RuleSpec
 from fisproxy.fis.ids import parse_duration
+from fisproxy.fis.paramchecks import ALL, CHECKS, did_you_mean, names, split_names
 from fisproxy.fis.proxyfaults import (
     FACT_LOOKUPS,
     SCOPED_COMPILERS,
@@ -55,10 +53,7 @@ from fisproxy.fis.proxyfaults import (
 )
 from fisproxy.fis.resources import IMPLEMENTATIONS, ResolvedTarget, ResourceAction
 
-MAX_ACTION_DURATION = timedelta(hours=12)
-LOCALSTACK_MESSAGE = "Failing as per Fault Injection Service configuration"
 ROLE = "aws:iam:role"
-_ALL = "all"
 
 ActionKind = Literal["api-fault", "resource", "proxy-fault", "wait", "agent", "aws-internal"]
 UnknownParameters = Literal["reject", "ignore"]
@@ -79,11 +74,6 @@ class ParameterDoc:
     required: bool = False
     # A CHECKS name (`percentage`, `duration:PT15M`, `one-of:tcp,udp`); None: any string.
     check: str | None = None
-
-
-# A value check raises ValueError with the problem only; ActionSpec adds the parameter name.
-ValueCheck = Callable[[str], None]
-Compiler = Callable[[Mapping[str, str]], RuleSpec | None]
 
 
 @dataclass(frozen=True)
@@ -152,7 +142,7 @@ class ActionSpec:
                 if self.unknown_parameters == "ignore":
                     continue
                 raise ParameterError(
-                    name, f'{self.action_id} has no parameter "{name}" (valid: {_names(self.parameters)})'
+                    name, f'{self.action_id} has no parameter "{name}" (valid: {names(self.parameters)})'
                 )
             if doc.check is None:
                 continue
@@ -169,16 +159,16 @@ class ActionSpec:
     def _check_operations(self, parameters: Mapping[str, str]) -> None:
         service = parameters.get("service")
         for name in self.operation_params:
-            ops = _split(parameters.get(name))
+            ops = split_names(parameters.get(name))
             if ops is None:
                 continue
-            if service is None or service == _ALL:
+            if service is None or service == ALL:
                 raise ParameterError(name, "operation names need a service parameter")
             known = catalog.operation_names(service)
             for op in ops:
                 if op not in known:
                     raise ParameterError(
-                        name, f'{service} has no operation "{op}"{_did_you_mean(op, known)}'
+                        name, f'{service} has no operation "{op}"{did_you_mean(op, known)}'
                     )
 
     def duration(self, parameters: Mapping[str, str]) -> timedelta | None:
@@ -235,7 +225,7 @@ def get(action_id: str) -> ActionSpec:
         return ACTIONS[action_id]
     except KeyError:
         raise ValueError(
-            f'unknown action "{action_id}"{_did_you_mean(action_id, ACTIONS)}; see ListActions'
+            f'unknown action "{action_id}"{did_you_mean(action_id, ACTIONS)}; see ListActions'
         ) from None
 
 
@@ -269,317 +259,6 @@ def targets_of_skipped_only(actions: Mapping[str, Any]) -> frozenset[str]:
 def target_resource_types() -> dict[str, str]:
     """Every resource type an action can target, with its description."""
     return {name: spec.description for name, spec in sorted(RESOURCE_TYPES.items())}
-
-
-# ---- value checks ---------------------------------------------------------------------------
-
-def _names(items: Mapping[str, object] | set[str] | frozenset[str]) -> str:
-    return ", ".join(sorted(items))
-
-
-def _did_you_mean(word: str, choices: Mapping[str, object] | frozenset[str] | set[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3)
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
-
-
-def _int_range(lo: int, hi: int) -> ValueCheck:
-    def check(value: str) -> None:
-        try:
-            n = int(value.strip())
-        except ValueError:
-            n = None
-        if n is None or not lo <= n <= hi:
-            raise ValueError(f'must be an integer {lo}-{hi}, got "{value}"')
-
-    return check
-
-
-def _decimal_range(lo: float, hi: float) -> ValueCheck:
-    def check(value: str) -> None:
-        try:
-            n = float(value.strip())
-        except ValueError:
-            n = None
-        if n is None or not lo <= n <= hi:
-            raise ValueError(f'must be a number {lo:g}-{hi:g}, got "{value}"')
-
-    return check
-
-
-def _duration_up_to(limit: timedelta) -> ValueCheck:
-    # AWS takes whole minutes from PT1M for most actions; fisproxy also takes seconds, so
-    # experiments can be tested in seconds. The upper bound is AWS's.
-    spelled = "PT12H" if limit == MAX_ACTION_DURATION else f"PT{int(limit.total_seconds() // 60)}M"
-
-    def check(value: str) -> None:
-        try:
-            d = parse_duration(value)
-        except ValueError:
-            d = None
-        if d is None or not timedelta(0) < d <= limit:
-            raise ValueError(f'must be an ISO 8601 duration up to {spelled} (like PT5M or PT30S), got "{value}"')
-
-    return check
-
-
-def _boolean(value: str) -> None:
-    if value.strip().lower() not in ("true", "false"):
-        raise ValueError(f'must be true or false, got "{value}"')
-
-
-def _one_of(*choices: str) -> ValueCheck:
-    def check(value: str) -> None:
-        if value not in choices:
-            raise ValueError(f'must be one of {", ".join(choices)}, got "{value}"')
-
-    return check
-
-
-def _list_of(*choices: str) -> ValueCheck:
-    def check(value: str) -> None:
-        items = [v.strip() for v in value.split(",")]
-        bad = [v for v in items if v not in choices]
-        if bad or not items:
-            raise ValueError(f'must be a comma-separated list of {", ".join(choices)}, got "{value}"')
-
-    return check
-
-
-def _json_object(value: str) -> None:
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"must be a JSON object, got {value[:80]!r}")
-
-
-def _service(value: str) -> None:
-    if not catalog.is_known_service(value):
-        raise ValueError(f'unknown AWS service "{value}"{_did_you_mean(value, catalog.apis_by_signing_name())}')
-
-
-def _service_or_all(value: str) -> None:
-    if value != _ALL:
-        _service(value)
-
-
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-
-
-def _region(value: str) -> None:
-    if not _REGION.match(value):
-        raise ValueError(f'must be an AWS region like us-east-1, got "{value}"')
-
-
-def _error_code(value: str) -> None:
-    if not re.fullmatch(r"[A-Za-z][\w.#:-]{0,127}", value):
-        raise ValueError(f'must be an error code like ThrottlingException, got "{value}"')
-
-
-def _exception(value: str) -> None:
-    # LocalStack takes any text as the error code (`Internal Server Error`, with spaces).
-    if not value.strip() or len(value) > 256 or any(ord(c) < 32 for c in value):
-        raise ValueError(f"must be 1-256 printable characters, got {value[:80]!r}")
-
-
-_ARN = re.compile(r"^arn:[\w-]+:[\w-]+:[\w-]*:\d*:.+$")
-_ALARM_ARN = re.compile(r"^arn:[\w-]+:cloudwatch:[a-z0-9-]+:\d{12}:alarm:.+$")
-
-
-def _arn(value: str) -> None:
-    if not _ARN.match(value):
-        raise ValueError(f'must be an ARN like arn:aws:ssm:us-east-1::document/AWS-RunShellScript, got "{value}"')
-
-
-def _alarm_arns(value: str) -> None:
-    arns = [a.strip() for a in value.split(",") if a.strip()]
-    if not 1 <= len(arns) <= 5:
-        raise ValueError(f"must be 1 to 5 alarm ARNs, comma-separated, got {len(arns)}")
-    for arn in arns:
-        if not _ALARM_ARN.match(arn):
-            raise ValueError(f'must be CloudWatch alarm ARNs like arn:aws:cloudwatch:us-east-1:123456789012:alarm:name, got "{arn}"')
-
-
-class _Checks:
-    """Value checks by the name the catalogue uses: a word (`percentage`) or a word with an
-    argument after a colon (`integer:0-100`, `one-of:tcp,udp`, `duration:PT15M`)."""
-
-    _FIXED: Mapping[str, ValueCheck] = {
-        "duration": _duration_up_to(MAX_ACTION_DURATION),
-        "percentage": _int_range(1, 100),
-        "milliseconds": _int_range(0, 3_600_000),
-        "status-code": _int_range(400, 599),
-        "boolean": _boolean,
-        "json-object": _json_object,
-        "service": _service,
-        "service-or-all": _service_or_all,
-        "region": _region,
-        "error-code": _error_code,
-        "exception": _exception,
-        "arn": _arn,
-        "alarm-arns": _alarm_arns,
-    }
-
-    def get(self, name: str) -> ValueCheck:
-        if name in self._FIXED:
-            return self._FIXED[name]
-        word, _, arg = name.partition(":")
-        if word == "integer":
-            lo, hi = arg.split("-")
-            return _int_range(int(lo), int(hi))
-        if word == "decimal":
-            lo, hi = arg.split("-")
-            return _decimal_range(float(lo), float(hi))
-        if word == "duration":
-            return _duration_up_to(parse_duration(arg))
-        if word == "one-of":
-            return _one_of(*arg.split(","))
-        if word == "list-of":
-            return _list_of(*arg.split(","))
-        raise KeyError(f"unknown parameter check {name!r}")
-
-
-CHECKS = _Checks()
-
-
-def _split(value: str | None) -> frozenset[str] | None:
-    """A comma-separated operation list; None (any) when absent, empty or `all`."""
-    if value is None or value.strip().lower() == _ALL:
-        return None
-    names = frozenset(p.strip() for p in value.split(",") if p.strip())
-    return names or None
-
-
-def _services(value: str | None) -> frozenset[str] | None:
-    return None if value is None or value == _ALL else frozenset({value})
-
-
-def _pct(params: Mapping[str, str], default: int = 100) -> float:
-    return float(int(params.get("percentage", default)))
-
-
-# ---- compilers of the api-fault actions -----------------------------------------------------
-
-def _inject_api(error_kind: ErrorKind) -> Compiler:
-    def compile_rule(params: Mapping[str, str]) -> RuleSpec:
-        return RuleSpec(
-            services=_services(params["service"]),
-            operations=_split(params.get("operations")),
-            region=None,
-            percentage=_pct(params),
-            faults=(FaultSpec(kind="error", error_kind=error_kind),),
-        )
-
-    return compile_rule
-
-
-_LS_OPS = ("operation", "api", "apiCall")
-
-
-def _ls_operations(params: Mapping[str, str]) -> frozenset[str] | None:
-    for name in _LS_OPS:
-        if name in params:
-            return _split(params[name])
-    return None
-
-
-def _ls_api_error(params: Mapping[str, str]) -> RuleSpec:
-    return RuleSpec(
-        services=_services(params.get("service")),
-        operations=_ls_operations(params),
-        region=params.get("region"),
-        percentage=_pct(params),
-        faults=(FaultSpec(
-            kind="error",
-            error_kind="internal",
-            status=int(params.get("errorCode", "500")),
-            code=params.get("exception", "InternalError"),
-            message=LOCALSTACK_MESSAGE,
-        ),),
-    )
-
-
-def _ls_latency(params: Mapping[str, str]) -> RuleSpec:
-    return RuleSpec(
-        services=_services(params.get("service")),
-        operations=_ls_operations(params),
-        region=params.get("region"),
-        percentage=100.0,
-        faults=(FaultSpec(kind="latency", latency_ms=float(params["latencyMilliseconds"])),),
-    )
-
-
-def _ls_kms(params: Mapping[str, str]) -> RuleSpec:
-    return RuleSpec(
-        services=frozenset({"kms"}),
-        operations=None,
-        region=None,
-        percentage=_pct(params),
-        faults=(FaultSpec(kind="error", error_kind="internal", status=500, code="InternalError",
-                          message=LOCALSTACK_MESSAGE),),
-    )
-
-
-def _fp_rule(params: Mapping[str, str], fault: FaultSpec) -> RuleSpec:
-    return RuleSpec(
-        services=_services(params.get("service")),
-        operations=_split(params.get("operations")),
-        region=params.get("region"),
-        percentage=_pct(params),
-        faults=(fault,),
-        zones=_split(params.get("availabilityZones")),
-    )
-
-
-def _fp_latency(p: Mapping[str, str]) -> RuleSpec:
-    return _fp_rule(p, FaultSpec(
-        kind="latency",
-        phase=p.get("phase", "request"),  # type: ignore[arg-type]  # checked by one-of
-        latency_ms=float(p["latencyMilliseconds"]),
-        jitter_ms=float(p.get("jitterMilliseconds", "0")),
-    ))
-
-
-def _fp_error(p: Mapping[str, str]) -> RuleSpec:
-    return _fp_rule(p, FaultSpec(
-        kind="error",
-        phase=p.get("phase", "request"),  # type: ignore[arg-type]
-        error_kind="internal",
-        status=int(p["statusCode"]) if "statusCode" in p else None,
-        code=p.get("errorCode"),
-        message=p.get("message"),
-    ))
-
-
-def _fp_disconnect(p: Mapping[str, str]) -> RuleSpec:
-    return _fp_rule(p, FaultSpec(
-        kind="disconnect",
-        phase=p.get("phase", "request"),  # type: ignore[arg-type]
-        mode=p.get("mode", "close"),  # type: ignore[arg-type]
-    ))
-
-
-def _fp_rate_limit(p: Mapping[str, str]) -> RuleSpec:
-    rate = float(p["requestsPerSecond"])
-    burst = int(p.get("burst") or max(1, math.ceil(rate)))
-    rule = _fp_rule(p, FaultSpec(kind="rate-limit", error_kind="throttle"))
-    return dataclasses.replace(rule, percentage=100.0,
-                               limit=RateLimit(rate, burst, fleet=p.get("scope") == "fleet"))
-
-
-COMPILERS: Mapping[str, Compiler] = {
-    "aws:fis:inject-api-internal-error": _inject_api("internal"),
-    "aws:fis:inject-api-throttle-error": _inject_api("throttle"),
-    "aws:fis:inject-api-unavailable-error": _inject_api("unavailable"),
-    "localstack:generic:api-error": _ls_api_error,
-    "localstack:generic:latency": _ls_latency,
-    "localstack:kms:inject-api-internal-error": _ls_kms,
-    "fisproxy:api:latency": _fp_latency,
-    "fisproxy:api:error": _fp_error,
-    "fisproxy:api:disconnect": _fp_disconnect,
-    "fisproxy:api:rate-limit": _fp_rate_limit,
-}
 
 
 # ---- loading the catalogue ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from fisproxy.aws.call import AwsCall
 from fisproxy.fis import targets
 from fisproxy.fis.actions import ACTIONS
 from fisproxy.fis.faults import StopSignal
@@ -96,6 +97,17 @@ class Rules:
     def deactivate_all(self, experiment_id: str) -> None:
         for name in self.active(experiment_id):
             self.deactivate(experiment_id, name)
+
+    def candidates(self, call: AwsCall) -> tuple[ActiveRule, ...]:
+        """The running actions' rules that could apply to `call` (the proxy's event loop, per
+        request). Lock-free: one read of the index."""
+        index = self.index
+        return index.candidates(call) if index else ()
+
+    def other_candidates(self) -> tuple[ActiveRule, ...]:
+        """The running actions' rules that also apply to requests that are not AWS calls
+        (network disruption of a subnet). Lock-free."""
+        return self.index.other_traffic
 
     def publish(self) -> None:
         """Replace the index the proxy reads, if anything changed."""

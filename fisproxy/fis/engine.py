@@ -8,21 +8,25 @@ The parts, each with one job:
 - `runner.py`: target resolution and resource actions on worker threads, undone however the
   experiment ends, at most once.
 - `fleet.py`: leases, the change feed and resync, stop requests: one FIS on many proxies.
+- `following.py`: when and what to read of what other proxies changed (change notices, the
+  resync), handed to this facade to mirror.
 - `deliveries.py`: ended experiments' logs delivered upstream.
+- `saving.py`: what this proxy knows of each experiment (`Run`), and saving what changed of it
+  (log records first), one save at a time, never under the lock.
 
 This facade holds the engine's lock, feeds events to the lifecycle and carries its effects out,
-and saves what changed. Which thread calls what:
+and has what changed saved. Which thread calls what:
 
 | thread | calls | waits on |
 |---|---|---|
 | `fisproxy-engine` (`loops.py`, every 0.1 s) | `step`: lifecycle ticks, mirrors' planned ends | nothing: memory only |
-| `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves, log records, identities, a resync that failed | the store (its calls time out) |
+| `fisproxy-store` (`loops.py`, every 0.1 s) | `persist`: leases, saves (`saving.py`), log records, identities, a resync that failed (`follower.redo_failed`) | the store (its calls time out) |
 | `fisproxy-upstream` (`loops.py`) | `watched_alarms`, `on_alarms`, `deliveries` (`deliveries.py`) | the upstream, the store |
 | control API workers | `start_experiment`, `stop_experiment`, `cancel_all`, `resolved_targets` | the store (a stop ends the faults first) |
-| the store's change listener | `_on_notice` (what changed, carried by the notice), `_on_change` -> `sync(id)` | the store, for notices without data (read before the lock) |
-| `fisproxy-housekeeping` (`fisproxy/housekeeping.py`) | `resync`: the data version, `sync()` only if it moved | the store (read before the lock) |
+| the store's change listener | `follower.on_notice` -> `take_in_notice` (what changed, carried by the notice), `follower.on_change` -> `follower.sync(id)` -> `take_in` | the store, for notices without data (read before the lock) |
+| `fisproxy-housekeeping` (`fisproxy/housekeeping.py`) | `follower.resync`: the data version, `follower.sync()` -> `take_in` only if it moved | the store (read before the lock) |
 | `fisproxy-action-N` (`runner.py`) | `worker_event` | an intent's save |
-| the proxy's event loop | `candidates`, `match`, `learn_identity` | nothing: no lock, memory only |
+| the proxy's event loop | `rules.candidates`, `rules.other_candidates` (`activation.py`), `identities.learn` (`fleet.py`) | nothing: no lock, memory only |
 
 The lock is never held across a store or upstream call, so no end waits on the store: a fault
 ends at its planned end on this proxy's clock whatever the store does (hung, refused, restarted),
@@ -43,18 +47,16 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fisproxy.aws.call import AwsCall
-from fisproxy.fis import explog, ids, lifecycle, reportstate
+from fisproxy.fis import explog, ids, lifecycle
 from fisproxy.fis.activation import Rules
 from fisproxy.fis.decide import decide
 from fisproxy.fis.deliveries import LogDeliveries
 from fisproxy.fis.faults import Fault
 from fisproxy.fis.fleet import (
-    IDENTITY_CHANGES,
     LEASE_TTL_SECONDS,
     Ended,
     Fleet,
@@ -63,6 +65,7 @@ from fisproxy.fis.fleet import (
     lease_name,
     mirrored_actions,
 )
+from fisproxy.fis.following import ChangeFollower
 from fisproxy.fis.lifecycle import (
     ACTIVE,
     STOPPABLE,
@@ -80,60 +83,18 @@ from fisproxy.fis.lifecycle import (
 from fisproxy.fis.models import Experiment, ExperimentTemplate
 from fisproxy.fis.models import ResolvedTarget as ResolvedTargetInfo
 from fisproxy.fis.outage import announced
-from fisproxy.fis.ports import (
-    EXPERIMENT_CHANGES,
-    FleetStore,
-    SaveError,
-    StoreUnavailable,
-    Subscription,
-)
+from fisproxy.fis.ports import FleetStore, SaveError, StoreUnavailable
 from fisproxy.fis.proxyfaults import Placement, Where
 from fisproxy.fis.resources.scoped import ShardIterators
-from fisproxy.fis.rules import ActiveRule
 from fisproxy.fis.runner import ActionRunner
 from fisproxy.fis.runstate import RunState, StopRequest
+from fisproxy.fis.saving import Run, RunSaver
 from fisproxy.fis.stopconditions import HALTED_REASON, AlarmPoller, alarm_arns
 from fisproxy.fis.upstream import RoleSessions
 
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 0.5  # how often a proxy retries a claim the store could not answer
-
-
-@dataclass
-class _Run:
-    """An experiment this proxy knows: the model and state (replaced whole by each lifecycle
-    step, never changed in place), and what this proxy does about it."""
-
-    experiment: Experiment
-    state: RunState
-    # This proxy runs the experiment's schedule (holds its lease); otherwise it mirrors what
-    # the holder saves and applies the faults of the running actions.
-    owned: bool = False
-    lease_renewed: float = 0.0
-    # When to try to take the schedule over: when the holder's lease would expire unless
-    # renewed (a mirror asks about once per lease lifetime, not every half second).
-    next_claim: float = 0.0
-    # A stop asked while another proxy runs the schedule: its faults stay off here.
-    stop_request: StopRequest | None = None
-    version: int = 0  # changes made here
-    saved: int = 0  # the version last saved
-    save_failing: bool = False  # said once in the log, not at every retry
-    logs: list[tuple[explog.LogType, float, dict[str, Any]]] = field(default_factory=list)
-    deliver: bool = False  # its log delivery is still to be recorded
-    report: bool = False  # its FIS report is still to be queued (reports/delivery.py makes it)
-
-    @property
-    def id(self) -> str:
-        return self.experiment.id
-
-    @property
-    def status(self) -> str:
-        return self.experiment.state.status
-
-    @property
-    def unsaved(self) -> bool:
-        return self.saved < self.version or bool(self.logs) or self.deliver or self.report
 
 
 class Engine:
@@ -163,7 +124,6 @@ class Engine:
         self._clock = clock
         self._account = account_id
         self.proxy_id = proxy_id  # the lease holder name of this proxy
-        self._log = explog.ExperimentLog(store, state_dir)
         self.placement = placement or Placement()
         self.shard_iterators = ShardIterators()  # Kinesis GetRecords -> stream, for scoped faults
         self.poller = alarm_poller or AlarmPoller(upstream_endpoint)
@@ -178,12 +138,11 @@ class Engine:
         self.rules = Rules(Where("", self.placement, self.shard_iterators), self.identities.identities, loop)
         self.runner = ActionRunner(self, sessions, clock=clock, max_workers=max_action_workers)
         self._lock = threading.RLock()  # the runs, the rules: held for memory work only
-        self._save_lock = threading.Lock()  # saves in order, one at a time (never under _lock)
-        self._runs: dict[str, _Run] = {}
+        self._saver = RunSaver(store, explog.ExperimentLog(store, state_dir), self.deliveries,
+                               lock=self._lock, clock=clock)
+        self._runs: dict[str, Run] = {}
         self._ended = Ended()  # forgotten here: a late notice or read must not revive one
-        self._resync_due = False
-        self._synced_version: str | None = None
-        self._synced = False  # a resync has read the store at `_synced_version`
+        self.follower = ChangeFollower(self.fleet, self.identities, self)  # the change feed, resyncs
         self._closing = False
 
     # ---- control API (worker threads) ----------------------------------------------------
@@ -198,9 +157,9 @@ class Engine:
         created = lifecycle.create(template, experiment_id=exp_id, arn=ids.experiment_arn(region, self._account, exp_id),
                                    now=now, region=region, tags=tags, actions_mode=actions_mode,
                                    fail_unperformable=self._fail_unperformable)
-        run = _Run(created.experiment, created.state, owned=True, lease_renewed=now, version=1)
+        run = Run(created.experiment, created.state, owned=True, lease_renewed=now, version=1)
         self.fleet.claim(exp_id)
-        self._save(run)  # not acknowledged (and not kept) unless saved
+        self._saver.save(run)  # not acknowledged (and not kept) unless saved
         with self._lock:
             self._runs[exp_id] = run
             self._apply(run, created, now)
@@ -222,7 +181,7 @@ class Engine:
                 self._reconcile(run, self._clock())
                 self.rules.publish()
         if run is not None and run.owned:
-            self._save(run)
+            self._saver.save(run)
             return run.experiment.model_copy(deep=True)
         return self.fleet.ask_to_stop(experiment_id, final)
 
@@ -242,7 +201,7 @@ class Engine:
         for run in runs:
             try:
                 if run.owned:
-                    self._save(run)
+                    self._saver.save(run)
                 else:
                     self.fleet.ask_to_stop(run.id, final)
             except (KeyError, SaveError, StoreUnavailable):
@@ -268,26 +227,13 @@ class Engine:
             for name, res in state.resolved.items() for arn in res.arns
         ]
 
-    # ---- proxy (event loop, per request: memory only) ------------------------------------
-
-    def candidates(self, call: AwsCall) -> tuple[ActiveRule, ...]:
-        """The running actions' rules that could apply to `call`. Lock-free."""
-        index = self.rules.index
-        return index.candidates(call) if index else ()
-
-    def other_candidates(self) -> tuple[ActiveRule, ...]:
-        """The running actions' rules that also apply to requests that are not AWS calls
-        (network disruption of a subnet). Lock-free."""
-        return self.rules.index.other_traffic
+    # ---- the faults of one call (memory only) -----------------------------------------------
 
     def match(self, call: AwsCall) -> list[Fault]:
-        """The faults for one request: latency faults first, then at most one error/disconnect."""
-        return list(decide(call, self.candidates(call), self._rng).faults)
-
-    def learn_identity(self, access_key: str, principal_arn: str) -> None:
-        """Remember who an access key belongs to (from an STS answer): in memory at once,
-        saved by the store thread."""
-        self.identities.learn(access_key, principal_arn)
+        """The faults of this engine's rules for one request: latency faults first, then at most
+        one error/disconnect (tests, tools; the proxy decides over `rules.candidates` and the
+        Chaos API's rules together, in `proxy/inject.py`)."""
+        return list(decide(call, self.rules.candidates(call), self._rng).faults)
 
     # ---- the engine's threads ------------------------------------------------------------
 
@@ -323,25 +269,10 @@ class Engine:
         """The store thread: renew or claim leases, save what changed, forget what ended and is
         saved, share learned identities, and redo a resync that failed. Waits on the store."""
         self._claim_leases()
-        if self._resync_due:
-            try:
-                self.sync()
-            except StoreUnavailable as e:
-                log.debug("resync: the store is still unavailable (%s)", e)
+        self.follower.redo_failed()
         with self._lock:
             runs = list(self._runs.values())
-        for run in runs:
-            if run.unsaved:
-                try:
-                    self._save(run)
-                except SaveError as e:
-                    if not run.save_failing:
-                        log.error("%s; retrying until it is saved", e)
-                    run.save_failing = True
-                else:
-                    if run.save_failing:
-                        log.warning("experiment %s: saved again", run.id)
-                    run.save_failing = False
+        self._saver.save_changed(runs)
         with self._lock:
             ended = [r for r in self._runs.values() if r.status in TERMINAL and not r.unsaved
                      and r.owned and not self.runner.running(r.id)]
@@ -376,70 +307,41 @@ class Engine:
                                 f"{now - run.lease_renewed:.1f} s; not acting until it is")
             self._apply(run, event, now)
         if isinstance(event, ActionProgress) and event.phase == "intent":
-            self._save(run)
+            self._saver.save(run)
 
     # ---- one FIS, many proxies -----------------------------------------------------------
 
-    def subscribe(self) -> Subscription:
-        """Follow the store's change feed (experiments and identities changed by any proxy)."""
-        return self.fleet.subscribe(self._on_change, self._on_notice)
+    def known(self) -> list[str]:
+        """The experiments this proxy knows (`following.py` reads them again at a resync)."""
+        return list(self._runs)
 
-    def _on_notice(self, kind: str, key: str, data: dict[str, Any]) -> None:
-        """A notice that carries what changed (a save, a stop request, an identity) on any
-        proxy: taken in without reading the store (a thousand proxies, one message)."""
-        if kind == IDENTITY_CHANGES:
-            return self.identities.changed(key, data)
-        with self._lock:
-            run = self._runs.get(key)
-            stored = self.fleet.from_notice(data, (run.experiment, run.state) if run else None)
-            if stored is not None:
-                self._mirror(stored, self._clock())
-                self.rules.publish()
-        if stored is None:  # one this version cannot read, or a stop of one not known here
-            self._on_change(kind, key)
-
-    def _on_change(self, kind: str, key: str | None) -> None:
-        try:
-            if kind == IDENTITY_CHANGES:
-                self.identities.changed(key)
-            elif kind == EXPERIMENT_CHANGES:
-                self.sync(key)
-        except StoreUnavailable as e:
-            # Missed: the store thread resyncs every experiment as soon as the store answers.
-            self._resync_due = True
-            log.debug("change feed: the store is unavailable (%s); resyncing once it answers", e)
-
-    def resync(self) -> None:
-        """The periodic safety net under the change feed (a notice lost, or the store's data
-        lost): one small read of the store's data version, and a full `sync` only if it moved
-        since the last one. StoreUnavailable if the store cannot say."""
-        version = self.fleet.data_version()
-        if self._synced and version == self._synced_version:
-            return
-        self.sync()
-        self._synced_version, self._synced = version, True
-
-    def sync(self, experiment_id: str | None = None) -> None:
-        """Bring what other proxies changed into this one: one experiment, or (None) every
-        active one (a resync). Blocking reads, outside the lock. An experiment this proxy runs
-        that the store lost (a Redis restarted without its data) is saved again."""
-        if experiment_id is None:
-            self._resync_due = False
-        try:
-            loaded = self.fleet.load(experiment_id, known=list(self._runs))
-        except StoreUnavailable:
-            self._resync_due = True
-            raise
+    def take_in(self, loaded: list[Stored], *, complete: bool) -> None:
+        """What `following.py` read of the store, mirrored. `complete` (every active experiment
+        was read): one this proxy runs that the store lost (a Redis restarted without its data)
+        is saved again."""
         with self._lock:
             now = self._clock()
             for stored in loaded:
                 self._mirror(stored, now)
-            if experiment_id is None:
+            if complete:
                 found = {s.experiment.id for s in loaded}
                 for run in self._runs.values():
                     if run.owned and run.id not in found:
                         run.version += 1
             self.rules.publish()
+
+    def take_in_notice(self, experiment_id: str, data: dict[str, Any]) -> bool:
+        """A change notice that carries a save or a stop request (`following.py`), taken in
+        without reading the store; False if it cannot be (a notice this version cannot read,
+        or a stop of an experiment not known here): then it is read."""
+        with self._lock:
+            run = self._runs.get(experiment_id)
+            stored = self.fleet.from_notice(data, (run.experiment, run.state) if run else None)
+            if stored is None:
+                return False
+            self._mirror(stored, self._clock())
+            self.rules.publish()
+        return True
 
     def _mirror(self, stored: Stored, now: float) -> None:
         """Take in what the store says of an experiment (a read, or a save's notice). Saves
@@ -471,7 +373,7 @@ class Engine:
         if run is None:
             # First asks for its lease a lifetime of it from now (its holder just saved it, mostly:
             # a thousand proxies must not all ask at its start), then when it would expire.
-            run = self._runs[exp_id] = _Run(stored.experiment, stored.state,
+            run = self._runs[exp_id] = Run(stored.experiment, stored.state,
                                             next_claim=now + self.fleet.lease_ttl * random.uniform(1.0, 1.05))
         else:
             run.experiment, run.state = stored.experiment, stored.state
@@ -481,13 +383,13 @@ class Engine:
             run.stop_request = stored.stop
         self._reconcile(run, now)
 
-    def _forget(self, run: _Run, revision: int) -> None:
+    def _forget(self, run: Run, revision: int) -> None:
         """An experiment that ended: no rule left, remembered as ended at `revision`."""
         self.rules.deactivate_all(run.id)
         del self._runs[run.id]
         self._ended.add(run.id, revision)
 
-    def _reconcile(self, run: _Run, now: float) -> None:
+    def _reconcile(self, run: Run, now: float) -> None:
         """This proxy's rules for an experiment it mirrors: its running actions not past their
         planned end (a stale or silent store cannot keep a fault on), none once a stop was asked."""
         wanted = mirrored_actions(run.experiment, run.state, now, run.stop_request is not None)
@@ -507,7 +409,7 @@ class Engine:
             ttl = self.fleet.lease_ttl
             due = [r for r in self._runs.values() if r.status not in TERMINAL and (
                 now - r.lease_renewed >= ttl / 3 if r.owned else now >= r.next_claim)]
-        held: list[tuple[_Run, bool, list[Stored]]] = []
+        held: list[tuple[Run, bool, list[Stored]]] = []
         for run in due:
             run.next_claim = now + min(CLAIM_SECONDS, ttl / 3)
             try:
@@ -572,7 +474,7 @@ class Engine:
                     stopped.append(run)
         for run in stopped:
             try:
-                self._save(run)
+                self._saver.save(run)
             except SaveError as e:  # the faults ended; the store thread saves it later
                 log.error("%s; retrying", e)
 
@@ -585,7 +487,7 @@ class Engine:
         self.runner.close()
         for run in runs:
             try:
-                self._save(run)
+                self._saver.save(run)
             except SaveError as e:
                 log.error("%s", e)
                 continue
@@ -598,7 +500,7 @@ class Engine:
 
     # ---- effects -------------------------------------------------------------------------
 
-    def _apply(self, run: _Run, event: Event | lifecycle.Step, now: float) -> None:
+    def _apply(self, run: Run, event: Event | lifecycle.Step, now: float) -> None:
         """Feed an event to the lifecycle (or take a step it made) and carry out what it says.
         Under the lock: memory work and hand-offs only."""
         step = event if isinstance(event, lifecycle.Step) else lifecycle.step(
@@ -626,45 +528,3 @@ class Engine:
         if any(isinstance(effect, lifecycle.Save) for effect in step.effects):
             run.version += 1
         self.rules.publish()
-
-    def _queue_report(self, run: _Run, experiment: Experiment) -> None:
-        """FIS's report of an ended experiment, made later by reports/delivery.py; if the store
-        refuses now, that module's sweep queues it (the end itself is saved)."""
-        try:
-            reportstate.queue_report(self._store, experiment, self._clock())
-        except Exception as err:
-            log.warning("experiment %s: report not queued yet (%s)", run.id, err)
-        with self._lock:
-            run.report = False
-
-    def _save(self, run: _Run) -> None:
-        """Write the run's log records, then the experiment and its state, as they are now;
-        SaveError if the store refused (kept, and saved again later). Store I/O: never under
-        the engine's lock; saves of one engine go one at a time, in order."""
-        with self._save_lock:
-            with self._lock:
-                if not run.unsaved:
-                    return
-                experiment, state, version = run.experiment, run.state, run.version
-                records, deliver, report = list(run.logs), run.deliver, run.report
-            written = 0
-            try:
-                for log_type, t, details in records:
-                    self._log.write(run.id, log_type, t, **details)
-                    written += 1
-                if deliver:
-                    self.deliveries.record(run.id)
-                # Announced by the store with the save (ports.ExperimentStore.put_experiment).
-                self._store.put_experiment(experiment, state.model_copy(update={"revision": version}))
-            except Exception as e:
-                with self._lock:
-                    del run.logs[:written]
-                raise SaveError(f"could not save experiment {run.id}: {e}") from e
-            with self._lock:
-                del run.logs[:written]
-                run.saved = max(run.saved, version)
-                if deliver:
-                    run.deliver = False
-                    self.deliveries.queue(run.id)
-            if report:
-                self._queue_report(run, experiment)

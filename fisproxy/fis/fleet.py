@@ -12,7 +12,7 @@ is (planned ends are absolute: it ends on time).
 
 What this costs the store does not grow with history. A save is announced by the store with
 what was saved, a stop request and a learned identity with what they are: a proxy takes them in
-without reading (`Engine._on_notice`), in the order of the saves (`RunState.revision`). The
+without reading (`ChangeFollower.on_notice`, `following.py`), in the order of the saves (`RunState.revision`). The
 resync under the change feed reads the store's data version, and the active experiments only
 when it moved (`data_version`, `load`). A mirror asks for a schedule's lease about when the
 holder's would expire (`claim` says when), not every half second.

@@ -44,7 +44,8 @@ SYNC_SECONDS = 0.1
 LEASE_SECONDS = 0.2  # how far ahead of its demand a proxy takes tokens from the fleet's bucket
 IDLE_SECONDS = 30.0  # a bucket no call asked for this long is dropped (its rule has ended)
 BUCKET_TTL_SECONDS = 600.0  # the store forgets a fleet bucket unused this long
-FLEET_SIZE_SECONDS = 2.0  # how often the number of proxies on the store is read
+FLEET_SIZE_SECONDS = 2.0  # how often the number of proxies on the store is read while sharing
+FLEET_SIZE_IDLE_SECONDS = 30.0  # ...and with no fleet rule (a new rule's first advance uses it)
 SMOOTHING = 0.3  # weight of the newest demand measurement (one every SYNC_SECONDS)
 
 
@@ -147,13 +148,13 @@ class RateLimits:
     def due(self) -> bool:
         """Whether `sync` has something to do: fleet rules, or the number of proxies on the store
         to read again (a new fleet rule's advance is the burst over it)."""
-        return self.sharing or self._clock() - self._fleet_size_read >= FLEET_SIZE_SECONDS
+        return self.sharing or self._clock() - self._fleet_size_read >= FLEET_SIZE_IDLE_SECONDS
 
     def sync(self, store: RateStore) -> None:
         """Take from the store's buckets what each fleet rule's demand here will need, repaying
         advances first; drop buckets of rules no call used for IDLE_SECONDS. Blocking."""
         now = self._clock()
-        if now - self._fleet_size_read >= FLEET_SIZE_SECONDS:
+        if now - self._fleet_size_read >= (FLEET_SIZE_SECONDS if self.sharing else FLEET_SIZE_IDLE_SECONDS):
             self._fleet_size = max(1, store.count_proxies())
             self._fleet_size_read = now
         for source, entry in list(self._entries.items()):

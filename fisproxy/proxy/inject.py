@@ -111,7 +111,7 @@ class FaultInjector:
 
     def _needs_body(self, call: AwsCall) -> bool:
         engine = self.runtime.engine
-        return engine is not None and needs_body(engine.candidates(call))
+        return engine is not None and needs_body(engine.rules.candidates(call))
 
     def _decide_and_apply(self, flow: http.HTTPFlow, note: Note, *,
                           with_body: bool = False) -> Awaitable[None] | None:
@@ -122,7 +122,7 @@ class FaultInjector:
             return None
         if call.operation is None and not note.service_only:
             return None  # not a call we understand (malformed, unknown): passed through untouched
-        candidates = runtime.engine.candidates(call) + runtime.chaos.candidates()
+        candidates = runtime.engine.rules.candidates(call) + runtime.chaos.candidates()
         if not candidates:
             return None
         if needs_address(candidates) and not self.resolver.known(flow.request.host)[0]:
@@ -133,7 +133,7 @@ class FaultInjector:
     def _other_traffic(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """A request that is not an AWS call: only rules for all traffic may drop it."""
         engine = self.runtime.engine
-        candidates = engine.other_candidates() if engine is not None else ()
+        candidates = engine.rules.other_candidates() if engine is not None else ()
         if not candidates:
             return None
         note = Note(OTHER_TRAFFIC)  # not recorded: the report is about AWS calls

@@ -52,13 +52,13 @@ class Observer:
             logger.exception("fisproxy: could not read an STS response")
             return
         if learned:
-            engine.learn_identity(*learned)
+            engine.identities.learn(*learned)
 
     def _learn_iterators(self, flow: http.HTTPFlow, note: Note) -> None:
         """Which stream the shard iterators a Kinesis answer hands out belong to, while a fault
         targets streams (GetRecords names only its iterator). Small answers only."""
         engine, response = self.runtime.engine, flow.response
-        if engine is None or response is None or response.status_code != 200 or not engine.candidates(note.call):
+        if engine is None or response is None or response.status_code != 200 or not engine.rules.candidates(note.call):
             return
         if flow.request.stream or response.stream or flow.request.raw_content is None or response.raw_content is None:
             return

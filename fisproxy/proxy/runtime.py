@@ -28,7 +28,6 @@ from mitmproxy import ctx, exceptions
 
 from fisproxy import __version__, placement
 from fisproxy.aws.identify import warm
-from fisproxy.certs import CA_CERT
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState
 from fisproxy.fis.engine import Engine
@@ -40,6 +39,7 @@ from fisproxy.housekeeping import Housekeeping
 from fisproxy.httpdata import ApiRequest, ApiResponse
 from fisproxy.metrics import Metrics
 from fisproxy.proxy.auth import exposure_warnings
+from fisproxy.proxy.certs import CA_CERT
 from fisproxy.proxy.control import ControlPlane, ControlRouter
 from fisproxy.proxy.controlserver import ControlServer
 from fisproxy.proxy.notes import FlowNotes
@@ -188,7 +188,7 @@ class Runtime:
         )
         self.chaos = chaos = ChaosState(load=lambda: store.get_doc(*CHAOS_DOC), save=self._save_chaos)
         self._subscriptions = [
-            self.engine.subscribe(),
+            self.engine.follower.subscribe(),
             store.subscribe((CHAOS_CHANGES,), lambda kind, key: chaos.reload()),
         ]
         self.fis_api = fis_api = FisApi(store, self.engine, account_id=settings.account_id,

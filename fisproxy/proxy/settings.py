@@ -7,7 +7,7 @@ table `SETTINGS`:
 
 - the `fisproxy_*` options the addon declares in `load` (`declare_options`);
 - the flags of `fisproxy run` and `fisproxy web`, their help, and the values `--set` and the
-  environment may give (cliflags.py, through `Setting.flag_help` and `Setting.from_text`);
+  environment may give (cli/flags.py, through `Setting.flag_help` and `Setting.from_text`);
 - the errors: a parser says what is wrong with a value, `SettingError` puts the name in front
   as the user wrote it (`--aws-endpoint`, `$FISPROXY_AWS_ENDPOINT`, `fisproxy_aws_endpoint`);
 - the frozen `Settings` the addons read, parsed once per change in `configure`;

@@ -16,7 +16,7 @@ from pathlib import Path
 from mitmproxy import ctx, tls
 from mitmproxy.utils import human
 
-from fisproxy.certs import CA_CERT
+from fisproxy.proxy.certs import CA_CERT
 
 logger = logging.getLogger(__name__)
 

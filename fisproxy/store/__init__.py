@@ -1,5 +1,5 @@
 """Persistence behind one interface (`StoreBackend`, in `base.py`): SQLite embedded by default
-(`sqlite.py`), Redis for a fleet of proxies sharing one FIS (`redis/`). `open_store` picks one
+(`sqlite/`), Redis for a fleet of proxies sharing one FIS (`redis/`). `open_store` picks one
 from the `--store` option. The Redis client is an extra (`pip install 'fisproxy[redis]'`),
 imported only when a `redis://` store is opened."""
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from fisproxy.fis.outage import log_failure
 from fisproxy.fis.ports import ChangeCallback, DataCallback, FleetStore, StoreUnavailable
-from fisproxy.requestlog import RequestRecord
+from fisproxy.requestlog import RequestStore  # the request log's port, declared where it is used
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +31,6 @@ MAX_COUNTER_SERIES = 10_000
 
 CounterKey = tuple[str, ...]
 """(metric name, label value, ...): `("fisproxy_requests", "dynamodb", "PutItem")`."""
-
-
-class RequestStore(Protocol):
-    def append_requests(self, records: list[RequestRecord]) -> None:
-        """Store `records`, all or none."""
-        ...
-
-    def requests_between(self, start: float, end: float) -> list[RequestRecord]:
-        """Records with `start <= time <= end`, oldest first (ties in the order written)."""
-        ...
-
-    def delete_requests_before(self, t: float, *, batch: int = 5000) -> int:
-        """Drop records with `time < t` (retention), in batches; how many went."""
-        ...
 
 
 class ProxyRegistry(Protocol):

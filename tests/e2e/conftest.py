@@ -124,7 +124,9 @@ class Fisproxy:
                access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, session_token: str | None = None,
                **config: Any) -> Any:
         """A boto3 client talking to the real AWS hostname through the proxy (TLS intercepted)."""
-        config = {"connect_timeout": 5, "read_timeout": 20, **config}
+        # Generous bounds against a hang: a just-started proxy on a loaded 2-core machine took
+        # over 5 s to answer its first CONNECT (faults are applied after CONNECT, on requests).
+        config = {"connect_timeout": 20, "read_timeout": 20, **config}
         cfg = Config(
             proxies={"https": self.proxy_url, "http": self.proxy_url},
             retries=retries or {"mode": "standard"}, **config,

@@ -66,7 +66,7 @@ def test_the_suites_proxies_register_where_no_users_shell_looks(fisproxy: Fispro
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """tests/conftest.py gives the session a runtime folder of its own: `fisproxy env` in a
     user's shell never finds the suite's proxies (it found them, and pointed the shell at them)."""
-    from fisproxy import runtimefile
+    from fisproxy.cli import runtimefile
 
     session_dir = runtimefile.runtime_dir()
     assert runtimefile.find(port=fisproxy.port) is not None  # recorded, in the session's folder

@@ -9,11 +9,11 @@ import pytest
 from fisproxy.aws import catalog
 from fisproxy.fis.actions import (
     ACTIONS,
-    LOCALSTACK_MESSAGE,
     ParameterError,
     get,
     target_resource_types,
 )
+from fisproxy.fis.apifaults import LOCALSTACK_MESSAGE
 from fisproxy.fis.faults import FaultSpec, RuleSpec
 
 DESIGN_ACTIONS = [  # the README's API fault table

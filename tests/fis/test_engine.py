@@ -366,9 +366,9 @@ def test_role_targeting_through_learned_identities(engine, store, tmp_path, cloc
     drive(engine)
     assert engine.match(call(access_key="ASIAAPP")) == []  # unknown key
     assert engine.match(call(access_key=None)) == []
-    engine.learn_identity("ASIAAPP", "arn:aws:sts::123456789012:assumed-role/app-role/session-1")
-    engine.learn_identity("ASIAOTHER", "arn:aws:sts::123456789012:assumed-role/other/s")
-    engine.learn_identity("ASIAELSEWHERE", "arn:aws:sts::999999999999:assumed-role/app-role/s")
+    engine.identities.learn("ASIAAPP", "arn:aws:sts::123456789012:assumed-role/app-role/session-1")
+    engine.identities.learn("ASIAOTHER", "arn:aws:sts::123456789012:assumed-role/other/s")
+    engine.identities.learn("ASIAELSEWHERE", "arn:aws:sts::999999999999:assumed-role/app-role/s")
     faults = engine.match(call(access_key="ASIAAPP"))
     assert [(f.source, f.spec.kind, f.spec.error_kind) for f in faults] == [(f"{exp_id}/throttle", "error", "throttle")]
     assert engine.match(call(access_key="ASIAOTHER")) == []

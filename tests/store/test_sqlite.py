@@ -18,6 +18,7 @@ import pytest
 from fisproxy.fis.runstate import RunState
 from fisproxy.store import Store, open_store
 from fisproxy.store import sqlite as sqlite_store
+from fisproxy.store.sqlite import changes as sqlite_changes
 from tests.helpers import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +43,14 @@ def test_open_store_without_a_url_is_sqlite_at_the_state_path(tmp_path: Path) ->
 
 def test_creates_parent_dirs_and_uses_wal(store: Store) -> None:
     assert store.path.exists()
-    assert store._run("PRAGMA journal_mode")[0][0] == "wal"
-    assert store._run("PRAGMA synchronous")[0][0] == 2  # FULL
+    assert store._conn.run("PRAGMA journal_mode")[0][0] == "wal"
+    assert store._conn.run("PRAGMA synchronous")[0][0] == 2  # FULL
 
 
 def test_a_subscriber_that_fell_behind_the_kept_changes_resyncs(
     store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "CHANGES_KEPT", 5)
+    monkeypatch.setattr(sqlite_changes, "CHANGES_KEPT", 5)
     got: queue.Queue[tuple[str, str | None]] = queue.Queue()
     release = threading.Event()
 
@@ -62,7 +63,7 @@ def test_a_subscriber_that_fell_behind_the_kept_changes_resyncs(
     assert got.get(timeout=2) == ("experiment", "first")
     for i in range(200):
         store.publish_change("experiment", f"E{i}")
-    assert store._run("SELECT COUNT(*) FROM changes")[0][0] < 110  # pruned as it goes
+    assert store._conn.run("SELECT COUNT(*) FROM changes")[0][0] < 110  # pruned as it goes
     release.set()
     resync = {got.get(timeout=2), got.get(timeout=2)}
     assert resync == {("chaos", None), ("experiment", None)}

@@ -111,12 +111,12 @@ def test_a_failed_save_is_not_announced(tmp_path: Path) -> None:
     """SQLite: the experiment and its change row are one transaction."""
     store = SqliteStore(tmp_path / "s.sqlite")
     try:
-        rows = store._run("SELECT COUNT(*) FROM changes")[0][0]
-        store._run("CREATE TRIGGER refuse BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'full'); END")
+        rows = store._conn.run("SELECT COUNT(*) FROM changes")[0][0]
+        store._conn.run("CREATE TRIGGER refuse BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'full'); END")
         with pytest.raises(sqlite3.IntegrityError):
             store.put_experiment(make_experiment("EXP1"), RunState())
         assert store.get_experiment("EXP1") is None
-        assert store._run("SELECT COUNT(*) FROM changes")[0][0] == rows
+        assert store._conn.run("SELECT COUNT(*) FROM changes")[0][0] == rows
     finally:
         store.close()
 
@@ -132,7 +132,7 @@ def test_a_sqlite_file_of_an_earlier_version_gets_the_active_index_at_open(tmp_p
     stores = [SqliteStore(path), SqliteStore(path)]  # the second finds it done
     try:
         assert [e.id for e in stores[1].list_active_experiments()] == ["EXP0", "EXP2"]
-        plan = " ".join(str(r) for r in stores[0]._run(
+        plan = " ".join(str(r) for r in stores[0]._conn.run(
             "EXPLAIN QUERY PLAN SELECT doc FROM experiments WHERE active ORDER BY seq"))
         assert "experiments_active" in plan  # the partial index: no scan of the history
     finally:

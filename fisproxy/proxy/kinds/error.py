@@ -4,16 +4,12 @@ happened, the client saw a failure). Which status, code and message: `aws/errors
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mitmproxy import http
 
 from fisproxy.aws.errors import error_for
 from fisproxy.fis.faults import Fault, Phase
 from fisproxy.proxy import apply
-
-if TYPE_CHECKING:
-    from fisproxy.proxy.kinds import Env
+from fisproxy.proxy.kinds.base import Env
 
 
 class Error:

@@ -4,16 +4,12 @@ function (phase request, preventExecution true) or after it ran (phase response)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mitmproxy import http
 
 from fisproxy.fis.faults import Fault, Phase
 from fisproxy.fis.resources.scoped import function_error_response, invocation_type
 from fisproxy.proxy import apply
-
-if TYPE_CHECKING:
-    from fisproxy.proxy.kinds import Env
+from fisproxy.proxy.kinds.base import Env
 
 
 class LambdaError:

@@ -5,16 +5,12 @@ in place of what it returned (phase response)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mitmproxy import http
 
 from fisproxy.fis.faults import Fault, Phase
 from fisproxy.fis.resources.scoped import http_integration_response, invocation_type
 from fisproxy.proxy import apply
-
-if TYPE_CHECKING:
-    from fisproxy.proxy.kinds import Env
+from fisproxy.proxy.kinds.base import Env
 
 
 class LambdaHttp:

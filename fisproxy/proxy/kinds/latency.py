@@ -3,15 +3,11 @@ answer (phase response). The wait ends early when the action stops."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mitmproxy import http
 
 from fisproxy.fis.faults import Fault, Phase
 from fisproxy.proxy import apply
-
-if TYPE_CHECKING:
-    from fisproxy.proxy.kinds import Env
+from fisproxy.proxy.kinds.base import Env
 
 
 class Latency:

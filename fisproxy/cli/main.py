@@ -1,10 +1,11 @@
 """The `fisproxy` command: its subcommands, each in its own module, and the error conventions
 they share.
 
-- `run`, `web` (runcli.py): the proxy; its flags come from the settings' declaration
+- `run`, `web` (run.py): the proxy; its flags come from the settings' declaration
   (proxy/settings.py), the one configuration the mitmproxy options come from too.
-- `env`, `ca` (envcli.py): export lines and the CA of the proxy this folder uses.
-- `report`, `experiments`, `proxies` (reportcli.py, reading through controlclient.py).
+- `env`, `ca` (env.py): export lines and the CA of the proxy this folder uses.
+- `report`, `experiments`, `proxies` (report.py, reading through controlclient.py).
+- `scenarios` (scenarios.py): AWS's scenario library (`fisproxy/scenarios/`) as templates.
 
 A command module offers `register(subparsers)`, which adds its parsers and sets their
 `handler`; a new command is one more module in `COMMANDS`. A flag argparse does not know
@@ -21,11 +22,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fisproxy import __version__, envcli, reportcli, runcli
-from fisproxy.cliflags import CliError
-from fisproxy.scenarios import cli as scenarios_cli
+from fisproxy import __version__
+from fisproxy.cli import env, report, run, scenarios
+from fisproxy.cli.flags import CliError
 
-COMMANDS: tuple[Any, ...] = (runcli, envcli, reportcli, scenarios_cli)
+COMMANDS: tuple[Any, ...] = (run, env, report, scenarios)
 
 DESCRIPTION = """\
 fisproxy: AWS Fault Injection Service as a proxy. Start it, point SDKs at it, create FIS
@@ -92,7 +93,7 @@ def command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.Ar
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        if not reportcli.dispatch(args):
+        if not report.dispatch(args):
             args.handler(args)
         sys.stdout.flush()
     except CliError as e:

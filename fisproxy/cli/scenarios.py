@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from fisproxy.cliflags import CliError
+from fisproxy.cli.flags import CliError
 from fisproxy.scenarios import SCENARIOS, render
 
 

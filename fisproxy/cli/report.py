@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fisproxy.cliflags import CliError
-from fisproxy.controlclient import Source, add_source_args, source
+from fisproxy.cli.controlclient import Source, add_source_args, source
+from fisproxy.cli.flags import CliError
 from fisproxy.reports.model import Report
 from fisproxy.reports.present import align_columns, experiment_row, iso
 from fisproxy.reports.text import render_table

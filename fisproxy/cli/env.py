@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fisproxy import runtimefile
-from fisproxy.certs import ensure_ca, write_bundle
-from fisproxy.cliflags import CliError, add_flag
+from fisproxy.cli import runtimefile
+from fisproxy.cli.flags import CliError, add_flag
+from fisproxy.proxy.certs import ensure_ca, write_bundle
 from fisproxy.proxy.settings import BY_NAME, default_certs_dir
 
 CHOSEN = "default: the proxy started in this folder, else the only one running"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fisproxy import runtimefile
-from fisproxy.runtimefile import RunningProxy
+from fisproxy.cli import runtimefile
+from fisproxy.cli.runtimefile import RunningProxy
 
 
 @pytest.fixture(autouse=True)

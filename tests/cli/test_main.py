@@ -24,7 +24,7 @@ from tests.helpers import (
 )
 
 FISPROXY = str(VENV_BIN / "fisproxy")
-ADDON = Path(__file__).resolve().parent.parent / "addons" / "fisproxy.py"
+ADDON = Path(__file__).resolve().parents[2] / "addons" / "fisproxy.py"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,7 +82,7 @@ def test_misspelt_flag_prints_the_commands_usage_and_the_closest_flag() -> None:
 
 
 def test_top_level_help_lists_every_command_and_points_to_their_help() -> None:
-    from fisproxy.cli import build_parser, command_parser
+    from fisproxy.cli.main import build_parser, command_parser
 
     result = run("--help")
     assert result.returncode == 0
@@ -142,7 +142,7 @@ def test_endpoint_port_needs_an_aws_endpoint(tmp_path: Path) -> None:
 
 
 def test_unreachable_says_why() -> None:
-    from fisproxy.runcli import unreachable
+    from fisproxy.cli.run import unreachable
 
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
@@ -193,8 +193,8 @@ def test_an_addon_that_cannot_open_its_store_exits_instead_of_running_deaf(tmp_p
 # ---- one configuration: flags, options, --set, environment and errors from one declaration ----
 
 def resolve_run(argv: list[str]) -> dict[str, object]:
-    from fisproxy.cli import parse_args
-    from fisproxy.cliflags import resolve
+    from fisproxy.cli.flags import resolve
+    from fisproxy.cli.main import parse_args
 
     return resolve(parse_args(["run", *argv]), "run").values
 
@@ -267,7 +267,7 @@ def test_precedence_set_then_flag_then_environment_then_default(monkeypatch: pyt
 def test_the_flags_and_the_options_come_from_the_declaration() -> None:
     from mitmproxy.test import taddons
 
-    from fisproxy.cli import build_parser, command_parser
+    from fisproxy.cli.main import build_parser, command_parser
     from fisproxy.proxy.runtime import Runtime
     from fisproxy.proxy.settings import SETTINGS
 
@@ -295,7 +295,7 @@ def test_web_takes_no_workers_and_state_shows_its_default() -> None:
 def test_the_readme_table_is_the_declaration() -> None:
     from fisproxy.proxy.settings import markdown_table
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert markdown_table() in readme, (
         "README.md's table of settings differs from fisproxy/proxy/settings.py: replace it with "
         "the output of `python -m fisproxy.proxy.settings`")

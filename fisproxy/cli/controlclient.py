@@ -1,5 +1,5 @@
 """How fisproxy's own commands (`report`, `experiments`, `proxies`) reach a FIS: which one, and
-how they log in. `reportcli.py` renders what they read.
+how they log in. `report.py` renders what they read.
 
 Where from, the first that applies (`source`), said on stderr:
 
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from fisproxy import runtimefile
-from fisproxy.cliflags import CliError, add_flag
+from fisproxy.cli import runtimefile
+from fisproxy.cli.flags import CliError, add_flag
 from fisproxy.fis.models import Experiment
 from fisproxy.proxy.settings import BY_NAME, default_state_path
 

@@ -93,7 +93,7 @@ class Supervisor:
         self.restarts: deque[float] = deque()
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        worker = subprocess.Popen([sys.executable, "-m", "fisproxy.workers"], stdin=subprocess.PIPE)
+        worker = subprocess.Popen([sys.executable, "-m", "fisproxy.cli.workers"], stdin=subprocess.PIPE)
         assert worker.stdin is not None
         try:
             worker.stdin.write(json.dumps(self.argv).encode() + b"\n")

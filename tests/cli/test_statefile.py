@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fisproxy.statefile import state_problem
+from fisproxy.cli.statefile import state_problem
 from fisproxy.store import Store
 from tests.helpers import VENV_BIN, clean_env, free_port
 

@@ -22,13 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fisproxy import __version__, runtimefile
-from fisproxy.certs import CA_CERT, ensure_ca
-from fisproxy.cliflags import CliError, Resolved, add_setting_flags, resolve
+from fisproxy import __version__
+from fisproxy.cli import runtimefile
+from fisproxy.cli.flags import CliError, Resolved, add_setting_flags, resolve
+from fisproxy.cli.runtimefile import RunningProxy
+from fisproxy.cli.statefile import state_problem
 from fisproxy.proxy.auth import ControlAuth
+from fisproxy.proxy.certs import CA_CERT, ensure_ca
 from fisproxy.proxy.settings import BY_NAME, SettingError, parse_endpoint
-from fisproxy.runtimefile import RunningProxy
-from fisproxy.statefile import state_problem
 
 ENDPOINT_CHECK_SECONDS = 2.0
 # mitmproxy options fisproxy sets unless the user --set them.
@@ -173,7 +174,7 @@ def run_proxy(args: argparse.Namespace) -> None:
     argv = mitmproxy_args(args, settings)
     banner(args, settings)
     if settings.values.get("workers", 1) > 1:
-        from fisproxy.workers import supervise
+        from fisproxy.cli.workers import supervise
 
         with recorded(args, settings):
             code = supervise(argv, settings.values["workers"])

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fisproxy import runtimefile
-from fisproxy.runtimefile import RunningProxy
+from fisproxy.cli import runtimefile
+from fisproxy.cli.runtimefile import RunningProxy
 from tests.helpers import VENV_BIN, clean_env
 
 FISPROXY = str(VENV_BIN / "fisproxy")
