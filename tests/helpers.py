@@ -136,6 +136,9 @@ def backoff_skipped() -> Iterator[SkippedBackoff]:
 # PYTHONPATH for an AWS CLI process whose retry sleeps are skipped the same way:
 # `tests/nobackoff/sitecustomize.py` installs a SkippedBackoff in it at interpreter start.
 AWS_CLI_NO_BACKOFF = ROOT / "tests" / "nobackoff"
+# PYTHONPATH for a `fisproxy run` whose report delivery retries after 0.5 s instead of 5 s and
+# 30 s: `tests/quickretries/sitecustomize.py`.
+QUICK_REPORT_RETRIES = ROOT / "tests" / "quickretries"
 
 
 # ---- redis-server (the shared store's tests) -------------------------------------------------

@@ -70,3 +70,12 @@ def test_run_group_kills_what_the_program_left_behind() -> None:
     assert result.returncode == 0 and result.stdout.strip() == "started"
     psutil.wait_procs(processes_tagged(tag), timeout=10)
     assert processes_tagged(tag) == []
+
+
+def test_every_file_listed_to_run_first_exists() -> None:
+    """tests/conftest.py's LONGEST_FIRST names files by path: one renamed or moved would quietly
+    lose its place at the front and could again be left running alone at the end."""
+    from tests.conftest import LONGEST_FIRST
+    from tests.helpers import ROOT
+
+    assert [path for path in LONGEST_FIRST if not (ROOT / path).is_file()] == []

@@ -11,6 +11,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from botocore.config import Config
 
 from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY, Fisproxy, wait_for_state
 from tests.e2e.test_faults import make_table
+from tests.helpers import QUICK_REPORT_RETRIES
 
 ROLE = "arn:aws:iam::123456789012:role/fis"
 
@@ -49,7 +51,7 @@ def wait_for_report(fis: Any, experiment_id: str, *statuses: str, timeout: float
         time.sleep(0.2)
 
 
-def report_template(fis: Any, bucket: str, dashboard: str | None, **extra: Any) -> str:
+def report_template(fis: Any, bucket: str, dashboard: str | None, duration: str = "PT8S", **extra: Any) -> str:
     config: dict[str, Any] = {
         "outputs": {"s3Configuration": {"bucketName": bucket, "prefix": "fis-reports"}},
         "preExperimentDuration": "PT5S", "postExperimentDuration": "PT2S",
@@ -61,7 +63,7 @@ def report_template(fis: Any, bucket: str, dashboard: str | None, **extra: Any) 
         description="report e2e", roleArn=ROLE, stopConditions=[{"source": "none"}],
         actions={"throttlePuts": {"actionId": "aws:fis:inject-api-throttle-error",
                                   "parameters": {"service": "dynamodb", "operations": "PutItem",
-                                                 "percentage": "100", "duration": "PT8S"}}},
+                                                 "percentage": "100", "duration": duration}}},
         experimentReportConfiguration=config, tags={"Name": "report-e2e"}, **extra,
     )["experimentTemplate"]["id"]
 
@@ -110,14 +112,24 @@ def test_report_configuration_delivers_a_pdf_to_the_bucket(proxy: Fisproxy) -> N
     assert "Orders per second" in text and "CloudWatch dashboard " + dashboard in text
 
 
-def test_a_bucket_that_does_not_exist_fails_the_report_with_the_reason(proxy: Fisproxy) -> None:
-    fis = proxy.fis()
-    template = report_template(fis, f"missing-{uuid.uuid4().hex[:8]}", None)
+@pytest.fixture
+def quick_retries(tmp_path: Path, moto: str) -> Iterator[Fisproxy]:
+    """A proxy whose report delivery waits 0.5 s between attempts, not 5 s and 30 s: the three
+    attempts and the end are the same (tests/reports/test_delivery.py checks the waits)."""
+    with Fisproxy(tmp_path, moto, env_extra={"PYTHONPATH": str(QUICK_REPORT_RETRIES)}).running() as proxy:
+        yield proxy
+
+
+def test_a_bucket_that_does_not_exist_fails_the_report_with_the_reason(quick_retries: Fisproxy) -> None:
+    fis = quick_retries.fis()
+    template = report_template(fis, f"missing-{uuid.uuid4().hex[:8]}", None, duration="PT1S")  # (only its end matters)
     exp = fis.start_experiment(experimentTemplateId=template)["experiment"]
     wait_for_state(fis, exp["id"], "completed")
     report = wait_for_report(fis, exp["id"], "failed", timeout=90)
     assert "NoSuchBucket" in report["state"]["reason"]
     assert report["state"]["error"]["code"]
+    log = quick_retries.log.read_text()
+    assert [n for n in (1, 2, 3) if f"report delivery failed (attempt {n})" in log] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("how", ["lever", "skip-all"])

@@ -118,7 +118,8 @@ def test_a_start_on_one_proxy_faults_the_others_and_a_stop_anywhere_ends_it(flee
     print(f"[fleet] stop on C ended it on A and B after {took:.2f} s")
     wait_for_state(b.fis(), exp_id, "stopped")
     # One report, from any proxy, counts the faults of all three (this fleet's store is this
-    # test's own). The other proxies' records arrive with their next write, a second later.
+    # test's own). The other proxies' records arrive with their next write, a second later (on a
+    # busy machine, over 10 s later: the bound is 30 s; it returns as soon as they are counted).
     faulted = {proxy.control_url: FAULTED.get(proxy.control_url, 0) for proxy in fleet}
     assert all(faulted.values()), faulted
 
@@ -126,7 +127,7 @@ def test_a_start_on_one_proxy_faults_the_others_and_a_stop_anywhere_ends_it(flee
         report = b.control("GET", f"/_fisproxy/experiments/{exp_id}/report").json()
         return sum(r["faulted"] for r in report["actions"][0]["rows"])
 
-    wait_until(lambda: counted() == sum(faulted.values()), 10, f"the report to count {faulted}")
+    wait_until(lambda: counted() == sum(faulted.values()), 30, f"the report to count {faulted}")
     listing = subprocess.run([str(VENV_BIN / "fisproxy"), "proxies", "--control-url", a.control_url,
                               "--format", "json"], capture_output=True, text=True, env=clean_env(),
                              timeout=30, check=True).stdout
