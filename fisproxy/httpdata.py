@@ -30,3 +30,17 @@ class ApiResponse:
             {"content-type": "application/json", **(headers or {})},
             json.dumps(data, default=str).encode(),
         )
+
+
+def header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header `name` (lower-case): repeated headers are kept apart where the
+    mapping can (mitmproxy's Headers, http.client and botocore messages have `get_all`)."""
+    get_all: Any = getattr(headers, "get_all", None)
+    if get_all is not None:
+        return list(get_all(name) or [])
+    return [v for k, v in headers.items() if k.lower() == name]
+
+
+def first_header(headers: Mapping[str, str], name: str) -> str | None:
+    values = header_values(headers, name)
+    return values[0] if values else None

@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -34,7 +33,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from fisproxy.fis.api import render_error
-from fisproxy.httpdata import ApiResponse
+from fisproxy.httpdata import ApiResponse, first_header, header_values
 
 HEALTH_PATH = "/_fisproxy/health"
 METRICS_PATH = "/metrics"
@@ -178,9 +177,9 @@ class ControlAuth:
             return Refusal("fisproxy: the request target is not a path")
         if self.is_public(method, path):
             return None
-        authorization = _first(headers, "authorization") or ""
+        authorization = first_header(headers, "authorization") or ""
         kind, _, credentials = authorization.strip().partition(" ")
-        presented = _first(headers, TOKEN_HEADER)
+        presented = first_header(headers, TOKEN_HEADER)
         if presented is None and kind.lower() == "bearer":
             presented = credentials.strip()
         if presented is not None and self.token is not None and _same(presented, self.token):
@@ -214,7 +213,7 @@ class ControlAuth:
                            "IncompleteSignatureException")
         if "host" not in signed:
             return Refusal("'Host' must be a signed header.", "IncompleteSignatureException")
-        amz_date = _first(headers, "x-amz-date")
+        amz_date = first_header(headers, "x-amz-date")
         if amz_date is None:
             return Refusal("fisproxy: SigV4 requests need an X-Amz-Date header.",
                            "IncompleteSignatureException")
@@ -228,16 +227,16 @@ class ControlAuth:
         skew = _skew(signed_at, time.time() if now is None else now)
         if skew:
             return skew
-        payload = _first(headers, "x-amz-content-sha256")
+        payload = first_header(headers, "x-amz-content-sha256")
         if payload is not None:
             refusal = _check_payload_hash(payload, request.scheme, request.body)
             if refusal:
                 return refusal
-        missing = [name for name in signed if name != "host" and not _values(headers, name)]
+        missing = [name for name in signed if name != "host" and not header_values(headers, name)]
         if missing:
             return Refusal(f"fisproxy: signed header {missing[0]} is missing.", "InvalidSignatureException")
         covered = [request.method, request.path, request.query, request.authority or ""]
-        covered += [v for name in signed for v in _values(headers, name)]
+        covered += [v for name in signed for v in header_values(headers, name)]
         if not all(_is_text(v) for v in covered):  # bytes that are not UTF-8: signed by no SDK
             return Refusal(BAD_SIGNATURE, "InvalidSignatureException")
         expected = _signature(request, signed, amz_date, Credentials(key_id, secret), service, region)
@@ -292,7 +291,7 @@ def _signature(signed_request: _Signed, signed: Sequence[str], amz_date: str,
                credentials: Credentials, service: str, region: str) -> str:
     sent = HTTPHeaders()
     for name in signed:
-        values = _values(signed_request.headers, name)
+        values = header_values(signed_request.headers, name)
         if name == "host" and not values and signed_request.authority:
             values = [signed_request.authority]  # HTTP/2: the authority, not a Host header
         for value in values:
@@ -353,18 +352,6 @@ def _check_payload_hash(payload: str, scheme: str, body: bytes) -> Refusal | Non
         return None
     return Refusal(f"fisproxy: x-amz-content-sha256 {payload[:40]!r} is not accepted here "
                    "(UNSIGNED-PAYLOAD only over HTTPS)", "InvalidSignatureException")
-
-
-def _values(headers: Mapping[str, str], name: str) -> list[str]:
-    get_all: Any = getattr(headers, "get_all", None)  # mitmproxy Headers, botocore HTTPHeaders
-    if get_all is not None:
-        return list(get_all(name) or [])
-    return [v for k, v in headers.items() if k.lower() == name]
-
-
-def _first(headers: Mapping[str, str], name: str) -> str | None:
-    values = _values(headers, name)
-    return values[0] if values else None
 
 
 def _is_text(value: str) -> bool:

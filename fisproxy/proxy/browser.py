@@ -35,11 +35,10 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from fisproxy.fis.api import render_error
-from fisproxy.httpdata import ApiResponse
+from fisproxy.httpdata import ApiResponse, first_header, header_values
 
 # fis.<region>.amazonaws.com, fis-fips..., fis.<region>.api.aws: the FIS API through the proxy.
 FIS_HOST = re.compile(r"^fis(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)$")
@@ -144,9 +143,9 @@ class BrowserGuard:
                            "on other names could read and change it: DNS rebinding). Use "
                            "127.0.0.1 or localhost, or allow the name with --allowed-host NAME.")
         method = method.upper()
-        origin = _header(headers, "origin")
+        origin = first_header(headers, "origin")
         own = origin is not None and self._allowed_origin(origin, split, scheme)
-        site = (_header(headers, "sec-fetch-site") or "").lower()
+        site = (first_header(headers, "sec-fetch-site") or "").lower()
         if site in ("cross-site", "same-site") and not own and not _navigation(method, headers):
             return _denied(f"fisproxy: requests sent by web pages of other sites are refused "
                            f"(Origin {_shown(origin or 'absent')}); allow a page with "
@@ -194,30 +193,18 @@ def _navigation(method: str, headers: Mapping[str, str]) -> bool:
     """A top-level navigation (a link followed, a URL typed): harmless, and the page then runs
     in fisproxy's own origin. Frames are not navigations here (clickjacking)."""
     return (method in ("GET", "HEAD")
-            and (_header(headers, "sec-fetch-mode") or "").lower() == "navigate"
-            and (_header(headers, "sec-fetch-dest") or "document").lower() == "document")
+            and (first_header(headers, "sec-fetch-mode") or "").lower() == "navigate"
+            and (first_header(headers, "sec-fetch-dest") or "document").lower() == "document")
 
 
 def _json(headers: Mapping[str, str]) -> bool:
     """Exactly one Content-Type, of a JSON type. A list (`application/json, text/plain`) is
     refused: browsers read the last type of a list, servers often the first."""
-    values = _values(headers, "content-type")
+    values = header_values(headers, "content-type")
     if len(values) != 1 or "," in values[0]:
         return False
     essence = values[0].split(";", 1)[0].strip().lower()
     return essence in JSON_TYPES or (essence.startswith("application/") and essence.endswith("+json"))
-
-
-def _values(headers: Mapping[str, str], name: str) -> list[str]:
-    get_all: Any = getattr(headers, "get_all", None)  # mitmproxy Headers, http.client messages
-    if get_all is not None:
-        return list(get_all(name) or [])
-    return [v for k, v in headers.items() if k.lower() == name]
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    values = _values(headers, name)
-    return values[0] if values else None
 
 
 def _shown(value: str, limit: int = 80) -> str:
