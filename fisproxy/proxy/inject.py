@@ -24,7 +24,7 @@ from collections.abc import Awaitable
 
 from mitmproxy import http
 
-from fisproxy.aws.call import AwsCall, RequestParts
+from fisproxy.aws.call import RequestParts
 from fisproxy.aws.identify import complete, identify
 from fisproxy.fis.decide import (
     OTHER_TRAFFIC,
@@ -70,10 +70,13 @@ class FaultInjector:
             note = runtime.notes[flow.id] = Note(call, service_only=service_only)
             if call.needs_body:
                 return None  # decided in `request`, once the (small, buffered) form body is in
-            if self._needs_body(call) and not req.stream and apply.has_body(req):
+            candidates = self._candidates(note)
+            if not candidates:
+                return None
+            if needs_body(candidates) and not req.stream and apply.has_body(req):
                 note.deferred = True  # a targeted resource named in the (small) body
                 return None
-            return self._decide_and_apply(flow, note)
+            return self._decide_and_apply(flow, note, candidates)
         except Exception:  # the error boundary: log, let the flow go on untouched
             logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
             return None
@@ -88,7 +91,10 @@ class FaultInjector:
             req = flow.request
             if note.call.needs_body:
                 note.call = complete(note.call, original_host(flow), req.raw_content or b"")
-            return None if note.call.needs_body else self._decide_and_apply(flow, note, with_body=True)
+            if note.call.needs_body:
+                return None
+            candidates = self._candidates(note)
+            return self._decide_and_apply(flow, note, candidates, with_body=True) if candidates else None
         except Exception:
             logger.exception("fisproxy: error while handling %s; passing it through", where(flow))
             return None
@@ -109,22 +115,18 @@ class FaultInjector:
 
     # ---- deciding and applying -------------------------------------------------------
 
-    def _needs_body(self, call: AwsCall) -> bool:
-        engine = self.runtime.engine
-        return engine is not None and needs_body(engine.rules.candidates(call))
+    def _candidates(self, note: Note) -> tuple[CandidateRule, ...]:
+        """The rules that may apply to the call (looked up once per decision: memory only)."""
+        runtime = self.runtime
+        if runtime.engine is None or runtime.chaos is None:
+            return ()
+        if note.call.operation is None and not note.service_only:
+            return ()  # not a call we understand (malformed, unknown): passed through untouched
+        return runtime.engine.rules.candidates(note.call) + runtime.chaos.candidates()
 
-    def _decide_and_apply(self, flow: http.HTTPFlow, note: Note, *,
+    def _decide_and_apply(self, flow: http.HTTPFlow, note: Note, candidates: tuple[CandidateRule, ...], *,
                           with_body: bool = False) -> Awaitable[None] | None:
         """Decide now (or once the address is resolved, for a rule that needs it) and apply."""
-        runtime = self.runtime
-        call = note.call
-        if runtime.engine is None or runtime.chaos is None:
-            return None
-        if call.operation is None and not note.service_only:
-            return None  # not a call we understand (malformed, unknown): passed through untouched
-        candidates = runtime.engine.rules.candidates(call) + runtime.chaos.candidates()
-        if not candidates:
-            return None
         if needs_address(candidates) and not self.resolver.known(flow.request.host)[0]:
             return self._resolved(flow, note, candidates, with_body)
         decision = self._decide(flow, note, candidates, with_body=with_body)
