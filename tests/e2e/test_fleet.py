@@ -102,12 +102,19 @@ THROTTLE = {"actionId": "aws:fis:inject-api-throttle-error",
             "parameters": {"service": "dynamodb", "operations": "GetItem", "percentage": "100"}}
 
 
+def throttle_running(proxy: Fisproxy, duration: str) -> tuple[str, str]:
+    """A new table, and an experiment throttling DynamoDB GetItem (all tables) for `duration`, running (started
+    on `proxy`): the table's name and the experiment's id."""
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    make_table(proxy, table)
+    exp_id = start(proxy, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": duration}})
+    wait_for_state(proxy.fis(), exp_id, "running")
+    return table, exp_id
+
+
 def test_a_start_on_one_proxy_faults_the_others_and_a_stop_anywhere_ends_it(fleet: list[Fisproxy]) -> None:
     a, b, c = fleet
-    table = f"t-{uuid.uuid4().hex[:8]}"
-    make_table(a, table)
-    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
-    wait_for_state(a.fis(), exp_id, "running")
+    table, exp_id = throttle_running(a, "PT10M")
     # Measured, printed (the README's figures), not asserted: CI machines are busy.
     took = seconds_until(lambda: throttled(b, table) and throttled(c, table))
     print(f"\n[fleet] start on A faulted calls through B and C after {took:.2f} s")
@@ -136,10 +143,7 @@ def test_a_start_on_one_proxy_faults_the_others_and_a_stop_anywhere_ends_it(flee
 
 def test_the_schedule_holder_killed_mid_experiment_is_replaced_and_it_ends_on_time(fleet: list[Fisproxy]) -> None:
     a, b, c = fleet
-    table = f"t-{uuid.uuid4().hex[:8]}"
-    make_table(a, table)
-    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT12S"}})
-    wait_for_state(a.fis(), exp_id, "running")
+    table, exp_id = throttle_running(a, "PT12S")
     began = time.monotonic()
     a.kill9()
     assert throttled(b, table)  # the survivors go on faulting
@@ -157,10 +161,7 @@ def test_redis_stopped_and_restarted_mid_experiment(
 ) -> None:
     a, b, _ = fleet
     proc, port, directory = redis
-    table = f"t-{uuid.uuid4().hex[:8]}"
-    make_table(a, table)
-    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
-    wait_for_state(a.fis(), exp_id, "running")
+    table, exp_id = throttle_running(a, "PT10M")
     wait_until(lambda: throttled(b, table), 10, "the fault on B")
     stop(proc)
     # Traffic passes and the known experiment keeps its faults; control calls answer 503.
@@ -267,10 +268,7 @@ def test_faults_end_at_their_planned_end_on_every_proxy_while_redis_is_frozen(
     cannot keep a fault on: every proxy ends it at its planned end by its own clock."""
     a, b, c = fleet
     proc = redis[0]
-    table = f"t-{uuid.uuid4().hex[:8]}"
-    make_table(a, table)
-    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT8S"}})
-    wait_for_state(a.fis(), exp_id, "running")
+    table, exp_id = throttle_running(a, "PT8S")
     wait_until(lambda: all(throttled(proxy, table) for proxy in fleet), 10, "the fault on every proxy")
     began = a.fis().get_experiment(id=exp_id)["experiment"]["actions"]["fault"]["startTime"].timestamp()
     proc.send_signal(signal.SIGSTOP)
@@ -323,10 +321,7 @@ def test_redis_restarted_without_its_data_mid_experiment(
     ends the faults on every proxy."""
     a, b, _ = fleet
     proc, port, _ = redis
-    table = f"t-{uuid.uuid4().hex[:8]}"
-    make_table(a, table)
-    exp_id = start(a, {**THROTTLE, "parameters": {**THROTTLE["parameters"], "duration": "PT10M"}})
-    wait_for_state(a.fis(), exp_id, "running")
+    table, exp_id = throttle_running(a, "PT10M")
     wait_until(lambda: throttled(b, table), 10, "the fault on B")
     stop(proc)
     proc2, _ = start_redis(tmp_path / "empty-redis", port, "--appendfsync", "always")
