@@ -11,7 +11,6 @@ import io
 import json
 import random
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from fisproxy.reports.service import report_handler
 from fisproxy.reports.text import render_table
 from fisproxy.requestlog import RequestRecord
 from fisproxy.store import Store
+from tests.helpers import free_port
 
 T0 = 1_700_000_000.0
 EXP = "EXP1"
@@ -502,12 +502,6 @@ class _ControlAdapter(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
